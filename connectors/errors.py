@@ -1,0 +1,49 @@
+"""The connectors' exceptions: three kinds, sorted by what the caller should do.
+
+    ConnectorError
+    ├── RetriableError        wait and try again (429, 5xx, resets, timeouts)
+    ├── ReauthenticateError   the session expired: sign in again, then retry once
+    └── FatalError            retrying will not help
+        ├── ConfigurationError  wrong URL, credentials, permissions, unknown object
+        └── DataError           one record was refused (carries record, field, vendor code)
+
+Messages never contain secrets: settings hold them as ``SecretStr`` and bodies are not echoed.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector raises."""
+
+    def __init__(self, system: str, message: str) -> None:
+        super().__init__(f"{system}: {message}")
+        self.system = system
+        self.message = message
+
+
+class RetriableError(ConnectorError):
+    def __init__(self, system: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(system, message)
+        self.retry_after = retry_after
+
+
+class ReauthenticateError(ConnectorError):
+    pass
+
+
+class FatalError(ConnectorError):
+    pass
+
+
+class ConfigurationError(FatalError):
+    pass
+
+
+class DataError(FatalError):
+    def __init__(self, system: str, message: str, *, record_id: str | None = None,
+                 field: str | None = None, code: str | None = None) -> None:
+        super().__init__(system, message)
+        self.record_id = record_id
+        self.field = field
+        self.code = code

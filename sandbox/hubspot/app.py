@@ -1,0 +1,943 @@
+"""HTTP routes of the HubSpot emulator, in the shapes of HubSpot's OpenAPI specs and recordings."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+import time
+import uuid
+from typing import Any
+
+from starlette.responses import Response
+
+from sandbox.faults import Fault, FaultInjector
+from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
+from sandbox.hubspot.portal import HsRecord, Portal, ValidationFailed
+from sandbox.hubspot.schema import (
+    ALIASES,
+    ASSOCIATION_TYPES,
+    DEFAULT_PROPERTIES,
+    OBJECT_TYPE_IDS,
+    PROPERTIES,
+    pipelines_body,
+    property_body,
+)
+from sandbox.requestlog import RequestLog
+from sandbox.timeutil import epoch_ms, hs_format, parse_iso
+
+BATCH_LIMIT = 100
+LIST_LIMIT = 100
+SEARCH_LIMIT = 200
+SEARCH_RESULT_CAP = 10_000
+WINDOW_SECONDS = 10.0
+OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
+             "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+
+
+def hs_error(status: int, message: str, category: str | None = None,
+             **extra: Any) -> Response:
+    body: dict[str, Any] = {"status": "error", "message": message,
+                            "correlationId": str(uuid.uuid4())}
+    body.update(extra)
+    if category is not None:
+        body["category"] = category
+    return json_response(body, status)
+
+
+class RateLimiter:
+    """HubSpot's rolling ten-second window and the search endpoints' per-second limit."""
+
+    def __init__(self, per_ten_seconds: int = 100, search_per_second: int = 5,
+                 daily: int = 1_000_000) -> None:
+        self.per_ten_seconds = per_ten_seconds
+        self.search_per_second = search_per_second
+        self.daily = daily
+        self.daily_used = 0
+        self._window: collections.deque[float] = collections.deque()
+        self._search: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def admit(self, search: bool) -> tuple[bool, int]:
+        """(allowed, remaining in the window) for one request now."""
+        now = time.monotonic()
+        with self._lock:
+            queue, span, limit = ((self._search, 1.0, self.search_per_second) if search
+                                  else (self._window, WINDOW_SECONDS, self.per_ten_seconds))
+            while queue and queue[0] <= now - span:
+                queue.popleft()
+            if limit > 0 and len(queue) >= limit:
+                return False, 0
+            queue.append(now)
+            self.daily_used += 1
+            remaining = (limit - len(queue)) if limit > 0 else 1_000_000
+            return True, remaining
+
+
+class HubSpotVendor(Vendor):
+    def __init__(self, token: str, limiter: RateLimiter) -> None:
+        self.token = token
+        self.limiter = limiter
+
+    def not_found(self, call: Call) -> Response:
+        return hs_error(404, f"Unable to route {call.method} {call.path}", "OBJECT_NOT_FOUND")
+
+    def method_not_allowed(self, call: Call, allowed: list[str]) -> Response:
+        return hs_error(405, f"HTTP {call.method} is not supported by this URL. Allowed: "
+                        f"{', '.join(sorted(set(allowed)))}", "VALIDATION_ERROR")
+
+    def malformed_json(self, call: Call, message: str) -> Response:
+        return hs_error(400, f"Invalid input JSON on line 1: {message}", "VALIDATION_ERROR")
+
+    def authenticate(self, call: Call) -> Response | None:
+        if call.headers.get("authorization", "") != f"Bearer {self.token}":
+            return hs_error(401, "Authentication credentials not found. This API supports "
+                            "OAuth 2.0 authentication and you can find more details at "
+                            "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                            "INVALID_AUTHENTICATION")
+        return None
+
+    def admit(self, call: Call) -> Response | None:
+        search = call.endpoint.endswith(".search")
+        allowed, remaining = self.limiter.admit(search)
+        call.context["remaining"] = remaining
+        if allowed:
+            return None
+        if search:
+            return json_response(_rate_body("secondly", "SECONDLY"), 429)
+        return json_response(_rate_body("ten_secondly_rolling", "TEN_SECONDLY_ROLLING"), 429)
+
+    def fault_response(self, call: Call, fault: Fault) -> Response:
+        if fault.kind == "429":
+            return json_response(_rate_body("ten_secondly_rolling", "TEN_SECONDLY_ROLLING"), 429)
+        if fault.kind == "503":
+            return hs_error(503, "Service Unavailable", "SERVICE_UNAVAILABLE")
+        if fault.kind == "expired":
+            return self.authenticate(Call("GET", "", {}, {}, {}, b"", "")) or hs_error(
+                401, "expired", "INVALID_AUTHENTICATION")
+        return hs_error(500, "internal error", "INTERNAL_ERROR")
+
+    def decorate(self, call: Call, response: Response) -> None:
+        if call.endpoint.endswith(".search"):
+            return  # HubSpot's search responses carry no rate-limit headers
+        limiter = self.limiter
+        window = limiter.per_ten_seconds or 1_000_000
+        remaining = call.context.get("remaining", 0 if response.status_code == 429 else window)
+        secondly = max(window // 10, 1)
+        response.headers.update({
+            "X-HubSpot-RateLimit-Daily": str(limiter.daily),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(limiter.daily - limiter.daily_used,
+                                                           0)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(WINDOW_SECONDS * 1000)),
+            "X-HubSpot-RateLimit-Max": str(window),
+            "X-HubSpot-RateLimit-Remaining": str(remaining),
+            "X-HubSpot-RateLimit-Secondly": str(secondly),
+            "X-HubSpot-RateLimit-Secondly-Remaining": str(min(secondly, remaining)),
+        })
+
+
+def _rate_body(label: str, policy: str) -> dict[str, Any]:
+    return {"status": "error", "message": f"You have reached your {label} limit.",
+            "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()),
+            "policyName": policy,
+            "groupName": f"publicapi:private-app-api-calls-{label.replace('_', '-')}:1"}
+
+
+class HubSpotEmulator:
+    def __init__(self, portal: Portal, limiter: RateLimiter) -> None:
+        self.portal = portal
+        self.limiter = limiter
+
+    # -- helpers -------------------------------------------------------------------------
+    def _type(self, call: Call, key: str = "object") -> str | Response:
+        raw = call.params[key]
+        object_type = ALIASES.get(raw.lower())
+        if object_type is None:
+            return hs_error(400, f"Unable to infer object type from: {raw}")
+        return object_type
+
+    def _wire(self, object_type: str, record: HsRecord, wanted: list[str] | None,
+              only_set: bool = False) -> dict[str, Any]:
+        props = PROPERTIES[object_type]
+        if only_set:
+            properties = {k: v for k, v in record.properties.items() if v is not None}
+        else:
+            names = wanted if wanted else DEFAULT_PROPERTIES[object_type]
+            properties = {n: record.properties.get(n) for n in names if n in props}
+            properties["hs_object_id"] = record.id if "hs_object_id" in properties or not wanted \
+                else properties.get("hs_object_id", record.id)
+        out: dict[str, Any] = {
+            "id": record.id, "properties": properties,
+            "createdAt": hs_format(record.created), "updatedAt": hs_format(record.updated),
+            "archived": record.archived,
+        }
+        if record.archived and record.archived_at is not None:
+            out["archivedAt"] = hs_format(record.archived_at)
+        return out
+
+    def _wanted(self, call: Call) -> list[str] | None:
+        raw = call.query.get("properties")
+        if not raw:
+            return None
+        return [p for value in raw for p in value.split(",") if p]
+
+    def _batch_inputs(self, call: Call) -> list[Any] | Response:
+        body = call.json()
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            return hs_error(400, "Invalid input JSON: inputs is required", "VALIDATION_ERROR")
+        inputs = body["inputs"]
+        if len(inputs) > BATCH_LIMIT:
+            return hs_error(400, f"Batch input of size {len(inputs)} is too large; the maximum "
+                            f"is {BATCH_LIMIT}", "VALIDATION_ERROR",
+                            context={"inputs": [str(len(inputs))]})
+        if not all(isinstance(i, dict) for i in inputs):
+            return hs_error(400, "Invalid input JSON: each input must be an object",
+                            "VALIDATION_ERROR")
+        return inputs
+
+    @staticmethod
+    def _batch_response(results: list[dict[str, Any]], errors: list[dict[str, Any]],
+                        started: dt.datetime) -> Response:
+        body: dict[str, Any] = {"completedAt": hs_format(dt.datetime.now(dt.UTC)),
+                                "status": "COMPLETE", "startedAt": hs_format(started),
+                                "results": results}
+        if errors:
+            body["errors"] = errors
+            body["numErrors"] = len(errors)
+            return json_response(body, 207)
+        return json_response(body, 200)
+
+    # -- objects -------------------------------------------------------------------------
+    def list_objects(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        limit = int(call.arg("limit") or "10")
+        if not 1 <= limit <= LIST_LIMIT:
+            return hs_error(400, f"limit must be between 1 and {LIST_LIMIT}",
+                            "VALIDATION_ERROR")
+        archived = (call.arg("archived") or "false").lower() == "true"
+        after = int(call.arg("after") or "0") if (call.arg("after") or "0").isdigit() else 0
+        with self.portal.lock:
+            rows = sorted((r for r in self.portal.records[object_type].values()
+                           if r.archived == archived and int(r.id) > after),
+                          key=lambda r: int(r.id))
+        page = rows[:limit]
+        wanted = self._wanted(call)
+        body: dict[str, Any] = {"results": [self._wire(object_type, r, wanted) for r in page]}
+        if len(rows) > limit:
+            nxt = page[-1].id
+            body["paging"] = {"next": {"after": nxt, "link": (
+                f"?limit={limit}&after={nxt}")}}
+        return json_response(body)
+
+    def get_object(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        archived = (call.arg("archived") or "false").lower() == "true"
+        id_property = call.arg("idProperty")
+        with self.portal.lock:
+            if id_property and not archived:
+                record = self.portal.find_by(object_type, id_property, call.params["id"])
+            else:
+                record = self.portal.get(object_type, call.params["id"], archived)
+        if record is None:
+            return hs_error(404, "Object not found.  objectId are usually numeric.",
+                            "OBJECT_NOT_FOUND", context={"id": [call.params["id"]]})
+        return json_response(self._wire(object_type, record, self._wanted(call)))
+
+    def create_object(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        body = call.json()
+        if not isinstance(body, dict):
+            return hs_error(400, "Invalid input JSON", "VALIDATION_ERROR")
+        with self.portal.lock:
+            try:
+                values = self.portal.validate(object_type, body.get("properties", {}))
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+            existing = self._email_conflict(object_type, values)
+            if existing:
+                return hs_error(409, f"Contact already exists. Existing ID: {existing}",
+                                "CONFLICT")
+            record = self.portal.create(object_type, values, self.portal.now())
+            for assoc in body.get("associations") or []:
+                self._associate_input(object_type, record.id, assoc)
+        return json_response(self._wire(object_type, record, None, only_set=True), 201)
+
+    def _email_conflict(self, object_type: str, values: dict[str, str]) -> str | None:
+        if object_type != "contacts" or not values.get("email"):
+            return None
+        return self.portal.email_owner(values["email"])
+
+    def _associate_input(self, object_type: str, record_id: str, assoc: Any) -> None:
+        if not isinstance(assoc, dict):
+            return
+        to_id = str((assoc.get("to") or {}).get("id", ""))
+        for type_spec in assoc.get("types") or []:
+            for (f, t), types in ASSOCIATION_TYPES.items():
+                if f == object_type and any(tid == type_spec.get("associationTypeId")
+                                            for tid, _ in types):
+                    if self.portal.get(t, to_id):
+                        self.portal.associate(f, record_id, t, to_id,
+                                              [int(type_spec["associationTypeId"])])
+
+    def update_object(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        body = call.json()
+        if not isinstance(body, dict):
+            return hs_error(400, "Invalid input JSON", "VALIDATION_ERROR")
+        with self.portal.lock:
+            id_property = call.arg("idProperty")
+            record = (self.portal.find_by(object_type, id_property, call.params["id"])
+                      if id_property else self.portal.get(object_type, call.params["id"]))
+            if record is None:
+                return hs_error(404, "Object not found.  objectId are usually numeric.",
+                                "OBJECT_NOT_FOUND", context={"id": [call.params["id"]]})
+            try:
+                values = self.portal.validate(object_type, body.get("properties", {}))
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+            clash = self._email_conflict(object_type, values)
+            if clash and clash != record.id:
+                return hs_error(409, f"Contact already exists. Existing ID: {clash}", "CONFLICT")
+            self.portal.update(object_type, record, values, self.portal.now())
+        return json_response(self._wire(object_type, record, None, only_set=True))
+
+    def archive_object(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        with self.portal.lock:
+            record = self.portal.get(object_type, call.params["id"])
+            if record is not None:
+                self.portal.archive(object_type, record, self.portal.now())
+        return Response(status_code=204)
+
+    # -- batch ---------------------------------------------------------------------------
+    def batch_read(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        body = call.json()
+        started = dt.datetime.now(dt.UTC)
+        wanted = [p for p in body.get("properties") or [] if isinstance(p, str)]
+        id_property = body.get("idProperty")
+        archived = (call.arg("archived") or "false").lower() == "true"
+        results, missing = [], []
+        with self.portal.lock:
+            for item in inputs:
+                key = str(item.get("id", ""))
+                record = (self.portal.find_by(object_type, id_property, key) if id_property
+                          else self.portal.get(object_type, key, archived))
+                if record is None:
+                    missing.append(key)
+                else:
+                    results.append(self._wire(object_type, record, wanted or None))
+        errors = [_not_found_error(object_type, missing)] if missing else []
+        return self._batch_response(results, errors, started)
+
+    def batch_create(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        started = dt.datetime.now(dt.UTC)
+        with self.portal.lock:
+            try:
+                prepared = [self.portal.validate(object_type, i.get("properties", {}))
+                            for i in inputs]
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+            now = self.portal.now()
+            results, errors = [], []
+            for index, (item, values) in enumerate(zip(inputs, prepared, strict=True)):
+                existing = self._email_conflict(object_type, values)
+                if existing:
+                    errors.append({"status": "error", "category": "CONFLICT",
+                                   "message": f"Contact already exists. Existing ID: {existing}",
+                                   "context": {"objectWriteTraceId": [str(index)],
+                                               "existingId": [existing]}})
+                    continue
+                record = self.portal.create(object_type, values, now)
+                for assoc in item.get("associations") or []:
+                    self._associate_input(object_type, record.id, assoc)
+                results.append(self._wire(object_type, record, None, only_set=True))
+        if errors and not results:
+            return hs_error(409, errors[0]["message"], "CONFLICT")
+        return self._batch_response(results, errors, started)
+
+    def batch_update(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        body = call.json()
+        id_property = body.get("idProperty")
+        started = dt.datetime.now(dt.UTC)
+        keys = [str(i.get("id", "")) for i in inputs]
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicated:
+            return hs_error(400, f"Duplicate IDs found in batch input: [{', '.join(duplicated)}]."
+                            " IDs must be unique", "VALIDATION_ERROR",
+                            context={"ids": duplicated})
+        with self.portal.lock:
+            try:
+                prepared = [self.portal.validate(object_type, i.get("properties", {}))
+                            for i in inputs]
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+            now = self.portal.now()
+            results, missing, errors = [], [], []
+            for key, values in zip(keys, prepared, strict=True):
+                record = (self.portal.find_by(object_type, id_property, key) if id_property
+                          else self.portal.get(object_type, key))
+                if record is None:
+                    missing.append(key)
+                    continue
+                clash = self._email_conflict(object_type, values)
+                if clash and clash != record.id:
+                    errors.append({"status": "error", "category": "CONFLICT",
+                                   "message": f"Contact already exists. Existing ID: {clash}",
+                                   "context": {"id": [key], "existingId": [clash]}})
+                    continue
+                self.portal.update(object_type, record, values, now)
+                results.append(self._wire(object_type, record, None, only_set=True))
+        if missing:
+            errors.insert(0, _not_found_error(object_type, missing))
+        return self._batch_response(results, errors, started)
+
+    def batch_upsert(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        started = dt.datetime.now(dt.UTC)
+        with self.portal.lock:
+            for item in inputs:
+                id_property = item.get("idProperty")
+                prop = PROPERTIES[object_type].get(str(id_property)) if id_property else None
+                if id_property and (prop is None or not prop.unique) and (
+                        id_property != "hs_object_id"):
+                    return hs_error(400, f"{id_property} is not a unique property and cannot "
+                                    "be used as an idProperty", "VALIDATION_ERROR")
+            try:
+                prepared = [self.portal.validate(object_type, i.get("properties", {}))
+                            for i in inputs]
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+            now = self.portal.now()
+            results = []
+            for item, values in zip(inputs, prepared, strict=True):
+                id_property = str(item.get("idProperty") or "hs_object_id")
+                key = str(item.get("id", ""))
+                record = self.portal.find_by(object_type, id_property, key)
+                created = record is None
+                if record is None:
+                    if id_property != "hs_object_id":
+                        values.setdefault(id_property, key)
+                    record = self.portal.create(object_type, values, now)
+                else:
+                    self.portal.update(object_type, record, values, now)
+                wired = self._wire(object_type, record, None, only_set=True)
+                wired["new"] = created
+                results.append(wired)
+        return self._batch_response(results, [], started)
+
+    def batch_archive(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        with self.portal.lock:
+            now = self.portal.now()
+            for item in inputs:
+                record = self.portal.get(object_type, str(item.get("id", "")))
+                if record is not None:
+                    self.portal.archive(object_type, record, now)
+        return Response(status_code=204)
+
+    # -- search --------------------------------------------------------------------------
+    def search(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        body = call.json()
+        if not isinstance(body, dict):
+            return hs_error(400, "Invalid input JSON", "VALIDATION_ERROR")
+        limit = int(body.get("limit") or 10)
+        after = int(body.get("after") or 0) if str(body.get("after") or "0").isdigit() else -1
+        if not 1 <= limit <= SEARCH_LIMIT or after < 0:
+            return hs_error(400, f"limit must be between 1 and {SEARCH_LIMIT} and after a "
+                            "non-negative offset", "VALIDATION_ERROR")
+        if after + limit > SEARCH_RESULT_CAP:
+            return hs_error(400, f"The search API returns at most {SEARCH_RESULT_CAP} results "
+                            "for a query; narrow the filters to page further.",
+                            "VALIDATION_ERROR")
+        groups = body.get("filterGroups") or []
+        if len(groups) > 5 or sum(len(g.get("filters") or []) for g in groups) > 18:
+            return hs_error(400, "Too many filters: at most 5 filterGroups and 18 filters",
+                            "VALIDATION_ERROR")
+        try:
+            predicate = _compile_groups(object_type, groups)
+            order = _sorts(object_type, body.get("sorts") or [])
+        except ValueError as exc:
+            return hs_error(400, str(exc), "VALIDATION_ERROR")
+        rows = [r for r in self.portal.searchable(object_type) if predicate(r)]
+        rows.sort(key=lambda r: int(r.id))
+        for prop, descending in reversed(order):
+            rows.sort(key=lambda r, p=prop: _sort_key(object_type, p, r), reverse=descending)
+        page = rows[after:after + limit]
+        wanted = [p for p in body.get("properties") or [] if isinstance(p, str)] or None
+        out: dict[str, Any] = {"total": len(rows),
+                               "results": [self._wire(object_type, r, wanted) for r in page]}
+        if after + limit < len(rows):
+            out["paging"] = {"next": {"after": str(after + limit)}}
+        return json_response(out)
+
+    # -- metadata ------------------------------------------------------------------------
+    def properties(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        return json_response({"results": [property_body(p, self.portal.owners)
+                                          for p in PROPERTIES[object_type].values()]})
+
+    def property(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        prop = PROPERTIES[object_type].get(call.params["name"])
+        if prop is None:
+            return hs_error(404, f"Unable to find property {call.params['name']} for object "
+                            f"type {object_type}", "OBJECT_NOT_FOUND")
+        return json_response(property_body(prop, self.portal.owners))
+
+    def pipelines(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        return json_response({"results": pipelines_body(object_type)})
+
+    def pipeline(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        for item in pipelines_body(object_type):
+            if item["id"] == call.params["pipeline"]:
+                return json_response(item)
+        return hs_error(404, f"Unable to find pipeline {call.params['pipeline']}",
+                        "OBJECT_NOT_FOUND")
+
+    def pipeline_stages(self, call: Call) -> Response:
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        for item in pipelines_body(object_type):
+            if item["id"] == call.params["pipeline"]:
+                return json_response({"results": item["stages"]})
+        return hs_error(404, f"Unable to find pipeline {call.params['pipeline']}",
+                        "OBJECT_NOT_FOUND")
+
+    def owners(self, call: Call) -> Response:
+        email = call.arg("email")
+        limit = int(call.arg("limit") or "100")
+        after = int(call.arg("after") or "0") if (call.arg("after") or "0").isdigit() else 0
+        archived = (call.arg("archived") or "false").lower() == "true"
+        rows = [o for o in self.portal.owners if o["archived"] == archived
+                and (email is None or o["email"].lower() == email.lower())]
+        page = rows[after:after + limit]
+        body: dict[str, Any] = {"results": page}
+        if after + limit < len(rows):
+            body["paging"] = {"next": {"after": str(after + limit)}}
+        return json_response(body)
+
+    def owner(self, call: Call) -> Response:
+        for owner in self.portal.owners:
+            if owner["id"] == call.params["owner"]:
+                return json_response(owner)
+        return hs_error(404, f"Owner {call.params['owner']} not found", "OBJECT_NOT_FOUND")
+
+    # -- associations v4 -----------------------------------------------------------------
+    def _pair(self, call: Call) -> tuple[str, str] | Response:
+        from_type = self._type(call, "from")
+        if isinstance(from_type, Response):
+            return from_type
+        to_type = self._type(call, "to")
+        if isinstance(to_type, Response):
+            return to_type
+        if (from_type, to_type) not in ASSOCIATION_TYPES:
+            return hs_error(400, f"No associations between {from_type} and {to_type}",
+                            "VALIDATION_ERROR")
+        return from_type, to_type
+
+    def _assoc_result(self, from_type: str, from_id: str, to_type: str, to_id: str,
+                      type_ids: set[int]) -> dict[str, Any]:
+        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        return {"fromObjectTypeId": OBJECT_TYPE_IDS[from_type], "fromObjectId": int(from_id),
+                "toObjectTypeId": OBJECT_TYPE_IDS[to_type], "toObjectId": int(to_id),
+                "labels": [labels[t] for t in sorted(type_ids) if labels.get(t)]}
+
+    def associate_default(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        started = dt.datetime.now(dt.UTC)
+        with self.portal.lock:
+            a = self.portal.get(from_type, call.params["fromId"])
+            b = self.portal.get(to_type, call.params["toId"])
+            if a is None or b is None:
+                return hs_error(404, "One or more objects were not found", "OBJECT_NOT_FOUND")
+            type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
+            self.portal.associate(from_type, a.id, to_type, b.id, [type_id])
+            result = self._assoc_result(from_type, a.id, to_type, b.id, {type_id})
+        return self._batch_response([result], [], started)
+
+    def list_associations(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        with self.portal.lock:
+            linked = self.portal.associated(from_type, call.params["fromId"], to_type)
+            results = [{"toObjectId": int(to_id), "associationTypes": [
+                {"category": "HUBSPOT_DEFINED", "typeId": t, "label": labels.get(t)}
+                for t in sorted(types)]} for to_id, types in sorted(linked.items())]
+        return json_response({"results": results})
+
+    def batch_associate_default(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        started = dt.datetime.now(dt.UTC)
+        results, errors = [], []
+        type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
+        with self.portal.lock:
+            for item in inputs:
+                from_id = str((item.get("from") or {}).get("id", ""))
+                to_id = str((item.get("to") or {}).get("id", ""))
+                if self.portal.get(from_type, from_id) is None or self.portal.get(
+                        to_type, to_id) is None:
+                    errors.append(_assoc_missing(from_type, from_id, to_type))
+                    continue
+                self.portal.associate(from_type, from_id, to_type, to_id, [type_id])
+                results.append(self._assoc_result(from_type, from_id, to_type, to_id,
+                                                  {type_id}))
+        return self._batch_response(results, errors, started)
+
+    def batch_associate(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        started = dt.datetime.now(dt.UTC)
+        known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
+        results, errors = [], []
+        with self.portal.lock:
+            for item in inputs:
+                from_id = str((item.get("from") or {}).get("id", ""))
+                to_id = str((item.get("to") or {}).get("id", ""))
+                type_ids = {int(t.get("associationTypeId", 0)) for t in item.get("types") or []}
+                if not type_ids or not type_ids <= known:
+                    return hs_error(400, f"Invalid association type ids {sorted(type_ids)} for "
+                                    f"{from_type} to {to_type}", "VALIDATION_ERROR")
+                if self.portal.get(from_type, from_id) is None or self.portal.get(
+                        to_type, to_id) is None:
+                    errors.append(_assoc_missing(from_type, from_id, to_type))
+                    continue
+                self.portal.associate(from_type, from_id, to_type, to_id, sorted(type_ids))
+                results.append({"fromObjectTypeId": OBJECT_TYPE_IDS[from_type],
+                                "fromObjectId": int(from_id),
+                                "toObjectTypeId": OBJECT_TYPE_IDS[to_type],
+                                "toObjectId": int(to_id), "labels": []})
+        return self._batch_response(results, errors, started)
+
+    def batch_read_associations(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        started = dt.datetime.now(dt.UTC)
+        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        results, errors = [], []
+        with self.portal.lock:
+            for item in inputs:
+                from_id = str(item.get("id", ""))
+                linked = self.portal.associated(from_type, from_id, to_type)
+                if not linked:
+                    errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                                   "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                                   "message": f"No {self.portal.singular(to_type)} is associated"
+                                   f" with {self.portal.singular(from_type)} {from_id}.",
+                                   "context": {"fromObjectId": [from_id],
+                                               "fromObjectType": [
+                                                   self.portal.singular(from_type)],
+                                               "toObjectType": [self.portal.singular(to_type)]}})
+                    continue
+                results.append({"from": {"id": from_id}, "to": [
+                    {"toObjectId": int(to_id), "associationTypes": [
+                        {"category": "HUBSPOT_DEFINED", "typeId": t, "label": labels.get(t)}
+                        for t in sorted(types)]}
+                    for to_id, types in sorted(linked.items())]})
+        return self._batch_response(results, errors, started)
+
+    def batch_archive_associations(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        from_type, to_type = pair
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        with self.portal.lock:
+            for item in inputs:
+                from_id = str((item.get("from") or {}).get("id", ""))
+                for target in item.get("to") or []:
+                    self.portal.dissociate(from_type, from_id, to_type, str(target.get("id")))
+        return Response(status_code=204)
+
+    def association_labels(self, call: Call) -> Response:
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        return json_response({"results": [
+            {"category": "HUBSPOT_DEFINED", "typeId": t, "label": label}
+            for t, label in ASSOCIATION_TYPES[pair]]})
+
+    # -- admin ---------------------------------------------------------------------------
+    def admin_config(self, call: Call) -> Response:
+        body = call.json() or {}
+        if "searchLagSeconds" in body:
+            self.portal.search_lag = float(body["searchLagSeconds"])
+        if "perTenSeconds" in body:
+            self.limiter.per_ten_seconds = int(body["perTenSeconds"])
+        if "searchPerSecond" in body:
+            self.limiter.search_per_second = int(body["searchPerSecond"])
+        return json_response({"searchLagSeconds": self.portal.search_lag,
+                              "perTenSeconds": self.limiter.per_ten_seconds,
+                              "searchPerSecond": self.limiter.search_per_second})
+
+    def admin_counts(self, call: Call) -> Response:
+        with self.portal.lock:
+            return json_response({name: sum(1 for r in rows.values() if not r.archived)
+                                  for name, rows in self.portal.records.items()})
+
+    def admin_touch(self, call: Call) -> Response:
+        """Give many records one identical modification time, as a big batch update does."""
+        body = call.json() or {}
+        object_type = ALIASES.get(str(body.get("object", "contacts")))
+        if object_type is None:
+            return json_response({"error": "unknown object"}, 400)
+        ids = [str(i) for i in body.get("ids") or []]
+        stamp = parse_iso(body["at"]) if body.get("at") else self.portal.now()
+        with self.portal.lock:
+            touched = 0
+            for rid in ids or list(self.portal.records[object_type]):
+                record = self.portal.get(object_type, rid)
+                if record is not None:
+                    self.portal.update(object_type, record, {}, stamp)
+                    touched += 1
+        return json_response({"touched": touched, "at": hs_format(stamp),
+                              "epochMs": epoch_ms(stamp)})
+
+    def routes(self) -> list[Route]:
+        o = "/crm/v3/objects/{object}"
+        a = "/crm/v4/associations/{from}/{to}"
+        return [
+            Route("GET", o, "hubspot.objects.list", self.list_objects),
+            Route("POST", o, "hubspot.objects.create", self.create_object),
+            Route("POST", o + "/search", "hubspot.objects.search", self.search),
+            Route("POST", o + "/batch/read", "hubspot.batch.read", self.batch_read),
+            Route("POST", o + "/batch/create", "hubspot.batch.create", self.batch_create),
+            Route("POST", o + "/batch/update", "hubspot.batch.update", self.batch_update),
+            Route("POST", o + "/batch/upsert", "hubspot.batch.upsert", self.batch_upsert),
+            Route("POST", o + "/batch/archive", "hubspot.batch.archive", self.batch_archive),
+            Route("GET", o + "/{id}", "hubspot.objects.get", self.get_object),
+            Route("PATCH", o + "/{id}", "hubspot.objects.update", self.update_object),
+            Route("DELETE", o + "/{id}", "hubspot.objects.archive", self.archive_object),
+            Route("GET", "/crm/v3/properties/{object}", "hubspot.properties.list",
+                  self.properties),
+            Route("GET", "/crm/v3/properties/{object}/{name}", "hubspot.properties.get",
+                  self.property),
+            Route("GET", "/crm/v3/pipelines/{object}", "hubspot.pipelines.list", self.pipelines),
+            Route("GET", "/crm/v3/pipelines/{object}/{pipeline}", "hubspot.pipelines.get",
+                  self.pipeline),
+            Route("GET", "/crm/v3/pipelines/{object}/{pipeline}/stages",
+                  "hubspot.pipelines.stages", self.pipeline_stages),
+            Route("GET", "/crm/v3/owners", "hubspot.owners.list", self.owners),
+            Route("GET", "/crm/v3/owners/{owner}", "hubspot.owners.get", self.owner),
+            Route("PUT", "/crm/v4/objects/{from}/{fromId}/associations/default/{to}/{toId}",
+                  "hubspot.associations.default", self.associate_default),
+            Route("GET", "/crm/v4/objects/{from}/{fromId}/associations/{to}",
+                  "hubspot.associations.list", self.list_associations),
+            Route("POST", a + "/batch/associate/default", "hubspot.associations.batch.default",
+                  self.batch_associate_default),
+            Route("POST", a + "/batch/create", "hubspot.associations.batch.create",
+                  self.batch_associate),
+            Route("POST", a + "/batch/read", "hubspot.associations.batch.read",
+                  self.batch_read_associations),
+            Route("POST", a + "/batch/archive", "hubspot.associations.batch.archive",
+                  self.batch_archive_associations),
+            Route("GET", a + "/labels", "hubspot.associations.labels", self.association_labels),
+        ]
+
+    def admin_routes(self) -> list[Route]:
+        return [
+            Route("POST", "/__sandbox/hubspot/config", "admin", self.admin_config),
+            Route("GET", "/__sandbox/hubspot/counts", "admin", self.admin_counts),
+            Route("POST", "/__sandbox/hubspot/touch", "admin", self.admin_touch),
+        ]
+
+
+def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
+    return {"status": "error", "category": "OBJECT_NOT_FOUND",
+            "message": f"Could not get some {object_type[:-1].upper() if object_type != 'companies' else 'COMPANY'} "
+            "objects, they may be deleted or not exist. Check that ids are valid.",
+            "context": {"ids": ids}}
+
+
+def _assoc_missing(from_type: str, from_id: str, to_type: str) -> dict[str, Any]:
+    return {"status": "error", "category": "OBJECT_NOT_FOUND",
+            "message": f"One or more {to_type} or {from_type} objects were not found",
+            "context": {"fromObjectId": [from_id]}}
+
+
+def _value_key(object_type: str, prop: str, raw: Any) -> Any:
+    """Comparable form of a property value: numbers and datetimes numerically, text folded."""
+    spec = PROPERTIES[object_type].get(prop)
+    if raw is None:
+        return None
+    text = str(raw)
+    if spec is not None and spec.type == "number" or prop == "hs_object_id":
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    if spec is not None and spec.type in ("datetime", "date"):
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            return epoch_ms(parse_iso(text))
+        except ValueError:
+            return None
+    return text.casefold()
+
+
+def _record_value(object_type: str, prop: str, record: HsRecord) -> Any:
+    if prop == "hs_object_id":
+        return float(record.id)
+    return _value_key(object_type, prop, record.properties.get(prop))
+
+
+def _compile_groups(object_type: str, groups: list[Any]) -> Any:
+    compiled = []
+    for group in groups:
+        filters = []
+        for f in group.get("filters") or []:
+            prop = f.get("propertyName")
+            op = f.get("operator")
+            if op not in OPERATORS:
+                raise ValueError(f"Unknown operator {op!r}; use one of {sorted(OPERATORS)}")
+            if prop not in PROPERTIES[object_type] and prop != "hs_object_id":
+                raise ValueError(f"Property {prop!r} does not exist on {object_type}")
+            filters.append((prop, op, f.get("value"), f.get("values"), f.get("highValue")))
+        compiled.append(filters)
+
+    def matches(record: HsRecord) -> bool:
+        if not compiled:
+            return True
+        return any(all(_test(object_type, record, *f) for f in fs) for fs in compiled)
+
+    return matches
+
+
+def _test(object_type: str, record: HsRecord, prop: str, op: str, value: Any,
+          values: Any, high: Any) -> bool:
+    current = _record_value(object_type, prop, record)
+    if op == "HAS_PROPERTY":
+        return current is not None
+    if op == "NOT_HAS_PROPERTY":
+        return current is None
+    if op in ("IN", "NOT_IN"):
+        keys = {_value_key(object_type, prop, v) for v in values or []}
+        return (current in keys) == (op == "IN")
+    target = _value_key(object_type, prop, value)
+    if op == "EQ":
+        return current == target
+    if op == "NEQ":
+        return current != target
+    if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        token = str(value or "").casefold().strip("*")
+        found = current is not None and token in str(current)
+        return found == (op == "CONTAINS_TOKEN")
+    if current is None or target is None:
+        return False
+    try:
+        if op == "LT":
+            return bool(current < target)
+        if op == "LTE":
+            return bool(current <= target)
+        if op == "GT":
+            return bool(current > target)
+        if op == "GTE":
+            return bool(current >= target)
+        if op == "BETWEEN":
+            return bool(target <= current <= _value_key(object_type, prop, high))
+    except TypeError:
+        return False
+    return False
+
+
+def _sorts(object_type: str, sorts: list[Any]) -> list[tuple[str, bool]]:
+    out = []
+    for item in sorts:
+        if isinstance(item, str):
+            prop, descending = item.lstrip("-"), item.startswith("-")
+        else:
+            prop = item.get("propertyName")
+            descending = str(item.get("direction", "ASCENDING")).upper() == "DESCENDING"
+        if prop not in PROPERTIES[object_type] and prop != "hs_object_id":
+            raise ValueError(f"Cannot sort by unknown property {prop!r}")
+        out.append((prop, descending))
+    return out
+
+
+def _sort_key(object_type: str, prop: str, record: HsRecord) -> tuple[int, Any]:
+    value = _record_value(object_type, prop, record)
+    return (0, 0) if value is None else (1, value)
+
+
+def build_app(portal: Portal, token: str, limiter: RateLimiter, faults: FaultInjector,
+              log: RequestLog) -> tuple[EmulatorApp, HubSpotEmulator]:
+    emulator = HubSpotEmulator(portal, limiter)
+    app = EmulatorApp(HubSpotVendor(token, limiter), emulator.routes(), emulator.admin_routes(),
+                      faults, log)
+    return app, emulator

@@ -1,0 +1,301 @@
+"""The emulated HubSpot portal's records and the rules HubSpot applies to writes.
+
+Reproduced on purpose: values are stored and returned as strings; ``lifecyclestage`` only moves
+forward unless it is first cleared (a backward set is silently ignored); every record of one
+batch gets the same modification timestamp; archiving does not touch the last-modified date;
+and search reads an index that lags writes by ``search_lag`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.hubspot.schema import (
+    DEAL_STAGES,
+    LAST_MODIFIED,
+    LIFECYCLE_ORDER,
+    PROPERTIES,
+    SINGULAR,
+    Prop,
+)
+from sandbox.timeutil import hs_format, parse_iso, utcnow
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CLOSED_STAGES = {s[0] for s in DEAL_STAGES if s[3] == "true"}
+
+
+class ValidationFailed(Exception):
+    """The whole request is refused with HubSpot's 400 VALIDATION_ERROR body."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+    def body(self, correlation_id: str) -> dict[str, Any]:
+        listed = [{"isValid": False, "message": p["message"], "error": p["code"],
+                   "name": p["name"]} for p in self.problems]
+        return {
+            "status": "error",
+            "message": "Property values were not valid: " + json.dumps(listed,
+                                                                       separators=(",", ":")),
+            "correlationId": correlation_id,
+            "errors": [{"message": p["message"], "code": p["code"],
+                        "context": {"propertyName": [p["name"]]}} for p in self.problems],
+            "category": "VALIDATION_ERROR",
+        }
+
+
+@dataclass
+class HsRecord:
+    id: str
+    properties: dict[str, str | None]
+    created: dt.datetime
+    updated: dt.datetime
+    archived: bool = False
+    archived_at: dt.datetime | None = None
+
+
+@dataclass
+class Portal:
+    """All records of the emulated portal. One lock: the server is a single process."""
+
+    portal_id: int = 44237313
+    search_lag: float = 0.0
+    records: dict[str, dict[str, HsRecord]] = field(
+        default_factory=lambda: {name: {} for name in PROPERTIES})
+    owners: list[dict[str, Any]] = field(default_factory=list)
+    associations: dict[tuple[str, str], dict[str, dict[str, set[int]]]] = field(
+        default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    _emails: dict[str, str] = field(default_factory=dict)
+    _search_view: dict[str, dict[str, HsRecord]] = field(
+        default_factory=lambda: {name: {} for name in PROPERTIES})
+    _pending: list[tuple[float, int, str, str, HsRecord | None]] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    # -- search index --------------------------------------------------------------------
+    def _publish(self, object_type: str, record: HsRecord, now: dt.datetime) -> None:
+        snapshot = None if record.archived else HsRecord(
+            record.id, dict(record.properties), record.created, record.updated)
+        if self.search_lag <= 0:
+            self._apply(object_type, record.id, snapshot)
+            return
+        due = now.timestamp() + self.search_lag
+        heapq.heappush(self._pending, (due, next(self._seq), object_type, record.id, snapshot))
+
+    def _apply(self, object_type: str, record_id: str, snapshot: HsRecord | None) -> None:
+        if snapshot is None:
+            self._search_view[object_type].pop(record_id, None)
+        else:
+            self._search_view[object_type][record_id] = snapshot
+
+    def searchable(self, object_type: str) -> list[HsRecord]:
+        """What search sees now: writes older than the lag, in id order."""
+        now = utcnow().timestamp()
+        with self.lock:
+            while self._pending and self._pending[0][0] <= now:
+                _, _, obj, rid, snapshot = heapq.heappop(self._pending)
+                self._apply(obj, rid, snapshot)
+            return list(self._search_view[object_type].values())
+
+    # -- values --------------------------------------------------------------------------
+    def new_id(self) -> str:
+        return str(next(self._ids))
+
+    def _owner_ids(self) -> set[str]:
+        return {o["id"] for o in self.owners}
+
+    def _coerce(self, object_type: str, name: str, raw: Any) -> tuple[str | None,
+                                                                      dict[str, Any] | None]:
+        prop = PROPERTIES[object_type].get(name)
+        if prop is None:
+            return None, {"name": name, "code": "PROPERTY_DOESNT_EXIST",
+                          "message": f'Property "{name}" does not exist'}
+        if prop.read_only:
+            return None, {"name": name, "code": "READ_ONLY_VALUE",
+                          "message": f'"{name}" is a read only property; its value cannot be set.'}
+        if raw is None or raw == "":
+            return "", None
+        text = raw if isinstance(raw, str) else (
+            ("true" if raw else "false") if isinstance(raw, bool) else str(raw))
+        return _typed(prop, text, self._owner_ids())
+
+    def validate(self, object_type: str, properties: Any) -> dict[str, str]:
+        if not isinstance(properties, dict):
+            raise ValidationFailed([{"name": "properties", "code": "INVALID_INPUT",
+                                     "message": "properties must be an object"}])
+        out: dict[str, str] = {}
+        problems = []
+        for name, raw in properties.items():
+            value, problem = self._coerce(object_type, name, raw)
+            if problem is not None:
+                problems.append(problem)
+            elif value is not None:
+                out[name] = value
+        if problems:
+            raise ValidationFailed(problems)
+        return out
+
+    # -- writes --------------------------------------------------------------------------
+    def email_owner(self, email: str) -> str | None:
+        found = self._emails.get(email.strip().lower())
+        if found is None:
+            return None
+        rec = self.records["contacts"].get(found)
+        return found if rec is not None and not rec.archived else None
+
+    def create(self, object_type: str, values: dict[str, str], now: dt.datetime) -> HsRecord:
+        record = HsRecord(self.new_id(), {}, now, now)
+        self._assign(object_type, record, values)
+        stamp = hs_format(now)
+        record.properties.update({"createdate": stamp, "hs_object_id": record.id,
+                                  LAST_MODIFIED[object_type]: stamp})
+        if object_type == "contacts":
+            record.properties["hs_lastmodifieddate"] = stamp
+        if object_type == "deals":
+            record.properties.setdefault("pipeline", "default")
+        self._derive(object_type, record)
+        self.records[object_type][record.id] = record
+        if object_type == "contacts" and record.properties.get("email"):
+            self._emails[str(record.properties["email"])] = record.id
+        self._publish(object_type, record, now)
+        return record
+
+    def update(self, object_type: str, record: HsRecord, values: dict[str, str],
+               now: dt.datetime) -> None:
+        old_email = record.properties.get("email")
+        self._assign(object_type, record, values)
+        record.updated = now
+        stamp = hs_format(now)
+        record.properties[LAST_MODIFIED[object_type]] = stamp
+        if object_type == "contacts":
+            record.properties["hs_lastmodifieddate"] = stamp
+            new_email = record.properties.get("email")
+            if old_email != new_email:
+                if old_email:
+                    self._emails.pop(old_email, None)
+                if new_email:
+                    self._emails[new_email] = record.id
+        self._derive(object_type, record)
+        self._publish(object_type, record, now)
+
+    def _assign(self, object_type: str, record: HsRecord, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            if name == "lifecyclestage" and value and record.properties.get(name):
+                current = str(record.properties[name])
+                if LIFECYCLE_ORDER.get(value, 0) < LIFECYCLE_ORDER.get(current, 0):
+                    continue  # HubSpot ignores a backward move unless the stage was cleared
+            if name == "email" and value:
+                value = value.strip().lower()
+            record.properties[name] = value if value != "" else None
+
+    def _derive(self, object_type: str, record: HsRecord) -> None:
+        if object_type == "deals":
+            stage = record.properties.get("dealstage")
+            record.properties["hs_is_closed"] = "true" if stage in CLOSED_STAGES else "false"
+
+    def archive(self, object_type: str, record: HsRecord, now: dt.datetime) -> None:
+        record.archived = True
+        record.archived_at = now
+        if object_type == "contacts" and record.properties.get("email"):
+            self._emails.pop(str(record.properties["email"]), None)
+        self._publish(object_type, record, now)
+
+    def get(self, object_type: str, record_id: str, archived: bool = False) -> HsRecord | None:
+        record = self.records[object_type].get(record_id)
+        if record is None or record.archived != archived:
+            return None
+        return record
+
+    def find_by(self, object_type: str, prop: str, value: str) -> HsRecord | None:
+        if prop == "hs_object_id":
+            return self.get(object_type, value)
+        if object_type == "contacts" and prop == "email":
+            rid = self.email_owner(value)
+            return self.records["contacts"][rid] if rid else None
+        for record in self.records[object_type].values():
+            if not record.archived and record.properties.get(prop) == value:
+                return record
+        return None
+
+    # -- associations --------------------------------------------------------------------
+    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str,
+                  type_ids: list[int]) -> None:
+        from sandbox.hubspot.schema import ASSOCIATION_TYPES
+
+        forward = self.associations.setdefault((from_type, to_type), {})
+        forward.setdefault(from_id, {}).setdefault(to_id, set()).update(type_ids)
+        reverse_types = [t for t, _ in ASSOCIATION_TYPES.get((to_type, from_type), [])]
+        pairs = ASSOCIATION_TYPES.get((from_type, to_type), [])
+        mirrored = []
+        for type_id in type_ids:
+            index = next((i for i, (t, _) in enumerate(pairs) if t == type_id), 0)
+            if index < len(reverse_types):
+                mirrored.append(reverse_types[index])
+        backward = self.associations.setdefault((to_type, from_type), {})
+        backward.setdefault(to_id, {}).setdefault(from_id, set()).update(mirrored)
+
+    def dissociate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        self.associations.get((from_type, to_type), {}).get(from_id, {}).pop(to_id, None)
+        self.associations.get((to_type, from_type), {}).get(to_id, {}).pop(from_id, None)
+
+    def associated(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
+        return self.associations.get((from_type, to_type), {}).get(from_id, {})
+
+    def now(self) -> dt.datetime:
+        return utcnow()
+
+    def singular(self, object_type: str) -> str:
+        return SINGULAR[object_type]
+
+
+def _typed(prop: Prop, text: str, owner_ids: set[str]) -> tuple[str | None,
+                                                                dict[str, Any] | None]:
+    name = prop.name
+    if prop.type == "number":
+        try:
+            number = float(text)
+        except ValueError:
+            return None, {"name": name, "code": "INVALID_DECIMAL",
+                          "message": f"{text} was not a valid decimal"}
+        return (str(int(number)) if number.is_integer() and "." not in text else text), None
+    if prop.type == "bool":
+        if text.lower() not in ("true", "false"):
+            return None, {"name": name, "code": "INVALID_BOOLEAN",
+                          "message": f"{text} was not a valid boolean"}
+        return text.lower(), None
+    if prop.type in ("datetime", "date"):
+        try:
+            value = (dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC) if text.isdigit()
+                     else parse_iso(text))
+        except (ValueError, OverflowError):
+            return None, {"name": name, "code": "INVALID_DATE",
+                          "message": f"{text} was not a valid date"}
+        return hs_format(value), None
+    if name == "hubspot_owner_id":
+        if text not in owner_ids:
+            return None, {"name": name, "code": "INVALID_OWNER_ID",
+                          "message": f"{text} is not a valid owner id"}
+        return text, None
+    if prop.type == "enumeration":
+        allowed = [value for value, _ in prop.options]
+        if text not in allowed:
+            return None, {"name": name, "code": "INVALID_OPTION",
+                          "message": f"{text} was not one of the allowed options: "
+                          f"[{', '.join(allowed)}]"}
+        return text, None
+    if name == "email" and not EMAIL_PATTERN.match(text.strip()):
+        return None, {"name": name, "code": "INVALID_EMAIL",
+                      "message": f"Email address {text} is invalid"}
+    if len(text) > 65536:
+        return None, {"name": name, "code": "INVALID_STRING",
+                      "message": "value is longer than 65536 characters"}
+    return text, None

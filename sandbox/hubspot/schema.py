@@ -1,0 +1,209 @@
+"""Properties, pipelines and association types of the emulated portal.
+
+Property definitions follow the recorded ``/crm/v3/properties`` bodies; the option sets of
+``lifecyclestage`` and ``hs_lead_status`` are HubSpot's defaults. Every value travels as a
+string (numbers too), which is a HubSpot quirk the connectors must handle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3"}
+SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
+ALIASES = {
+    "contacts": "contacts", "contact": "contacts", "0-1": "contacts",
+    "companies": "companies", "company": "companies", "0-2": "companies",
+    "deals": "deals", "deal": "deals", "0-3": "deals",
+}
+LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
+                 "deals": "hs_lastmodifieddate"}
+DEFAULT_PROPERTIES = {
+    "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
+                 "lastname"],
+    "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+    "deals": ["amount", "closedate", "createdate", "dealname", "dealstage",
+              "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+}
+LIFECYCLE_STAGES = [
+    ("subscriber", "Subscriber"), ("lead", "Lead"), ("marketingqualifiedlead", "Marketing Qualified Lead"),
+    ("salesqualifiedlead", "Sales Qualified Lead"), ("opportunity", "Opportunity"),
+    ("customer", "Customer"), ("evangelist", "Evangelist"), ("other", "Other"),
+]
+LIFECYCLE_ORDER = {value: index for index, (value, _) in enumerate(LIFECYCLE_STAGES)}
+LEAD_STATUSES = [
+    ("NEW", "New"), ("OPEN", "Open"), ("IN_PROGRESS", "In Progress"),
+    ("OPEN_DEAL", "Open Deal"), ("UNQUALIFIED", "Unqualified"),
+    ("ATTEMPTED_TO_CONTACT", "Attempted to Contact"), ("CONNECTED", "Connected"),
+    ("BAD_TIMING", "Bad Timing"),
+]
+DEAL_STAGES = [
+    ("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
+    ("qualifiedtobuy", "Qualified To Buy", "0.4", "false"),
+    ("presentationscheduled", "Presentation Scheduled", "0.6", "false"),
+    ("decisionmakerboughtin", "Decision Maker Bought-In", "0.8", "false"),
+    ("contractsent", "Contract Sent", "0.9", "false"),
+    ("closedwon", "Closed Won", "1.0", "true"),
+    ("closedlost", "Closed Lost", "0.0", "true"),
+]
+INDUSTRIES = [("ACCOUNTING", "Accounting"), ("BANKING", "Banking"),
+              ("COMPUTER_SOFTWARE", "Computer Software"), ("EDUCATION_MANAGEMENT", "Education"),
+              ("HOSPITAL_HEALTH_CARE", "Hospital & Health Care"), ("RETAIL", "Retail"),
+              ("TELECOMMUNICATIONS", "Telecommunications"), ("OTHER", "Other")]
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str
+    label: str
+    type: str
+    field_type: str
+    group: str
+    options: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+    calculated: bool = False
+    unique: bool = False
+    hubspot_defined: bool = True
+
+
+def _p(name: str, label: str, type_: str = "string", field_type: str = "text",
+       group: str = "contactinformation", **extra: Any) -> Prop:
+    return Prop(name, label, type_, field_type, group, **extra)
+
+
+def _enum(name: str, label: str, options: list[tuple[str, str]], group: str,
+          **extra: Any) -> Prop:
+    return Prop(name, label, "enumeration", "select", group, tuple(options), **extra)
+
+
+_LIFECYCLE = [(v, label) for v, label in LIFECYCLE_STAGES]
+_COMMON = [
+    _p("createdate", "Create Date", "datetime", "date", read_only=True),
+    _p("hs_object_id", "Record ID", "number", "number", read_only=True),
+    _p("hubspot_owner_id", "Owner", "enumeration", "select"),
+    _p("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", read_only=True),
+]
+
+
+def _with(group: str, props: list[Prop]) -> dict[str, Prop]:
+    common = [Prop(p.name, p.label, p.type, p.field_type, group, p.options, p.read_only,
+                   p.calculated, p.unique) for p in _COMMON]
+    return {p.name: p for p in common + props}
+
+
+PROPERTIES: dict[str, dict[str, Prop]] = {
+    "contacts": _with("contactinformation", [
+        _p("email", "Email", unique=True),
+        _p("firstname", "First Name"),
+        _p("lastname", "Last Name"),
+        _p("phone", "Phone Number", field_type="phonenumber"),
+        _p("mobilephone", "Mobile Phone Number", field_type="phonenumber"),
+        _p("company", "Company Name"),
+        _p("jobtitle", "Job Title"),
+        _p("website", "Website URL"),
+        _p("city", "City"),
+        _p("state", "State/Region"),
+        _p("country", "Country/Region"),
+        _p("lastmodifieddate", "Last Modified Date", "datetime", "date", read_only=True),
+        _enum("lifecyclestage", "Lifecycle Stage", _LIFECYCLE, "contactinformation"),
+        _enum("hs_lead_status", "Lead Status", LEAD_STATUSES, "sales_properties"),
+        _p("hubspotscore", "HubSpot Score", "number", "number", read_only=True,
+           calculated=True),
+        _p("hs_analytics_source", "Original Source", "enumeration", "select",
+           options=(("ORGANIC_SEARCH", "Organic Search"), ("PAID_SEARCH", "Paid Search"),
+                    ("EMAIL_MARKETING", "Email Marketing"), ("SOCIAL_MEDIA", "Organic Social"),
+                    ("REFERRALS", "Referrals"), ("DIRECT_TRAFFIC", "Direct Traffic"),
+                    ("OFFLINE", "Offline Sources"))),
+        _p("notes_last_updated", "Last Activity Date", "datetime", "date", read_only=True),
+        _p("salesforceleadid", "Salesforce Lead ID", hubspot_defined=False),
+        _p("salesforcecontactid", "Salesforce Contact ID", hubspot_defined=False),
+        _p("stagesync_cold_lead", "Cold lead (stagesync)", "bool", "booleancheckbox",
+           options=(("true", "Yes"), ("false", "No")), hubspot_defined=False),
+    ]),
+    "companies": _with("companyinformation", [
+        _p("name", "Company name", group="companyinformation"),
+        _p("domain", "Company Domain Name", group="companyinformation", unique=False),
+        _p("phone", "Phone Number", field_type="phonenumber", group="companyinformation"),
+        _enum("industry", "Industry", INDUSTRIES, "companyinformation"),
+        _p("city", "City", group="companyinformation"),
+        _p("state", "State/Region", group="companyinformation"),
+        _p("country", "Country/Region", group="companyinformation"),
+        _p("numberofemployees", "Number of Employees", "number", "number",
+           group="companyinformation"),
+        _p("annualrevenue", "Annual Revenue", "number", "number", group="companyinformation"),
+        _enum("lifecyclestage", "Lifecycle Stage", _LIFECYCLE, "companyinformation"),
+        _p("salesforceaccountid", "Salesforce Account ID", group="companyinformation",
+           hubspot_defined=False),
+    ]),
+    "deals": _with("dealinformation", [
+        _p("dealname", "Deal Name", group="dealinformation"),
+        _p("amount", "Amount", "number", "number", group="dealinformation"),
+        _p("dealstage", "Deal Stage", "enumeration", "radio", group="dealinformation",
+           options=tuple((s[0], s[1]) for s in DEAL_STAGES)),
+        _p("pipeline", "Pipeline", "enumeration", "select", group="dealinformation",
+           options=(("default", "Sales Pipeline"),)),
+        _p("closedate", "Close Date", "datetime", "date", group="dealinformation"),
+        _p("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox",
+           group="dealinformation", read_only=True, calculated=True,
+           options=(("true", "True"), ("false", "False"))),
+        _p("dealtype", "Deal Type", "enumeration", "radio", group="dealinformation",
+           options=(("newbusiness", "New Business"), ("existingbusiness", "Existing Business"))),
+        _p("salesforceopportunityid", "Salesforce Opportunity ID", group="dealinformation",
+           hubspot_defined=False),
+    ]),
+}
+
+# Association type ids (HUBSPOT_DEFINED), from HubSpot's association type reference.
+ASSOCIATION_TYPES: dict[tuple[str, str], list[tuple[int, str | None]]] = {
+    ("contacts", "companies"): [(279, None), (1, "Primary")],
+    ("companies", "contacts"): [(280, None), (2, "Primary")],
+    ("deals", "contacts"): [(3, None)],
+    ("contacts", "deals"): [(4, None)],
+    ("deals", "companies"): [(341, None), (5, "Primary")],
+    ("companies", "deals"): [(342, None), (6, "Primary")],
+}
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A property as ``GET /crm/v3/properties/{objectType}`` returns it."""
+    options = list(prop.options)
+    if prop.name == "hubspot_owner_id" and owners:
+        options = [(o["id"], f"{o['firstName']} {o['lastName']}") for o in owners]
+    return {
+        "updatedAt": "2024-09-12T14:22:56.844Z", "createdAt": "2019-08-06T02:41:08.304Z",
+        "name": prop.name, "label": prop.label, "type": prop.type,
+        "fieldType": prop.field_type, "description": "", "groupName": prop.group,
+        "options": [{"label": label, "value": value, "displayOrder": index, "hidden": False}
+                    for index, (value, label) in enumerate(options)],
+        "displayOrder": -1, "calculated": prop.calculated, "externalOptions":
+        prop.name == "hubspot_owner_id", "hasUniqueValue": prop.unique, "hidden": False,
+        "hubspotDefined": prop.hubspot_defined,
+        "modificationMetadata": {"archivable": not prop.hubspot_defined,
+                                 "readOnlyDefinition": prop.hubspot_defined,
+                                 "readOnlyValue": prop.read_only},
+        "formField": not prop.read_only, "dataSensitivity": "non_sensitive",
+    }
+
+
+def pipelines_body(object_type: str) -> list[dict[str, Any]]:
+    """Deal pipelines, and the contacts lifecycle stages shown as a pipeline."""
+    if object_type == "deals":
+        stages = [{"label": label, "displayOrder": i,
+                   "metadata": {"isClosed": closed, "probability": prob}, "id": sid,
+                   "createdAt": EPOCH, "updatedAt": EPOCH,
+                   "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT", "archived": False}
+                  for i, (sid, label, prob, closed) in enumerate(DEAL_STAGES)]
+        return [{"label": "Sales Pipeline", "displayOrder": 0, "id": "default",
+                 "stages": stages, "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}]
+    if object_type in ("contacts", "companies"):
+        stages = [{"label": label, "displayOrder": i,
+                   "metadata": {"isClosed": "false", "state": "OPEN"}, "id": value,
+                   "createdAt": EPOCH, "updatedAt": EPOCH,
+                   "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT", "archived": False}
+                  for i, (value, label) in enumerate(LIFECYCLE_STAGES)]
+        return [{"label": "Lifecycle Stage Pipeline", "displayOrder": 0,
+                 "id": f"{object_type}-lifecycle-pipeline", "stages": stages,
+                 "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}]
+    return []

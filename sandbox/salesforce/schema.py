@@ -1,0 +1,359 @@
+"""The emulated org's objects and fields, and their describe bodies.
+
+Field types, lengths and flags follow a standard Sales Cloud org; custom fields end in ``__c``.
+``Lead.Status`` and ``Opportunity.StageName`` are restricted picklists, as the product must
+learn from describe rather than assume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+API_VERSIONS = ("59.0", "60.0", "61.0", "62.0")
+LATEST_VERSION = API_VERSIONS[-1]
+
+
+@dataclass(frozen=True)
+class Picklist:
+    values: tuple[str, ...]
+    restricted: bool = False
+    default: str | None = None
+    converted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    label: str
+    length: int = 0
+    nillable: bool = True
+    createable: bool = True
+    updateable: bool = True
+    calculated: bool = False
+    external_id: bool = False
+    unique: bool = False
+    picklist: Picklist | None = None
+    reference_to: tuple[str, ...] = ()
+    precision: int = 0
+    scale: int = 0
+    custom: bool = False
+    default_on_create: bool = False
+
+    @property
+    def required_on_create(self) -> bool:
+        """Salesforce's rule: not nillable, createable, and not defaulted by the server."""
+        return not self.nillable and self.createable and not self.default_on_create
+
+
+@dataclass(frozen=True)
+class SObject:
+    name: str
+    label: str
+    label_plural: str
+    key_prefix: str
+    fields: dict[str, Field] = field(default_factory=dict)
+    createable: bool = True
+    updateable: bool = True
+    deletable: bool = True
+    mergeable: bool = False
+
+    def field_ci(self, name: str) -> Field | None:
+        """Field lookup as Salesforce does it: case-insensitive."""
+        found = self.fields.get(name)
+        if found is not None:
+            return found
+        lowered = name.lower()
+        for candidate in self.fields.values():
+            if candidate.name.lower() == lowered:
+                return candidate
+        return None
+
+
+def _system_fields(prefix_label: str) -> list[Field]:
+    ro = {"createable": False, "updateable": False}
+    return [
+        Field("Id", "id", f"{prefix_label} ID", 18, nillable=False, default_on_create=True, **ro),
+        Field("IsDeleted", "boolean", "Deleted", nillable=False, default_on_create=True, **ro),
+        Field("CreatedDate", "datetime", "Created Date", nillable=False, default_on_create=True,
+              **ro),
+        Field("CreatedById", "reference", "Created By ID", 18, nillable=False,
+              default_on_create=True, reference_to=("User",), **ro),
+        Field("LastModifiedDate", "datetime", "Last Modified Date", nillable=False,
+              default_on_create=True, **ro),
+        Field("LastModifiedById", "reference", "Last Modified By ID", 18, nillable=False,
+              default_on_create=True, reference_to=("User",), **ro),
+        Field("SystemModstamp", "datetime", "System Modstamp", nillable=False,
+              default_on_create=True, **ro),
+    ]
+
+
+def _owner() -> Field:
+    return Field("OwnerId", "reference", "Owner ID", 18, nillable=False, default_on_create=True,
+                 reference_to=("User",))
+
+
+def _master() -> Field:
+    return Field("MasterRecordId", "reference", "Master Record ID", 18, createable=False,
+                 updateable=False, reference_to=())
+
+
+def _ro(name: str, type_: str, label: str, length: int = 0, **extra: Any) -> Field:
+    return Field(name, type_, label, length, createable=False, updateable=False, **extra)
+
+
+LEAD_STATUS = Picklist(
+    ("New", "Working", "Nurturing", "Qualified", "Unqualified"),
+    restricted=True,
+    default="New",
+    converted=frozenset({"Qualified"}),
+)
+LEAD_SOURCE = Picklist(("Web", "Phone Inquiry", "Partner Referral", "Purchased List",
+                        "Advertisement", "Trade Show", "Other"))
+INDUSTRY = Picklist(("Agriculture", "Banking", "Communications", "Consulting", "Education",
+                     "Energy", "Healthcare", "Manufacturing", "Media", "Retail", "Technology",
+                     "Other"))
+OPPORTUNITY_STAGE = Picklist(
+    ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
+     "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
+     "Negotiation/Review", "Closed Won", "Closed Lost"),
+    restricted=True,
+)
+STAGE_PROBABILITY = {
+    "Prospecting": 10, "Qualification": 10, "Needs Analysis": 20, "Value Proposition": 50,
+    "Id. Decision Makers": 60, "Perception Analysis": 70, "Proposal/Price Quote": 75,
+    "Negotiation/Review": 90, "Closed Won": 100, "Closed Lost": 0,
+}
+TASK_STATUS = Picklist(("Not Started", "In Progress", "Completed", "Waiting on someone else",
+                        "Deferred"), restricted=True, default="Not Started")
+TASK_PRIORITY = Picklist(("High", "Normal", "Low"), restricted=True, default="Normal")
+
+
+def _contactish(with_company: bool) -> list[Field]:
+    fields = [
+        Field("FirstName", "string", "First Name", 40),
+        Field("LastName", "string", "Last Name", 80, nillable=False),
+        _ro("Name", "string", "Full Name", 121),
+        Field("Email", "email", "Email", 80),
+        Field("Phone", "phone", "Phone", 40),
+        Field("Title", "string", "Title", 128),
+        Field("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCE),
+        Field("Description", "textarea", "Description", 32000),
+        Field("HasOptedOutOfEmail", "boolean", "Email Opt Out", nillable=False,
+              default_on_create=True),
+        Field("Lead_Score__c", "double", "Lead Score", precision=18, scale=0, custom=True),
+        Field("HubSpot_Contact_Id__c", "string", "HubSpot Contact ID", 40, external_id=True,
+              unique=True, custom=True),
+        _owner(),
+        _master(),
+    ]
+    if with_company:
+        fields += [
+            Field("Company", "string", "Company", 255, nillable=False),
+            Field("Status", "picklist", "Lead Status", 255, nillable=False,
+                  default_on_create=True, picklist=LEAD_STATUS),
+            Field("Rating", "picklist", "Rating", 255, picklist=Picklist(("Hot", "Warm", "Cold"))),
+            Field("Industry", "picklist", "Industry", 255, picklist=INDUSTRY),
+            Field("Website", "url", "Website", 255),
+            Field("City", "string", "City", 40),
+            Field("State", "string", "State/Province", 80),
+            Field("Country", "string", "Country", 80),
+            Field("NumberOfEmployees", "int", "Employees", precision=8),
+            Field("AnnualRevenue", "currency", "Annual Revenue", precision=18, scale=0),
+            _ro("IsConverted", "boolean", "Converted", nillable=False, default_on_create=True),
+            _ro("ConvertedDate", "date", "Converted Date"),
+            _ro("ConvertedAccountId", "reference", "Converted Account ID", 18,
+                reference_to=("Account",)),
+            _ro("ConvertedContactId", "reference", "Converted Contact ID", 18,
+                reference_to=("Contact",)),
+            _ro("ConvertedOpportunityId", "reference", "Converted Opportunity ID", 18,
+                reference_to=("Opportunity",)),
+            _ro("Days_Since_Created__c", "double", "Days Since Created", calculated=True,
+                custom=True, precision=18),
+        ]
+    else:
+        fields += [
+            Field("AccountId", "reference", "Account ID", 18, reference_to=("Account",)),
+            Field("MailingCity", "string", "Mailing City", 40),
+            Field("MailingState", "string", "Mailing State/Province", 80),
+            Field("MailingCountry", "string", "Mailing Country", 80),
+        ]
+    return fields
+
+
+def _build(name: str, label: str, plural: str, prefix: str, fields: list[Field],
+           **flags: bool) -> SObject:
+    all_fields = _system_fields(label) + fields
+    return SObject(name, label, plural, prefix, {f.name: f for f in all_fields}, **flags)
+
+
+OBJECTS: dict[str, SObject] = {
+    "Lead": _build("Lead", "Lead", "Leads", "00Q", _contactish(with_company=True),
+                   mergeable=True),
+    "Contact": _build("Contact", "Contact", "Contacts", "003", _contactish(with_company=False),
+                      mergeable=True),
+    "Account": _build("Account", "Account", "Accounts", "001", [
+        Field("Name", "string", "Account Name", 255, nillable=False),
+        Field("Website", "url", "Website", 255),
+        Field("Phone", "phone", "Account Phone", 40),
+        Field("Industry", "picklist", "Industry", 255, picklist=INDUSTRY),
+        Field("Type", "picklist", "Account Type", 255, picklist=Picklist(
+            ("Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller",
+             "Installation Partner", "Technology Partner", "Other"))),
+        Field("NumberOfEmployees", "int", "Employees", precision=8),
+        Field("AnnualRevenue", "currency", "Annual Revenue", precision=18, scale=0),
+        Field("BillingCity", "string", "Billing City", 40),
+        Field("BillingState", "string", "Billing State/Province", 80),
+        Field("BillingCountry", "string", "Billing Country", 80),
+        Field("Description", "textarea", "Account Description", 32000),
+        Field("HubSpot_Company_Id__c", "string", "HubSpot Company ID", 40, external_id=True,
+              unique=True, custom=True),
+        _owner(),
+        _master(),
+    ], mergeable=True),
+    "Opportunity": _build("Opportunity", "Opportunity", "Opportunities", "006", [
+        Field("Name", "string", "Name", 120, nillable=False),
+        Field("AccountId", "reference", "Account ID", 18, reference_to=("Account",)),
+        Field("ContactId", "reference", "Contact ID", 18, reference_to=("Contact",)),
+        Field("StageName", "picklist", "Stage", 255, nillable=False, picklist=OPPORTUNITY_STAGE),
+        Field("Amount", "currency", "Amount", precision=18, scale=2),
+        Field("CloseDate", "date", "Close Date", nillable=False),
+        Field("Probability", "percent", "Probability (%)", precision=3, default_on_create=True),
+        _ro("IsClosed", "boolean", "Closed", nillable=False, default_on_create=True),
+        _ro("IsWon", "boolean", "Won", nillable=False, default_on_create=True),
+        Field("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCE),
+        Field("Type", "picklist", "Opportunity Type", 255,
+              picklist=Picklist(("New Business", "Existing Business"))),
+        Field("Description", "textarea", "Description", 32000),
+        Field("HubSpot_Deal_Id__c", "string", "HubSpot Deal ID", 40, external_id=True,
+              unique=True, custom=True),
+        _owner(),
+    ]),
+    "Task": _build("Task", "Task", "Tasks", "00T", [
+        Field("Subject", "combobox", "Subject", 255),
+        Field("Status", "picklist", "Status", 255, nillable=False, default_on_create=True,
+              picklist=TASK_STATUS),
+        Field("Priority", "picklist", "Priority", 255, nillable=False, default_on_create=True,
+              picklist=TASK_PRIORITY),
+        Field("WhoId", "reference", "Name ID", 18, reference_to=("Contact", "Lead")),
+        Field("WhatId", "reference", "Related To ID", 18,
+              reference_to=("Account", "Opportunity")),
+        Field("ActivityDate", "date", "Due Date Only"),
+        Field("Description", "textarea", "Description", 32000),
+        Field("Type", "picklist", "Type", 255, picklist=Picklist(("Call", "Email", "Meeting",
+                                                                   "Other"))),
+        _ro("IsClosed", "boolean", "Closed", nillable=False, default_on_create=True),
+        _owner(),
+    ]),
+    "User": _build("User", "User", "Users", "005", [
+        Field("Username", "string", "Username", 80, nillable=False),
+        Field("Email", "email", "Email", 128, nillable=False),
+        Field("FirstName", "string", "First Name", 40),
+        Field("LastName", "string", "Last Name", 80, nillable=False),
+        _ro("Name", "string", "Full Name", 121),
+        Field("Alias", "string", "Alias", 8, nillable=False),
+        Field("IsActive", "boolean", "Active", nillable=False, default_on_create=True),
+    ], createable=False, updateable=False, deletable=False),
+}
+
+
+def soap_type(type_: str) -> str:
+    return {
+        "id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "int": "xsd:int",
+        "double": "xsd:double", "currency": "xsd:double", "percent": "xsd:double",
+        "date": "xsd:date", "datetime": "xsd:dateTime",
+    }.get(type_, "xsd:string")
+
+
+def describe_field(f: Field) -> dict[str, Any]:
+    """A field as the describe call returns it (the keys of a recorded Task describe)."""
+    picklist_values = []
+    if f.picklist is not None:
+        picklist_values = [
+            {"active": True, "defaultValue": value == f.picklist.default, "label": value,
+             "validFor": None, "value": value}
+            for value in f.picklist.values
+        ]
+    numeric = f.type in ("double", "currency", "percent")
+    return {
+        "aggregatable": f.type not in ("textarea",), "aiPredictionField": False,
+        "autoNumber": False, "byteLength": f.length * 3 if f.length else 0,
+        "calculated": f.calculated,
+        "calculatedFormula": "TODAY() - DATEVALUE(CreatedDate)" if f.calculated else None,
+        "cascadeDelete": False, "caseSensitive": False, "compoundFieldName": None,
+        "controllerName": None, "createable": f.createable, "custom": f.custom,
+        "defaultValue": None, "defaultValueFormula": None,
+        "defaultedOnCreate": f.default_on_create, "dependentPicklist": False,
+        "deprecatedAndHidden": False, "digits": f.precision if f.type == "int" else 0,
+        "displayLocationInDecimal": False, "encrypted": False, "externalId": f.external_id,
+        "extraTypeInfo": None, "filterable": f.type != "textarea",
+        "filteredLookupInfo": None, "formulaTreatNullNumberAsZero": False,
+        "groupable": f.type not in ("textarea", "double", "currency", "percent", "datetime"),
+        "highScaleNumber": False, "htmlFormatted": False, "idLookup": f.type == "id"
+        or f.external_id or f.name == "Email",
+        "inlineHelpText": None, "label": f.label, "length": f.length, "mask": None,
+        "maskType": None, "name": f.name, "nameField": f.name in ("Name",),
+        "namePointing": f.name in ("WhoId", "WhatId"), "nillable": f.nillable,
+        "permissionable": f.nillable and f.createable, "picklistValues": picklist_values,
+        "polymorphicForeignKey": len(f.reference_to) > 1,
+        "precision": f.precision if numeric else 0, "queryByDistance": False,
+        "referenceTargetField": None, "referenceTo": list(f.reference_to),
+        "relationshipName": (f.name[:-2] if f.type == "reference" and f.name.endswith("Id")
+                             else None),
+        "relationshipOrder": None, "restrictedDelete": False,
+        "restrictedPicklist": bool(f.picklist and f.picklist.restricted),
+        "scale": f.scale if numeric else 0, "searchPrefilterable": False,
+        "soapType": soap_type(f.type), "sortable": f.type != "textarea",
+        "type": f.type, "unique": f.unique, "updateable": f.updateable,
+        "writeRequiresMasterRead": False,
+    }
+
+
+def describe_object(obj: SObject, version: str) -> dict[str, Any]:
+    """The body of ``GET /sobjects/{name}/describe``."""
+    base = f"/services/data/v{version}/sobjects/{obj.name}"
+    return {
+        "actionOverrides": [], "activateable": False, "associateEntityType": None,
+        "associateParentEntity": None, "childRelationships": [], "compactLayoutable": True,
+        "createable": obj.createable, "custom": False, "customSetting": False,
+        "deepCloneable": False, "defaultImplementation": None, "deletable": obj.deletable,
+        "deprecatedAndHidden": False, "extendedBy": None, "extendsInterfaces": None,
+        "feedEnabled": True, "fields": [describe_field(f) for f in obj.fields.values()],
+        "hasSubtypes": False, "implementedBy": None, "implementsInterfaces": None,
+        "isInterface": False, "isSubtype": False, "keyPrefix": obj.key_prefix,
+        "label": obj.label, "labelPlural": obj.label_plural, "layoutable": True,
+        "listviewable": None, "lookupLayoutable": None, "mergeable": obj.mergeable,
+        "mruEnabled": True, "name": obj.name, "namedLayoutInfos": [],
+        "networkScopeFieldName": None, "queryable": True,
+        "recordTypeInfos": [{
+            "active": True, "available": True, "defaultRecordTypeMapping": True,
+            "developerName": "Master", "master": True, "name": "Master",
+            "recordTypeId": "012000000000000AAA",
+            "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"},
+        }],
+        "replicateable": True, "retrieveable": True, "searchLayoutable": True,
+        "searchable": True, "sobjectDescribeOption": "FULL", "supportedScopes": [],
+        "triggerable": True, "undeletable": obj.deletable, "updateable": obj.updateable,
+        "urls": {
+            "compactLayouts": f"{base}/describe/compactLayouts", "rowTemplate": f"{base}/{{ID}}",
+            "describe": f"{base}/describe", "sobject": base,
+            "layouts": f"{base}/describe/layouts",
+        },
+    }
+
+
+def describe_global_entry(obj: SObject, version: str) -> dict[str, Any]:
+    base = f"/services/data/v{version}/sobjects/{obj.name}"
+    return {
+        "activateable": False, "createable": obj.createable, "custom": False,
+        "customSetting": False, "deepCloneable": False, "deletable": obj.deletable,
+        "deprecatedAndHidden": False, "feedEnabled": True, "hasSubtypes": False,
+        "isInterface": False, "isSubtype": False, "keyPrefix": obj.key_prefix,
+        "label": obj.label, "labelPlural": obj.label_plural, "layoutable": True,
+        "mergeable": obj.mergeable, "mruEnabled": True, "name": obj.name, "queryable": True,
+        "replicateable": True, "retrieveable": True, "searchable": True, "triggerable": True,
+        "undeletable": obj.deletable, "updateable": obj.updateable,
+        "urls": {"rowTemplate": f"{base}/{{ID}}", "describe": f"{base}/describe",
+                 "sobject": base},
+    }

@@ -1,0 +1,291 @@
+"""Deterministic, realistic and deliberately messy data for both emulators.
+
+The same seed always yields the same records. The mess is what real orgs have and what the
+product must cope with: leads sharing one email, emails with odd casing and stray whitespace,
+blank emails and phones, stages that disagree between the two systems, people who exist in one
+system only, and owners who match by email (one with different casing, one HubSpot-only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.hubspot.portal import Portal
+from sandbox.hubspot.schema import DEAL_STAGES
+from sandbox.salesforce.org import Org
+from sandbox.salesforce.schema import OBJECTS, OPPORTUNITY_STAGE, STAGE_PROBABILITY
+from sandbox.timeutil import hs_format
+
+FIRST = ["Ada", "Bertha", "Carlos", "Dmitri", "Elena", "Farah", "Gustavo", "Hana", "Ivan",
+         "Jia", "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven",
+         "Tomás", "Uma", "Viktor", "Wen", "Ximena", "Yusuf", "Zoë", "Patricia", "Johnnie"]
+LAST = ["Abara", "Becker", "Chen", "Dubois", "Eriksen", "Fischer", "García", "Haddad", "Ito",
+        "Jansen", "Kowalski", "López", "Müller", "Nakamura", "O'Brien", "Petrov", "Quispe",
+        "Rossi", "Schmidt", "Tanaka", "Usman", "Varga", "Weber", "Xu", "Yilmaz", "Zhang"]
+COMPANY_WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne",
+                 "Soylent", "Hooli", "Vandelay", "Wonka", "Gringotts", "Oscorp", "Massive"]
+COMPANY_SUFFIX = ["Inc", "GmbH", "Ltd", "Labs", "Group", "Systems", "Partners", "& Co"]
+DOMAINS = ["example.com", "example.org", "example.net", "mail.test", "corp.test"]
+LEAD_STATUS_WEIGHTS = [("New", 30), ("Working", 25), ("Nurturing", 20), ("Unqualified", 10),
+                       ("Qualified", 0)]
+# The stage HubSpot would usually show for a Salesforce lead status (drift is added on top).
+STATUS_TO_LIFECYCLE = {"New": "lead", "Working": "marketingqualifiedlead",
+                       "Nurturing": "lead", "Unqualified": "other"}
+STATUS_TO_HS_LEAD = {"New": "NEW", "Working": "IN_PROGRESS", "Nurturing": "OPEN",
+                     "Unqualified": "UNQUALIFIED"}
+SF_TO_HS_STAGE = {
+    "Prospecting": "appointmentscheduled", "Qualification": "qualifiedtobuy",
+    "Needs Analysis": "qualifiedtobuy", "Value Proposition": "presentationscheduled",
+    "Id. Decision Makers": "decisionmakerboughtin", "Perception Analysis": "decisionmakerboughtin",
+    "Proposal/Price Quote": "contractsent", "Negotiation/Review": "contractsent",
+    "Closed Won": "closedwon", "Closed Lost": "closedlost",
+}
+
+
+@dataclass(frozen=True)
+class SeedSizes:
+    leads: int = 300
+    contacts: int = 150
+    accounts: int = 60
+    opportunities: int = 80
+    hubspot_only_contacts: int = 40
+    users: int = 8
+
+    @property
+    def total(self) -> int:
+        return (self.leads + self.contacts + self.accounts + self.opportunities
+                + self.hubspot_only_contacts + self.users)
+
+
+def scaled(total: int) -> SeedSizes:
+    """Sizes in the default proportions adding up to about ``total`` records."""
+    base = SeedSizes()
+    factor = total / base.total
+    return SeedSizes(leads=round(base.leads * factor), contacts=round(base.contacts * factor),
+                     accounts=max(1, round(base.accounts * factor)),
+                     opportunities=round(base.opportunities * factor),
+                     hubspot_only_contacts=round(base.hubspot_only_contacts * factor),
+                     users=base.users)
+
+
+class _Maker:
+    def __init__(self, rng: random.Random, now: dt.datetime) -> None:
+        self.rng = rng
+        self.now = now
+
+    def person(self) -> tuple[str, str]:
+        return self.rng.choice(FIRST), self.rng.choice(LAST)
+
+    def company(self) -> str:
+        return f"{self.rng.choice(COMPANY_WORDS)} {self.rng.choice(COMPANY_SUFFIX)}"
+
+    def email(self, first: str, last: str, n: int) -> str:
+        local = f"{first}.{last}".lower().replace("'", "").replace(" ", "")
+        local = local.encode("ascii", "ignore").decode() or "person"
+        return f"{local}{n}@{self.rng.choice(DOMAINS)}"
+
+    def messy(self, email: str) -> str:
+        roll = self.rng.random()
+        if roll < 0.04:
+            return f"  {email.upper()} "
+        if roll < 0.08:
+            local, _, domain = email.partition("@")
+            return f"{local.capitalize()}@{domain.upper()}"
+        return email
+
+    def phone(self) -> str | None:
+        if self.rng.random() < 0.25:
+            return None
+        return f"+1 {self.rng.randint(200, 999)}-{self.rng.randint(200, 999)}-" \
+               f"{self.rng.randint(1000, 9999)}"
+
+    def moment(self, days_back: int = 90) -> dt.datetime:
+        delta = dt.timedelta(seconds=self.rng.randint(3600, days_back * 86400))
+        return (self.now - delta).replace(microsecond=0)
+
+    def weighted(self, pairs: list[tuple[str, int]]) -> str:
+        values = [p[0] for p in pairs]
+        weights = [p[1] for p in pairs]
+        return self.rng.choices(values, weights)[0]
+
+
+def _sf_insert(org: Org, sobject: str, values: dict[str, Any], stamp: dt.datetime,
+               user_id: str) -> str:
+    rec: dict[str, Any] = dict.fromkeys(OBJECTS[sobject].fields)
+    rec.update({"IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp,
+                "SystemModstamp": stamp, "CreatedById": user_id, "LastModifiedById": user_id})
+    rec.update(values)
+    for fld in OBJECTS[sobject].fields.values():
+        if fld.type == "boolean" and rec.get(fld.name) is None:
+            rec[fld.name] = False
+    org._derive(sobject, rec)
+    return org.commit_create(sobject, rec)
+
+
+def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[str, int]:
+    """Fill both emulators; returns the counts created per object."""
+    rng = random.Random(seed_value)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    make = _Maker(rng, now)
+    org_start = now - dt.timedelta(days=400)
+
+    users = []
+    integration = _sf_insert(org, "User", {
+        "Username": "integration@stagesync.sandbox", "Email": "integration@stagesync.sandbox",
+        "FirstName": "Integration", "LastName": "User", "Alias": "integ", "IsActive": True,
+    }, org_start, "")
+    org.records["User"][integration]["CreatedById"] = integration
+    org.records["User"][integration]["LastModifiedById"] = integration
+    org.integration_user_id = integration
+    for n in range(sizes.users):
+        first, last = make.person()
+        email = f"{first.lower()}.{n}@sales.example.com".encode("ascii", "ignore").decode()
+        uid = _sf_insert(org, "User", {
+            "Username": email, "Email": email, "FirstName": first, "LastName": last,
+            "Alias": (first[:4] + str(n)).lower(), "IsActive": n != sizes.users - 1,
+        }, org_start, integration)
+        users.append((uid, email, first, last))
+
+    owners = []
+    for n, (uid, email, first, last) in enumerate(users[: max(1, sizes.users - 2)]):
+        owner_email = email.upper() if n == 1 else email  # one owner's email differs in case
+        owners.append({
+            "id": str(31000000 + n), "email": owner_email, "type": "PERSON",
+            "firstName": first, "lastName": last, "userId": 9100000 + n,
+            "userIdIncludingInactive": 9100000 + n, "createdAt": hs_format(org_start),
+            "updatedAt": hs_format(org_start), "archived": False,
+        })
+    owners.append({"id": "31999999", "email": "marketing.only@example.com", "type": "PERSON",
+                   "firstName": "Marketing", "lastName": "Only", "userId": 9199999,
+                   "userIdIncludingInactive": 9199999, "createdAt": hs_format(org_start),
+                   "updatedAt": hs_format(org_start), "archived": False})
+    portal.owners = owners
+    owner_by_user = {users[i][0]: owners[i]["id"] for i in range(len(owners) - 1)}
+
+    counts = {"User": len(users) + 1}
+    accounts = []
+    for _ in range(sizes.accounts):
+        stamp = make.moment()
+        owner = rng.choice(users)[0]
+        name = make.company()
+        values = {"Name": name, "Website": f"https://{name.split()[0].lower()}.example.com",
+                  "Industry": rng.choice(OBJECTS["Account"].fields["Industry"].picklist.values
+                                         if OBJECTS["Account"].fields["Industry"].picklist
+                                         else ("Other",)),
+                  "OwnerId": owner, "NumberOfEmployees": rng.randint(5, 5000)}
+        aid = _sf_insert(org, "Account", values, stamp, integration)
+        accounts.append((aid, name, owner))
+    counts["Account"] = len(accounts)
+
+    hs_contacts = 0
+    email_number = 0
+    previous_emails: list[str] = []
+    for _ in range(sizes.leads):
+        first, last = make.person()
+        email_number += 1
+        email: str | None = make.email(first, last, email_number)
+        if previous_emails and rng.random() < 0.03:
+            email = rng.choice(previous_emails)  # two leads sharing one email
+        elif rng.random() < 0.05:
+            email = None
+        status = make.weighted(LEAD_STATUS_WEIGHTS)
+        owner = rng.choice(users)[0]
+        stamp = make.moment()
+        values = {"FirstName": first if rng.random() > 0.05 else None, "LastName": last,
+                  "Company": make.company(), "Email": make.messy(email) if email else None,
+                  "Phone": make.phone(), "Status": status, "OwnerId": owner,
+                  "LeadSource": rng.choice(["Web", "Partner Referral", "Trade Show", "Other",
+                                            None]),
+                  "Title": rng.choice(["CTO", "VP Marketing", "Head of Ops", None])}
+        _sf_insert(org, "Lead", values, stamp, integration)
+        if email:
+            previous_emails.append(email)
+        if email and rng.random() < 0.6:
+            lifecycle = STATUS_TO_LIFECYCLE[status]
+            if rng.random() < 0.15:  # drift: marketing moved on, sales did not
+                lifecycle = rng.choice(["marketingqualifiedlead", "salesqualifiedlead",
+                                        "subscriber"])
+            if portal.email_owner(email) is None:
+                _hs_contact(portal, rng, make, first, last, email, lifecycle,
+                            STATUS_TO_HS_LEAD[status], owner_by_user.get(owner))
+                hs_contacts += 1
+    counts["Lead"] = sizes.leads
+
+    contacts = []
+    for _ in range(sizes.contacts):
+        first, last = make.person()
+        email_number += 1
+        email = make.email(first, last, email_number)
+        account = rng.choice(accounts) if accounts else None
+        stamp = make.moment()
+        values = {"FirstName": first, "LastName": last, "Email": make.messy(email),
+                  "Phone": make.phone(), "AccountId": account[0] if account else None,
+                  "OwnerId": account[2] if account else rng.choice(users)[0]}
+        cid = _sf_insert(org, "Contact", values, stamp, integration)
+        contacts.append((cid, account))
+        if rng.random() < 0.7 and portal.email_owner(email) is None:
+            _hs_contact(portal, rng, make, first, last, email,
+                        rng.choice(["salesqualifiedlead", "opportunity", "customer"]), "CONNECTED",
+                        owner_by_user.get(values["OwnerId"]))
+            hs_contacts += 1
+    counts["Contact"] = len(contacts)
+
+    for n in range(sizes.hubspot_only_contacts):
+        first, last = make.person()
+        email_number += 1
+        email = make.email(first, last, email_number)
+        _hs_contact(portal, rng, make, first, last, email,
+                    rng.choice(["subscriber", "lead", "marketingqualifiedlead"]),
+                    rng.choice(["NEW", "OPEN", "ATTEMPTED_TO_CONTACT"]),
+                    rng.choice(owners)["id"] if n % 3 else None)
+        hs_contacts += 1
+    counts["hubspot.contacts"] = hs_contacts
+
+    companies = 0
+    for _aid, name, owner in accounts:
+        if rng.random() < 0.6:
+            portal.create("companies", {"name": name,
+                                        "domain": f"{name.split()[0].lower()}.example.com",
+                                        "hubspot_owner_id": owner_by_user.get(owner) or ""},
+                          make.moment())
+            companies += 1
+    counts["hubspot.companies"] = companies
+
+    deals = 0
+    stages = list(OPPORTUNITY_STAGE.values)
+    for n in range(sizes.opportunities):
+        account = rng.choice(accounts) if accounts else None
+        stage = rng.choice(stages)
+        stamp = make.moment()
+        close = (now + dt.timedelta(days=rng.randint(-60, 120))).date()
+        name = f"{account[1] if account else 'Direct'} - {rng.choice(['Renewal', 'Expansion', 'New'])} {n}"
+        amount = float(rng.randint(5, 500) * 100)
+        _sf_insert(org, "Opportunity", {
+            "Name": name, "AccountId": account[0] if account else None, "StageName": stage,
+            "CloseDate": close, "Amount": amount, "Probability": STAGE_PROBABILITY[stage],
+            "OwnerId": account[2] if account else rng.choice(users)[0],
+        }, stamp, integration)
+        if rng.random() < 0.5:
+            hs_stage = SF_TO_HS_STAGE[stage]
+            if rng.random() < 0.1:
+                hs_stage = rng.choice([s[0] for s in DEAL_STAGES])
+            portal.create("deals", {"dealname": name, "amount": str(int(amount)),
+                                    "dealstage": hs_stage, "pipeline": "default",
+                                    "closedate": f"{close.isoformat()}T00:00:00.000Z"}, stamp)
+            deals += 1
+    counts["Opportunity"] = sizes.opportunities
+    counts["hubspot.deals"] = deals
+    return counts
+
+
+def _hs_contact(portal: Portal, rng: random.Random, make: _Maker, first: str, last: str,
+                email: str, lifecycle: str, lead_status: str, owner: str | None) -> None:
+    values = {"email": email.strip().lower(), "firstname": first, "lastname": last,
+              "lifecyclestage": lifecycle, "hs_lead_status": lead_status,
+              "hubspotscore": str(rng.randint(0, 100)), "phone": make.phone() or ""}
+    if owner:
+        values["hubspot_owner_id"] = owner
+    portal.create("contacts", values, make.moment())

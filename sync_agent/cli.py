@@ -1,0 +1,118 @@
+"""The ``stagesync`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from connectors.config import load_settings
+from connectors.contract import CheckReport
+from connectors.errors import ConnectorError
+
+app = typer.Typer(help="Keep Salesforce and HubSpot telling the same story about every lead.",
+                  no_args_is_help=True)
+sandbox_app = typer.Typer(help="Local emulators of the Salesforce and HubSpot APIs.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+
+EnvFile = Annotated[Path | None, typer.Option(
+    "--env-file", help="Settings file (STAGESYNC_* lines); the sandbox writes one.",
+    envvar="STAGESYNC_ENV_FILE")]
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    seed: Annotated[int, typer.Option(help="Seed of the generated data (same seed, same data).")]
+    = 7,
+    records: Annotated[int, typer.Option(help="About how many records to seed in all.")] = 638,
+    faults: Annotated[str, typer.Option(help="Fault spec, e.g. 'hubspot.*=429@0.05;"
+                                             "salesforce.query=expired#1'.")] = "",
+    rate_limit: Annotated[int, typer.Option(help="HubSpot requests per rolling 10 s (0: off).")]
+    = 100,
+    search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 5,
+    search_lag: Annotated[float, typer.Option(help="Seconds HubSpot search lags writes.")] = 0.0,
+    duplicate_rule: Annotated[bool, typer.Option(help="Salesforce duplicate rule on email.")]
+    = False,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    salesforce_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8443,
+    hubspot_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8080,
+    state_dir: Annotated[Path, typer.Option(help="Where the CA, keys and settings go.")]
+    = Path(".stagesync/sandbox"),
+) -> None:
+    """Start both emulators, seed them, and write the connection settings. Ctrl-C stops."""
+    from sandbox.faults import FaultSpecError, parse_fault_spec
+    from sandbox.seed import scaled
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    try:
+        parse_fault_spec(faults)
+    except FaultSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    server = SandboxServer(SandboxConfig(
+        host=host, salesforce_port=salesforce_port, hubspot_port=hubspot_port, seed=seed,
+        sizes=scaled(records), faults=faults, hubspot_per_ten_seconds=rate_limit,
+        hubspot_search_per_second=search_rate, search_lag_seconds=search_lag,
+        duplicate_rule=duplicate_rule, state_dir=state_dir))
+    info = server.info
+    seeded = ", ".join(f"{n} {k}" for k, n in info.seeded.items())
+
+    def ready() -> None:
+        console.print(f"Salesforce emulator: {info.salesforce_url}  (HTTPS, CA {info.ca_bundle})")
+        console.print(f"HubSpot emulator:    {info.hubspot_url}")
+        console.print(f"Seeded (seed {seed}): {seeded}")
+        console.print(f"Connection settings written to {info.settings_file}")
+        console.print(f"  try: stagesync check --env-file {info.settings_file}")
+        console.print("sandbox ready; Ctrl-C stops it", highlight=False)
+        sys.stdout.flush()
+
+    server.run_forever(on_ready=ready)
+
+
+def _print_report(report: CheckReport) -> None:
+    table = Table(title=f"{report.system}: {report.endpoint} ({report.api_version})")
+    table.add_column("object")
+    table.add_column("label")
+    table.add_column("records", justify="right")
+    table.add_column("fields", justify="right")
+    for obj in report.objects:
+        table.add_row(obj.name, obj.label, str(obj.records), str(obj.fields))
+    console.print(table)
+    console.print(f"  signed in as: {report.identity}")
+    if report.quota:
+        console.print(f"  quota: {report.quota}")
+
+
+@app.command()
+def check(env_file: EnvFile = None) -> None:
+    """Reach both systems through the real clients and print what was found."""
+    from connectors.hubspot import HubSpotConnector
+    from connectors.salesforce import SalesforceConnector
+
+    try:
+        settings = load_settings(env_file)
+    except ValidationError as exc:
+        console.print(f"[red]settings are incomplete or wrong[/red] ({env_file or 'environment'}):")
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            console.print(f"  STAGESYNC_{where.upper().replace('.', '__')}: {problem['msg']}")
+        raise typer.Exit(2) from None
+    failed = False
+    for connector in (SalesforceConnector(settings.salesforce), HubSpotConnector(settings.hubspot)):
+        try:
+            _print_report(connector.check())
+        except ConnectorError as exc:
+            console.print(f"[red]{exc}[/red]")
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
