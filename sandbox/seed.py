@@ -131,6 +131,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     make = _Maker(rng, now)
     org_start = now - dt.timedelta(days=400)
+    org.created_at = org_start
 
     users = []
     integration = _sf_insert(org, "User", {

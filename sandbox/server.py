@@ -159,6 +159,7 @@ class SandboxServer:
         self._add_admin(self.hubspot_app, self.hubspot_log, self.hubspot_faults)
         self._servers: list[uvicorn.Server] = []
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.info = SandboxInfo(self.salesforce_url, self.hubspot_url, self.tls.ca_cert,
                                 state / SETTINGS_FILE, self.credentials, self.hubspot_token,
                                 self.jwt_key_file, self.seeded)
@@ -222,6 +223,7 @@ class SandboxServer:
         """Serve from a daemon thread; returns once both ports answer."""
         def run() -> None:
             loop = self._new_loop()
+            self._loop = loop
             asyncio.set_event_loop(loop)
             loop.run_until_complete(self.serve())
             loop.close()
@@ -235,9 +237,20 @@ class SandboxServer:
             time.sleep(0.02)
         raise RuntimeError("the sandbox did not start within 15 seconds")
 
+    def _abort_connections(self) -> None:
+        """Drop open keep-alive connections: a TLS close would wait for the client's reply."""
+        for server in self._servers:
+            for connection in list(server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
     def stop(self) -> None:
         for server in self._servers:
             server.should_exit = True
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._abort_connections)
         if self._thread is not None:
             self._thread.join(timeout=10)
         for sock in (self._sf_sock, self._hs_sock):
@@ -270,3 +283,4 @@ class SandboxServer:
     def _request_exit(self) -> None:
         for server in self._servers:
             server.should_exit = True
+        self._abort_connections()

@@ -5,19 +5,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import secrets
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import jwt
 from starlette.responses import Response
 
 from sandbox.faults import Fault, FaultInjector
-from sandbox.http import Call, EmulatorApp, MalformedJson, Route, Vendor, json_response
+from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
 from sandbox.salesforce.org import GET_DELETED_RETENTION, REPLICATION_WINDOW, Org, Session, \
@@ -128,7 +126,7 @@ class SalesforceEmulator:
         self.credentials = credentials
         self.base_url = base_url
         self.jobs: dict[str, BulkJob] = {}
-        self.bulk_poll_until_complete = 1
+        self.bulk_poll_until_complete = 0
 
     # -- OAuth ---------------------------------------------------------------------------
     def token(self, call: Call) -> Response:
@@ -643,6 +641,14 @@ class SalesforceEmulator:
         except (ValueError, KeyError) as exc:
             return json_response({"success": False, "error": str(exc)}, 400)
 
+    def admin_age(self, call: Call) -> Response:
+        body = call.json() or {}
+        try:
+            self.org.age(str(body.get("id", "")), dt.timedelta(minutes=float(body["minutes"])))
+        except (KeyError, ValueError) as exc:
+            return json_response({"success": False, "error": str(exc)}, 400)
+        return json_response({"success": True})
+
     def admin_expire(self, call: Call) -> Response:
         with self.org.lock:
             count = len(self.org.sessions)
@@ -717,6 +723,7 @@ class SalesforceEmulator:
             Route("POST", a + "/convertLead", "admin", self.admin_convert),
             Route("POST", a + "/merge", "admin", self.admin_merge),
             Route("POST", a + "/expireSessions", "admin", self.admin_expire),
+            Route("POST", a + "/age", "admin", self.admin_age),
             Route("POST", a + "/config", "admin", self.admin_config),
             Route("GET", a + "/counts", "admin", self.admin_counts),
         ]
@@ -762,4 +769,3 @@ def build_app(org: Org, credentials: Credentials, base_url: str, faults: FaultIn
     return app, emulator
 
 
-__all__ = ["Credentials", "build_app", "quote", "time", "json", "MalformedJson"]

@@ -568,6 +568,19 @@ class Org:
             master["SystemModstamp"] = stamp
             return {"id": master["Id"], "mergedRecordIds": gone, "success": True}
 
+    def age(self, record_id: str, delta: dt.timedelta) -> None:
+        """Move a record's stamps (and its deletion, if deleted) ``delta`` into the past."""
+        with self.lock:
+            found = self.find(record_id)
+            if found is None:
+                raise ValueError(f"no record with id {record_id}")
+            rec = found[1]
+            for name in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
+                rec[name] = rec[name] - delta
+            for entry in self.deleted_log:
+                if entry.id == rec["Id"]:
+                    entry.deleted -= delta
+
     # -- reads ---------------------------------------------------------------------------
     def computed(self, sobject_name: str, rec: dict[str, Any], name: str) -> Any:
         if name == "Days_Since_Created__c":
