@@ -58,7 +58,7 @@ SalesforceAuth = Annotated[
 
 
 class SalesforceSettings(BaseModel):
-    token_url: str = "https://login.salesforce.com/services/oauth2/token"
+    token_url: str = "https://login.salesforce.com/services/oauth2/token"  # noqa: S105
     instance_url: str | None = None
     api_version: str = DEFAULT_SALESFORCE_API_VERSION
     ca_bundle: Path | None = None
@@ -99,5 +99,5 @@ class ConnectionSettings(BaseSettings):
 def load_settings(env_file: Path | None = None) -> ConnectionSettings:
     """Read settings from the environment, and from ``env_file`` when given."""
     if env_file is not None:
-        return ConnectionSettings(_env_file=env_file)  # type: ignore[call-arg]
-    return ConnectionSettings()  # type: ignore[call-arg]
+        return ConnectionSettings(_env_file=env_file)
+    return ConnectionSettings()

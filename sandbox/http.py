@@ -8,13 +8,14 @@ error bodies for unknown paths, wrong methods and malformed JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -35,7 +36,8 @@ class TransportExposingProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"sandbox.transport": self.transport}  # type: ignore[typeddict-unknown-key]
+        scope = cast(dict[str, Any], self.scope)
+        scope["extensions"] = {"sandbox.transport": self.transport}
 
 
 def reset_connection(scope: Scope) -> bool:
@@ -45,10 +47,8 @@ def reset_connection(scope: Scope) -> bool:
         return False
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
     return True
 
@@ -98,7 +98,8 @@ class Route:
         return re.compile(f"^{regex}/?$")
 
 
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(body: Any, status: int = 200,
+                  headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=status,

@@ -143,15 +143,15 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     org.integration_user_id = integration
     for n in range(sizes.users):
         first, last = make.person()
-        email = f"{first.lower()}.{n}@sales.example.com".encode("ascii", "ignore").decode()
+        user_email = f"{first.lower()}.{n}@sales.example.com".encode("ascii", "ignore").decode()
         uid = _sf_insert(org, "User", {
-            "Username": email, "Email": email, "FirstName": first, "LastName": last,
+            "Username": user_email, "Email": user_email, "FirstName": first, "LastName": last,
             "Alias": (first[:4] + str(n)).lower(), "IsActive": n != sizes.users - 1,
         }, org_start, integration)
-        users.append((uid, email, first, last))
+        users.append((uid, user_email, first, last))
 
-    owners = []
-    for n, (uid, email, first, last) in enumerate(users[: max(1, sizes.users - 2)]):
+    owners: list[dict[str, Any]] = []
+    for n, (_uid, email, first, last) in enumerate(users[: max(1, sizes.users - 2)]):
         owner_email = email.upper() if n == 1 else email  # one owner's email differs in case
         owners.append({
             "id": str(31000000 + n), "email": owner_email, "type": "PERSON",
@@ -164,7 +164,8 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
                    "userIdIncludingInactive": 9199999, "createdAt": hs_format(org_start),
                    "updatedAt": hs_format(org_start), "archived": False})
     portal.owners = owners
-    owner_by_user = {users[i][0]: owners[i]["id"] for i in range(len(owners) - 1)}
+    owner_by_user: dict[str, str] = {users[i][0]: str(owners[i]["id"])
+                                     for i in range(len(owners) - 1)}
 
     counts = {"User": len(users) + 1}
     accounts = []
@@ -187,30 +188,30 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     for _ in range(sizes.leads):
         first, last = make.person()
         email_number += 1
-        email: str | None = make.email(first, last, email_number)
+        lead_email: str | None = make.email(first, last, email_number)
         if previous_emails and rng.random() < 0.03:
-            email = rng.choice(previous_emails)  # two leads sharing one email
+            lead_email = rng.choice(previous_emails)  # two leads sharing one email
         elif rng.random() < 0.05:
-            email = None
+            lead_email = None
         status = make.weighted(LEAD_STATUS_WEIGHTS)
         owner = rng.choice(users)[0]
         stamp = make.moment()
-        values = {"FirstName": first if rng.random() > 0.05 else None, "LastName": last,
-                  "Company": make.company(), "Email": make.messy(email) if email else None,
-                  "Phone": make.phone(), "Status": status, "OwnerId": owner,
-                  "LeadSource": rng.choice(["Web", "Partner Referral", "Trade Show", "Other",
-                                            None]),
-                  "Title": rng.choice(["CTO", "VP Marketing", "Head of Ops", None])}
-        _sf_insert(org, "Lead", values, stamp, integration)
-        if email:
-            previous_emails.append(email)
-        if email and rng.random() < 0.6:
+        lead: dict[str, Any] = {
+            "FirstName": first if rng.random() > 0.05 else None, "LastName": last,
+            "Company": make.company(), "Email": make.messy(lead_email) if lead_email else None,
+            "Phone": make.phone(), "Status": status, "OwnerId": owner,
+            "LeadSource": rng.choice(["Web", "Partner Referral", "Trade Show", "Other", None]),
+            "Title": rng.choice(["CTO", "VP Marketing", "Head of Ops", None])}
+        _sf_insert(org, "Lead", lead, stamp, integration)
+        if lead_email:
+            previous_emails.append(lead_email)
+        if lead_email and rng.random() < 0.6:
             lifecycle = STATUS_TO_LIFECYCLE[status]
             if rng.random() < 0.15:  # drift: marketing moved on, sales did not
                 lifecycle = rng.choice(["marketingqualifiedlead", "salesqualifiedlead",
                                         "subscriber"])
-            if portal.email_owner(email) is None:
-                _hs_contact(portal, rng, make, first, last, email, lifecycle,
+            if portal.email_owner(lead_email) is None:
+                _hs_contact(portal, rng, make, first, last, lead_email, lifecycle,
                             STATUS_TO_HS_LEAD[status], owner_by_user.get(owner))
                 hs_contacts += 1
     counts["Lead"] = sizes.leads
@@ -222,7 +223,8 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         email = make.email(first, last, email_number)
         account = rng.choice(accounts) if accounts else None
         stamp = make.moment()
-        values = {"FirstName": first, "LastName": last, "Email": make.messy(email),
+        values: dict[str, Any] = {"FirstName": first, "LastName": last,
+                                  "Email": make.messy(email),
                   "Phone": make.phone(), "AccountId": account[0] if account else None,
                   "OwnerId": account[2] if account else rng.choice(users)[0]}
         cid = _sf_insert(org, "Contact", values, stamp, integration)
@@ -230,7 +232,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         if rng.random() < 0.7 and portal.email_owner(email) is None:
             _hs_contact(portal, rng, make, first, last, email,
                         rng.choice(["salesqualifiedlead", "opportunity", "customer"]), "CONNECTED",
-                        owner_by_user.get(values["OwnerId"]))
+                        owner_by_user.get(str(values["OwnerId"])))
             hs_contacts += 1
     counts["Contact"] = len(contacts)
 
@@ -241,7 +243,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         _hs_contact(portal, rng, make, first, last, email,
                     rng.choice(["subscriber", "lead", "marketingqualifiedlead"]),
                     rng.choice(["NEW", "OPEN", "ATTEMPTED_TO_CONTACT"]),
-                    rng.choice(owners)["id"] if n % 3 else None)
+                    str(rng.choice(owners)["id"]) if n % 3 else None)
         hs_contacts += 1
     counts["hubspot.contacts"] = hs_contacts
 
@@ -262,7 +264,8 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         stage = rng.choice(stages)
         stamp = make.moment()
         close = (now + dt.timedelta(days=rng.randint(-60, 120))).date()
-        name = f"{account[1] if account else 'Direct'} - {rng.choice(['Renewal', 'Expansion', 'New'])} {n}"
+        kind = rng.choice(["Renewal", "Expansion", "New"])
+        name = f"{account[1] if account else 'Direct'} - {kind} {n}"
         amount = float(rng.randint(5, 500) * 100)
         _sf_insert(org, "Opportunity", {
             "Name": name, "AccountId": account[0] if account else None, "StageName": stage,

@@ -14,9 +14,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -115,6 +115,19 @@ def common_admin_routes(log: RequestLog, faults: FaultInjector) -> list[Route]:
             Route("POST", "/__sandbox/faults", "admin", configure_faults)]
 
 
+class _SharedSignalsServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone.
+
+    uvicorn installs its own SIGINT/SIGTERM handlers per server in the main thread; with two
+    servers the second would replace the first's and Ctrl-C would stop only one of them.
+    ``SandboxServer.run_forever`` handles the signals once, for both.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class SandboxServer:
     """Both emulators, their state, and the uvicorn servers that serve them."""
 
@@ -201,9 +214,7 @@ class SandboxServer:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 http=TransportExposingProtocol, timeout_keep_alive=30,
                                 backlog=2048, **kwargs)
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        return server
+        return _SharedSignalsServer(config)
 
     async def serve(self) -> None:
         self._servers = [self._uvicorn(self.salesforce_app, tls=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -48,7 +49,7 @@ def test_list_pages_with_paging_next_after(hs: Any) -> None:
         after = page.paging.next.after
     assert len(seen) == len(set(seen)) > 40
     assert pages == (len(seen) + 19) // 20
-    assert all(int(a) < int(b) for a, b in zip(seen, seen[1:], strict=False))
+    assert all(int(a) < int(b) for a, b in itertools.pairwise(seen))
 
 
 def test_get_returns_strings_and_idproperty_lookup(hs: Any) -> None:
@@ -221,7 +222,8 @@ def test_archive_keeps_last_modified_and_shows_in_archived_list(hs: Any) -> None
             break
         after = page.paging.next.after
     mine = [r for r in archived if r.id == cid]
-    assert mine and mine[0].archived is True
+    assert mine
+    assert mine[0].archived is True
     assert mine[0].properties["lastmodifieddate"] == stamp
     found = search(hs, [{"propertyName": "email", "operator": "EQ",
                          "value": "archive.me@example.com"}])
@@ -245,8 +247,10 @@ def test_properties_pipelines_owners(hs: Any) -> None:
 
 
 def test_associations_v4_round_trip(hs: Any) -> None:
-    from hubspot.crm.associations.v4 import BatchInputPublicAssociationMultiPost
-    from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
+    from hubspot.crm.associations.v4 import (
+        BatchInputPublicAssociationMultiPost,
+        BatchInputPublicFetchAssociationsBatchRequest,
+    )
 
     cid = create_contact(hs, email="assoc@example.com")
     company = hs.crm.companies.basic_api.create(

@@ -13,6 +13,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
 from simple_salesforce.format import format_soql
@@ -310,7 +311,7 @@ def test_request_limit_exceeded_is_403(make_sandbox: Any) -> None:
     sf.query("SELECT Id FROM Lead LIMIT 1")
     sf.query("SELECT Id FROM Lead LIMIT 1")
     sf.query("SELECT Id FROM Lead LIMIT 1")
-    with pytest.raises(Exception) as exc:  # simple-salesforce: SalesforceRefusedRequest
+    with pytest.raises(SalesforceRefusedRequest) as exc:
         sf.query("SELECT Id FROM Lead LIMIT 1")
     assert exc.value.status == 403
     assert error_code(exc) == "REQUEST_LIMIT_EXCEEDED"

@@ -1,1 +1,1 @@
-"""HubSpot CRM v3 emulator: objects, search, batch, properties, pipelines, associations v4, owners."""
+"""HubSpot CRM v3 emulator: objects, search, batch, properties, pipelines, associations, owners."""

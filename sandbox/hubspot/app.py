@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from starlette.responses import Response
 
@@ -20,6 +21,7 @@ from sandbox.hubspot.schema import (
     DEFAULT_PROPERTIES,
     OBJECT_TYPE_IDS,
     PROPERTIES,
+    SINGULAR,
     pipelines_body,
     property_body,
 )
@@ -160,12 +162,12 @@ class HubSpotEmulator:
               only_set: bool = False) -> dict[str, Any]:
         props = PROPERTIES[object_type]
         if only_set:
-            properties = {k: v for k, v in record.properties.items() if v is not None}
+            properties: dict[str, str | None] = {
+                k: v for k, v in record.properties.items() if v is not None}
         else:
             names = wanted if wanted else DEFAULT_PROPERTIES[object_type]
             properties = {n: record.properties.get(n) for n in names if n in props}
-            properties["hs_object_id"] = record.id if "hs_object_id" in properties or not wanted \
-                else properties.get("hs_object_id", record.id)
+            properties["hs_object_id"] = record.id  # HubSpot always returns the record id
         out: dict[str, Any] = {
             "id": record.id, "properties": properties,
             "createdAt": hs_format(record.created), "updatedAt": hs_format(record.updated),
@@ -193,7 +195,7 @@ class HubSpotEmulator:
         if not all(isinstance(i, dict) for i in inputs):
             return hs_error(400, "Invalid input JSON: each input must be an object",
                             "VALIDATION_ERROR")
-        return inputs
+        return cast(list[Any], inputs)
 
     @staticmethod
     def _batch_response(results: list[dict[str, Any]], errors: list[dict[str, Any]],
@@ -279,9 +281,9 @@ class HubSpotEmulator:
         to_id = str((assoc.get("to") or {}).get("id", ""))
         for type_spec in assoc.get("types") or []:
             for (f, t), types in ASSOCIATION_TYPES.items():
-                if f == object_type and any(tid == type_spec.get("associationTypeId")
-                                            for tid, _ in types):
-                    if self.portal.get(t, to_id):
+                wanted = type_spec.get("associationTypeId")
+                if (f == object_type and any(tid == wanted for tid, _ in types)
+                        and self.portal.get(t, to_id)):
                         self.portal.associate(f, record_id, t, to_id,
                                               [int(type_spec["associationTypeId"])])
 
@@ -332,7 +334,8 @@ class HubSpotEmulator:
         wanted = [p for p in body.get("properties") or [] if isinstance(p, str)]
         id_property = body.get("idProperty")
         archived = (call.arg("archived") or "false").lower() == "true"
-        results, missing = [], []
+        results: list[dict[str, Any]] = []
+        missing: list[str] = []
         with self.portal.lock:
             for item in inputs:
                 key = str(item.get("id", ""))
@@ -360,7 +363,8 @@ class HubSpotEmulator:
             except ValidationFailed as exc:
                 return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
-            results, errors = [], []
+            results: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
             for index, (item, values) in enumerate(zip(inputs, prepared, strict=True)):
                 existing = self._email_conflict(object_type, values)
                 if existing:
@@ -400,7 +404,9 @@ class HubSpotEmulator:
             except ValidationFailed as exc:
                 return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
-            results, missing, errors = [], [], []
+            results: list[dict[str, Any]] = []
+            missing: list[str] = []
+            errors: list[dict[str, Any]] = []
             for key, values in zip(keys, prepared, strict=True):
                 record = (self.portal.find_by(object_type, id_property, key) if id_property
                           else self.portal.get(object_type, key))
@@ -502,7 +508,7 @@ class HubSpotEmulator:
         rows = [r for r in self.portal.searchable(object_type) if predicate(r)]
         rows.sort(key=lambda r: int(r.id))
         for prop, descending in reversed(order):
-            rows.sort(key=lambda r, p=prop: _sort_key(object_type, p, r), reverse=descending)
+            rows.sort(key=functools.partial(_sort_key, object_type, prop), reverse=descending)
         page = rows[after:after + limit]
         wanted = [p for p in body.get("properties") or [] if isinstance(p, str)] or None
         out: dict[str, Any] = {"total": len(rows),
@@ -632,7 +638,8 @@ class HubSpotEmulator:
         if isinstance(inputs, Response):
             return inputs
         started = dt.datetime.now(dt.UTC)
-        results, errors = [], []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
         with self.portal.lock:
             for item in inputs:
@@ -657,7 +664,8 @@ class HubSpotEmulator:
             return inputs
         started = dt.datetime.now(dt.UTC)
         known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
-        results, errors = [], []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         with self.portal.lock:
             for item in inputs:
                 from_id = str((item.get("from") or {}).get("id", ""))
@@ -687,7 +695,8 @@ class HubSpotEmulator:
             return inputs
         started = dt.datetime.now(dt.UTC)
         labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
-        results, errors = [], []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         with self.portal.lock:
             for item in inputs:
                 from_id = str(item.get("id", ""))
@@ -819,8 +828,8 @@ class HubSpotEmulator:
 
 def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
     return {"status": "error", "category": "OBJECT_NOT_FOUND",
-            "message": f"Could not get some {object_type[:-1].upper() if object_type != 'companies' else 'COMPANY'} "
-            "objects, they may be deleted or not exist. Check that ids are valid.",
+            "message": f"Could not get some {SINGULAR[object_type].upper()} objects, they may be "
+            "deleted or not exist. Check that ids are valid.",
             "context": {"ids": ids}}
 
 
@@ -836,7 +845,7 @@ def _value_key(object_type: str, prop: str, raw: Any) -> Any:
     if raw is None:
         return None
     text = str(raw)
-    if spec is not None and spec.type == "number" or prop == "hs_object_id":
+    if (spec is not None and spec.type == "number") or prop == "hs_object_id":
         try:
             return float(text)
         except ValueError:
@@ -888,12 +897,12 @@ def _test(object_type: str, record: HsRecord, prop: str, op: str, value: Any,
         return current is None
     if op in ("IN", "NOT_IN"):
         keys = {_value_key(object_type, prop, v) for v in values or []}
-        return (current in keys) == (op == "IN")
+        return bool((current in keys) == (op == "IN"))
     target = _value_key(object_type, prop, value)
     if op == "EQ":
-        return current == target
+        return bool(current == target)
     if op == "NEQ":
-        return current != target
+        return bool(current != target)
     if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
         token = str(value or "").casefold().strip("*")
         found = current is not None and token in str(current)

@@ -27,7 +27,8 @@ DEFAULT_PROPERTIES = {
               "hs_lastmodifieddate", "hs_object_id", "pipeline"],
 }
 LIFECYCLE_STAGES = [
-    ("subscriber", "Subscriber"), ("lead", "Lead"), ("marketingqualifiedlead", "Marketing Qualified Lead"),
+    ("subscriber", "Subscriber"), ("lead", "Lead"),
+    ("marketingqualifiedlead", "Marketing Qualified Lead"),
     ("salesqualifiedlead", "Sales Qualified Lead"), ("opportunity", "Opportunity"),
     ("customer", "Customer"), ("evangelist", "Evangelist"), ("other", "Other"),
 ]

@@ -18,8 +18,15 @@ from sandbox.faults import Fault, FaultInjector
 from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
-from sandbox.salesforce.org import GET_DELETED_RETENTION, REPLICATION_WINDOW, Org, Session, \
-    SaveResult, sf_now, to_json
+from sandbox.salesforce.org import (
+    GET_DELETED_RETENTION,
+    REPLICATION_WINDOW,
+    Org,
+    SaveResult,
+    Session,
+    sf_now,
+    to_json,
+)
 from sandbox.salesforce.schema import (
     API_VERSIONS,
     OBJECTS,
@@ -391,7 +398,7 @@ class SalesforceEmulator:
         parsed = self._collection_payload(call)
         if isinstance(parsed, Response):
             return parsed
-        records, all_or_none = parsed
+        records, _all_or_none = parsed
         out = []
         with self.org.lock:
             for rec in records:
@@ -449,7 +456,8 @@ class SalesforceEmulator:
         done = start + batch >= len(rows)
         body: dict[str, Any] = {"totalSize": total, "done": done}
         if not done:
-            body["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator}-{start + batch}"
+            body["nextRecordsUrl"] = (
+                f"/services/data/v{version}/{endpoint}/{locator}-{start + batch}")
         body["records"] = chunk
         return json_response(body)
 
@@ -754,7 +762,7 @@ def _errors_body(result: SaveResult, status: int) -> Response:
 
 
 def _not_found_type(name: str) -> Response:
-    return sf_errors(404, "NOT_FOUND", f"The requested resource does not exist")
+    return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
 
 
 def _oauth_error(code: str, description: str) -> Response:

@@ -466,7 +466,8 @@ class Org:
                user_id: str) -> tuple[SaveResult, list[str]]:
         """Upsert one record by an external id; returns the result and, on >1 match, the ids."""
         with self.lock:
-            matches = self.find_by_field(sobject_name, fld, value) if value not in (None, "") else []
+            matches = (self.find_by_field(sobject_name, fld, value)
+                       if value not in (None, "") else [])
             if len(matches) > 1:
                 return SaveResult(None, []), matches
             body = dict(payload)

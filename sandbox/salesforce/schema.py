@@ -72,20 +72,19 @@ class SObject:
 
 
 def _system_fields(prefix_label: str) -> list[Field]:
-    ro = {"createable": False, "updateable": False}
+    def stamp(name: str, type_: str, label: str, length: int = 0, **extra: Any) -> Field:
+        return Field(name, type_, label, length, nillable=False, createable=False,
+                     updateable=False, default_on_create=True, **extra)
+
     return [
-        Field("Id", "id", f"{prefix_label} ID", 18, nillable=False, default_on_create=True, **ro),
-        Field("IsDeleted", "boolean", "Deleted", nillable=False, default_on_create=True, **ro),
-        Field("CreatedDate", "datetime", "Created Date", nillable=False, default_on_create=True,
-              **ro),
-        Field("CreatedById", "reference", "Created By ID", 18, nillable=False,
-              default_on_create=True, reference_to=("User",), **ro),
-        Field("LastModifiedDate", "datetime", "Last Modified Date", nillable=False,
-              default_on_create=True, **ro),
-        Field("LastModifiedById", "reference", "Last Modified By ID", 18, nillable=False,
-              default_on_create=True, reference_to=("User",), **ro),
-        Field("SystemModstamp", "datetime", "System Modstamp", nillable=False,
-              default_on_create=True, **ro),
+        stamp("Id", "id", f"{prefix_label} ID", 18),
+        stamp("IsDeleted", "boolean", "Deleted"),
+        stamp("CreatedDate", "datetime", "Created Date"),
+        stamp("CreatedById", "reference", "Created By ID", 18, reference_to=("User",)),
+        stamp("LastModifiedDate", "datetime", "Last Modified Date"),
+        stamp("LastModifiedById", "reference", "Last Modified By ID", 18,
+              reference_to=("User",)),
+        stamp("SystemModstamp", "datetime", "System Modstamp"),
     ]
 
 

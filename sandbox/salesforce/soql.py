@@ -264,7 +264,8 @@ class _Parser:
         if "." in token.text:
             rel, _, target = token.text.partition(".")
             ref = self.sobject.field_ci(rel + "Id")
-            if ref is None or ref.type != "reference" or len(ref.reference_to) != 1 or "." in target:
+            if (ref is None or ref.type != "reference" or len(ref.reference_to) != 1
+                    or "." in target):
                 raise SoqlError("INVALID_FIELD", _error_text(
                     self.query, token.column,
                     f"Didn't understand relationship '{rel}' in field path. If you are "
@@ -301,7 +302,7 @@ class _Parser:
         return found, token
 
     def order_key(self) -> OrderKey:
-        found, token = self.where_field()
+        found, _token = self.where_field()
         descending = False
         if self.at_kw("ASC", "DESC"):
             descending = self.advance().upper == "DESC"
@@ -491,6 +492,13 @@ def parse(query: str) -> Query:
     return _Parser(query.strip()).parse()
 
 
+def _sort_key(fld: Field) -> Callable[[dict[str, Any]], Any]:
+    def key(record: dict[str, Any]) -> Any:
+        return _key(fld, record[fld.name])
+
+    return key
+
+
 def sort_records(records: list[dict[str, Any]], order: list[OrderKey]) -> list[dict[str, Any]]:
     """Stable multi-key sort with Salesforce's null placement."""
     result = list(records)
@@ -498,6 +506,6 @@ def sort_records(records: list[dict[str, Any]], order: list[OrderKey]) -> list[d
         fld = key.field
         present = [r for r in result if r.get(fld.name) is not None]
         missing = [r for r in result if r.get(fld.name) is None]
-        present.sort(key=lambda r, f=fld: _key(f, r[f.name]), reverse=key.descending)
+        present.sort(key=_sort_key(fld), reverse=key.descending)
         result = present + missing if key.nulls_last else missing + present
     return result
