@@ -173,12 +173,12 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         stamp = make.moment()
         owner = rng.choice(users)[0]
         name = make.company()
-        values = {"Name": name, "Website": f"https://{name.split()[0].lower()}.example.com",
-                  "Industry": rng.choice(OBJECTS["Account"].fields["Industry"].picklist.values
-                                         if OBJECTS["Account"].fields["Industry"].picklist
-                                         else ("Other",)),
-                  "OwnerId": owner, "NumberOfEmployees": rng.randint(5, 5000)}
-        aid = _sf_insert(org, "Account", values, stamp, integration)
+        industries = OBJECTS["Account"].fields["Industry"].picklist
+        account_values: dict[str, Any] = {
+            "Name": name, "Website": f"https://{name.split()[0].lower()}.example.com",
+            "Industry": rng.choice(industries.values if industries else ("Other",)),
+            "OwnerId": owner, "NumberOfEmployees": rng.randint(5, 5000)}
+        aid = _sf_insert(org, "Account", account_values, stamp, integration)
         accounts.append((aid, name, owner))
     counts["Account"] = len(accounts)
 
