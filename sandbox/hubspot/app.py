@@ -199,7 +199,7 @@ class HubSpotEmulator:
 
     @staticmethod
     def _batch_response(results: list[dict[str, Any]], errors: list[dict[str, Any]],
-                        started: dt.datetime) -> Response:
+                        started: dt.datetime, ok_status: int = 200) -> Response:
         body: dict[str, Any] = {"completedAt": hs_format(dt.datetime.now(dt.UTC)),
                                 "status": "COMPLETE", "startedAt": hs_format(started),
                                 "results": results}
@@ -207,7 +207,7 @@ class HubSpotEmulator:
             body["errors"] = errors
             body["numErrors"] = len(errors)
             return json_response(body, 207)
-        return json_response(body, 200)
+        return json_response(body, ok_status)
 
     # -- objects -------------------------------------------------------------------------
     def list_objects(self, call: Call) -> Response:
@@ -379,7 +379,7 @@ class HubSpotEmulator:
                 results.append(self._wire(object_type, record, None, only_set=True))
         if errors and not results:
             return hs_error(409, errors[0]["message"], "CONFLICT")
-        return self._batch_response(results, errors, started)
+        return self._batch_response(results, errors, started, ok_status=201)
 
     def batch_update(self, call: Call) -> Response:
         object_type = self._type(call)
@@ -600,6 +600,13 @@ class HubSpotEmulator:
                 "toObjectTypeId": OBJECT_TYPE_IDS[to_type], "toObjectId": int(to_id),
                 "labels": [labels[t] for t in sorted(type_ids) if labels.get(t)]}
 
+    @staticmethod
+    def _default_result(from_id: str, to_id: str, type_id: int) -> dict[str, Any]:
+        """``PublicDefaultAssociation``, as the v4 spec defines the default-association result."""
+        return {"associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                                    "associationTypeId": type_id},
+                "from": {"id": from_id}, "to": {"id": to_id}}
+
     def associate_default(self, call: Call) -> Response:
         pair = self._pair(call)
         if isinstance(pair, Response):
@@ -613,7 +620,7 @@ class HubSpotEmulator:
                 return hs_error(404, "One or more objects were not found", "OBJECT_NOT_FOUND")
             type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
             self.portal.associate(from_type, a.id, to_type, b.id, [type_id])
-            result = self._assoc_result(from_type, a.id, to_type, b.id, {type_id})
+            result = self._default_result(a.id, b.id, type_id)
         return self._batch_response([result], [], started)
 
     def list_associations(self, call: Call) -> Response:
@@ -650,8 +657,7 @@ class HubSpotEmulator:
                     errors.append(_assoc_missing(from_type, from_id, to_type))
                     continue
                 self.portal.associate(from_type, from_id, to_type, to_id, [type_id])
-                results.append(self._assoc_result(from_type, from_id, to_type, to_id,
-                                                  {type_id}))
+                results.append(self._default_result(from_id, to_id, type_id))
         return self._batch_response(results, errors, started)
 
     def batch_associate(self, call: Call) -> Response:
@@ -683,7 +689,7 @@ class HubSpotEmulator:
                                 "fromObjectId": int(from_id),
                                 "toObjectTypeId": OBJECT_TYPE_IDS[to_type],
                                 "toObjectId": int(to_id), "labels": []})
-        return self._batch_response(results, errors, started)
+        return self._batch_response(results, errors, started, ok_status=201)
 
     def batch_read_associations(self, call: Call) -> Response:
         pair = self._pair(call)
@@ -816,6 +822,8 @@ class HubSpotEmulator:
             Route("POST", a + "/batch/archive", "hubspot.associations.batch.archive",
                   self.batch_archive_associations),
             Route("GET", a + "/labels", "hubspot.associations.labels", self.association_labels),
+            Route("GET", "/crm/associations/v4/{from}/{to}/labels",
+                  "hubspot.associations.labels", self.association_labels),
         ]
 
     def admin_routes(self) -> list[Route]:

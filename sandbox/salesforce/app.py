@@ -170,7 +170,6 @@ class SalesforceEmulator:
             "token_type": "Bearer",
             "issued_at": str(epoch_ms(now)),
             "signature": secrets.token_urlsafe(32),
-            "scope": "api",
         })
 
     def _check_jwt(self, assertion: str) -> str | None:

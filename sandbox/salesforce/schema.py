@@ -337,7 +337,8 @@ def describe_object(obj: SObject, version: str) -> dict[str, Any]:
         "urls": {
             "compactLayouts": f"{base}/describe/compactLayouts", "rowTemplate": f"{base}/{{ID}}",
             "describe": f"{base}/describe", "sobject": base,
-            "layouts": f"{base}/describe/layouts",
+            "layouts": f"{base}/describe/layouts", "quickActions": f"{base}/quickActions",
+            "uiDetailTemplate": None, "uiEditTemplate": None, "uiNewRecord": None,
         },
     }
 
