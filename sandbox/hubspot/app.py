@@ -322,13 +322,31 @@ class HubSpotEmulator:
         return Response(status_code=204)
 
     # -- batch ---------------------------------------------------------------------------
-    def batch_read(self, call: Call) -> Response:
+    def _batch(self, call: Call, validate: bool = False
+               ) -> tuple[str, list[Any], list[dict[str, str]]] | Response:
+        """What every batch route starts with: object type, inputs (<= 100) and, when asked,
+        each input's validated properties (any invalid one refuses the whole batch, as HubSpot
+        does)."""
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
         inputs = self._batch_inputs(call)
         if isinstance(inputs, Response):
             return inputs
+        prepared: list[dict[str, str]] = []
+        if validate:
+            try:
+                prepared = [self.portal.validate(object_type, i.get("properties", {}))
+                            for i in inputs]
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
+        return object_type, inputs, prepared
+
+    def batch_read(self, call: Call) -> Response:
+        batch = self._batch(call)
+        if isinstance(batch, Response):
+            return batch
+        object_type, inputs, _ = batch
         body = call.json()
         started = dt.datetime.now(dt.UTC)
         wanted = [p for p in body.get("properties") or [] if isinstance(p, str)]
@@ -349,19 +367,12 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started)
 
     def batch_create(self, call: Call) -> Response:
-        object_type = self._type(call)
-        if isinstance(object_type, Response):
-            return object_type
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._batch(call, validate=True)
+        if isinstance(batch, Response):
+            return batch
+        object_type, inputs, prepared = batch
         started = dt.datetime.now(dt.UTC)
         with self.portal.lock:
-            try:
-                prepared = [self.portal.validate(object_type, i.get("properties", {}))
-                            for i in inputs]
-            except ValidationFailed as exc:
-                return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
@@ -382,12 +393,10 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started, ok_status=201)
 
     def batch_update(self, call: Call) -> Response:
-        object_type = self._type(call)
-        if isinstance(object_type, Response):
-            return object_type
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._batch(call, validate=True)
+        if isinstance(batch, Response):
+            return batch
+        object_type, inputs, prepared = batch
         body = call.json()
         id_property = body.get("idProperty")
         started = dt.datetime.now(dt.UTC)
@@ -398,11 +407,6 @@ class HubSpotEmulator:
                             " IDs must be unique", "VALIDATION_ERROR",
                             context={"ids": duplicated})
         with self.portal.lock:
-            try:
-                prepared = [self.portal.validate(object_type, i.get("properties", {}))
-                            for i in inputs]
-            except ValidationFailed as exc:
-                return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
             results: list[dict[str, Any]] = []
             missing: list[str] = []
@@ -426,12 +430,10 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started)
 
     def batch_upsert(self, call: Call) -> Response:
-        object_type = self._type(call)
-        if isinstance(object_type, Response):
-            return object_type
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._batch(call, validate=True)
+        if isinstance(batch, Response):
+            return batch
+        object_type, inputs, prepared = batch
         started = dt.datetime.now(dt.UTC)
         with self.portal.lock:
             for item in inputs:
@@ -441,11 +443,6 @@ class HubSpotEmulator:
                         id_property != "hs_object_id"):
                     return hs_error(400, f"{id_property} is not a unique property and cannot "
                                     "be used as an idProperty", "VALIDATION_ERROR")
-            try:
-                prepared = [self.portal.validate(object_type, i.get("properties", {}))
-                            for i in inputs]
-            except ValidationFailed as exc:
-                return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
             results = []
             for item, values in zip(inputs, prepared, strict=True):
@@ -465,12 +462,10 @@ class HubSpotEmulator:
         return self._batch_response(results, [], started)
 
     def batch_archive(self, call: Call) -> Response:
-        object_type = self._type(call)
-        if isinstance(object_type, Response):
-            return object_type
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._batch(call)
+        if isinstance(batch, Response):
+            return batch
+        object_type, inputs, _ = batch
         with self.portal.lock:
             now = self.portal.now()
             for item in inputs:
@@ -593,6 +588,16 @@ class HubSpotEmulator:
                             "VALIDATION_ERROR")
         return from_type, to_type
 
+    def _assoc_batch(self, call: Call) -> tuple[str, str, list[Any]] | Response:
+        """What every association batch route starts with: the object pair and its inputs."""
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        inputs = self._batch_inputs(call)
+        if isinstance(inputs, Response):
+            return inputs
+        return pair[0], pair[1], inputs
+
     def _assoc_result(self, from_type: str, from_id: str, to_type: str, to_id: str,
                       type_ids: set[int]) -> dict[str, Any]:
         labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
@@ -637,13 +642,10 @@ class HubSpotEmulator:
         return json_response({"results": results})
 
     def batch_associate_default(self, call: Call) -> Response:
-        pair = self._pair(call)
-        if isinstance(pair, Response):
-            return pair
-        from_type, to_type = pair
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._assoc_batch(call)
+        if isinstance(batch, Response):
+            return batch
+        from_type, to_type, inputs = batch
         started = dt.datetime.now(dt.UTC)
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -661,13 +663,10 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started)
 
     def batch_associate(self, call: Call) -> Response:
-        pair = self._pair(call)
-        if isinstance(pair, Response):
-            return pair
-        from_type, to_type = pair
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._assoc_batch(call)
+        if isinstance(batch, Response):
+            return batch
+        from_type, to_type, inputs = batch
         started = dt.datetime.now(dt.UTC)
         known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
         results: list[dict[str, Any]] = []
@@ -692,13 +691,10 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started, ok_status=201)
 
     def batch_read_associations(self, call: Call) -> Response:
-        pair = self._pair(call)
-        if isinstance(pair, Response):
-            return pair
-        from_type, to_type = pair
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._assoc_batch(call)
+        if isinstance(batch, Response):
+            return batch
+        from_type, to_type, inputs = batch
         started = dt.datetime.now(dt.UTC)
         labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
         results: list[dict[str, Any]] = []
@@ -725,13 +721,10 @@ class HubSpotEmulator:
         return self._batch_response(results, errors, started)
 
     def batch_archive_associations(self, call: Call) -> Response:
-        pair = self._pair(call)
-        if isinstance(pair, Response):
-            return pair
-        from_type, to_type = pair
-        inputs = self._batch_inputs(call)
-        if isinstance(inputs, Response):
-            return inputs
+        batch = self._assoc_batch(call)
+        if isinstance(batch, Response):
+            return batch
+        from_type, to_type, inputs = batch
         with self.portal.lock:
             for item in inputs:
                 from_id = str((item.get("from") or {}).get("id", ""))
