@@ -65,6 +65,14 @@ class SalesforceSettings(BaseModel):
     proxies: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = 60.0
     auth: SalesforceAuth
+    bulk_threshold: int = Field(50_000, description="reads larger than this use Bulk API 2.0")
+    quota_stop_share: float = Field(0.75, gt=0, le=1,
+                                    description="stop at this share of the daily API limit")
+    daily_call_budget: int | None = Field(None, description="cap on this agent's own calls")
+    lookback_seconds: float = Field(
+        60.0, ge=0, description="re-read this far behind the watermark: long transactions "
+        "commit with an earlier SystemModstamp")
+    retry_attempts: int = 6
 
     @field_validator("token_url", "instance_url")
     @classmethod
@@ -79,6 +87,11 @@ class HubSpotSettings(BaseModel):
     host: str = "https://api.hubapi.com"
     access_token: SecretStr
     timeout_seconds: float = 60.0
+    requests_per_ten_seconds: int = Field(100, ge=0, description="0 turns pacing off")
+    searches_per_second: int = Field(5, ge=0, description="0 turns pacing off")
+    search_lookback_seconds: float = Field(
+        300.0, ge=0, description="re-read this far behind the watermark: search lags writes")
+    retry_attempts: int = 6
 
     @field_validator("host")
     @classmethod

@@ -2,6 +2,7 @@
 
     ConnectorError
     ├── RetriableError        wait and try again (429, 5xx, resets, timeouts)
+    │   └── QuotaExhaustedError  the day's quota share is spent: stop the cycle, resume later
     ├── ReauthenticateError   the session expired: sign in again, then retry once
     └── FatalError            retrying will not help
         ├── ConfigurationError  wrong URL, credentials, permissions, unknown object
@@ -23,9 +24,18 @@ class ConnectorError(Exception):
 
 
 class RetriableError(ConnectorError):
-    def __init__(self, system: str, message: str, retry_after: float | None = None) -> None:
+    """``unapplied`` is True when the server certainly did not act on the request (429, 503,
+    connection refused), so even a non-idempotent call such as a create may be sent again."""
+
+    def __init__(self, system: str, message: str, retry_after: float | None = None,
+                 unapplied: bool = False) -> None:
         super().__init__(system, message)
         self.retry_after = retry_after
+        self.unapplied = unapplied
+
+
+class QuotaExhaustedError(RetriableError):
+    """Not retried within a cycle: the engine checkpoints and stops until quota returns."""
 
 
 class ReauthenticateError(ConnectorError):

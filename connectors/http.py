@@ -9,12 +9,28 @@ settings, explicitly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 
 
-def make_session(ca_bundle: Path | None, proxies: dict[str, str] | None = None) -> requests.Session:
-    session = requests.Session()
+class TimeoutSession(requests.Session):
+    """A Session with a default timeout: simple-salesforce sets none, and a hung socket would
+    hang the agent."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes,
+                *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def make_session(ca_bundle: Path | None, proxies: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> requests.Session:
+    session = TimeoutSession(timeout)
     session.trust_env = False
     session.verify = str(ca_bundle) if ca_bundle is not None else True
     if proxies:

@@ -1,24 +1,67 @@
 """HubSpot connector on hubspot-api-client.
 
-Every attribute access such as ``client.crm.contacts.search_api`` builds a new ApiClient and
-connection pool, so each API object is built once and kept. Each sub-package raises its own
-``ApiException`` class with no shared base, so errors are classified by ``.status``.
+Quirks handled here, each for a reason:
+- every attribute access such as ``client.crm.contacts.search_api`` builds a new ApiClient and
+  connection pool, so each API object is built once and kept;
+- each sub-package raises its own ``ApiException`` class with no shared base, so errors are
+  classified by ``.status``;
+- urllib3's own Retry is turned off (it would not retry POSTs anyway); retries live in the one
+  tenacity policy;
+- search stops at 10,000 results and lags writes, so reads go window by window in time and page
+  by ``hs_object_id`` inside a window, starting a lookback before the watermark;
+- archiving does not bump the last-modified date, so archived records are polled separately;
+- a lifecycle stage only moves backwards when first cleared, so backward moves are two writes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, TypeVar
 
 import hubspot
-from hubspot.crm.contacts import PublicObjectSearchRequest
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
+from urllib3.util.retry import Retry
 
 from connectors.config import HubSpotSettings
 from connectors.contract import CheckReport, ObjectSummary
-from connectors.errors import ConfigurationError, ConnectorError, RetriableError
+from connectors.errors import (
+    ConfigurationError,
+    ConnectorError,
+    DataError,
+    FatalError,
+    RetriableError,
+)
+from connectors.pacing import RollingWindow
+from connectors.records import (
+    DeletedRecord,
+    DeletedRecords,
+    FieldInfo,
+    ObjectSchema,
+    Record,
+    Stage,
+    Watermark,
+    WriteError,
+    WriteRecord,
+    WriteResult,
+)
+from connectors.retry import RetryPolicy
 
 SYSTEM = "hubspot"
 OBJECT_TYPES = ("contacts", "companies", "deals")
+LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
+                 "deals": "hs_lastmodifieddate"}
+BATCH_SIZE = 100  # HubSpot batch endpoints take at most 100 inputs
+SEARCH_PAGE = 200  # search pages hold at most 200 results
+SEARCH_CAP = 10_000  # search never returns more than 10,000 results for one query
+LIFECYCLE = "lifecyclestage"
+RATE_LIMIT_PAUSE = 1.0  # a 429 without Retry-After: HubSpot's windows free up within seconds
+T = TypeVar("T")
 
 # The generated client logs whole request and response bodies (personal data) at DEBUG.
 for _name in ("hubspot", "urllib3"):
@@ -26,51 +69,486 @@ for _name in ("hubspot", "urllib3"):
 
 
 def classify(exc: Exception) -> ConnectorError:
+    """Map any sub-package's ApiException (or a urllib3 failure) to our kinds by status."""
+    if isinstance(exc, Urllib3Error):
+        return RetriableError(SYSTEM, f"network: {type(exc).__name__}",
+                              unapplied=isinstance(exc, NewConnectionError))
     status = int(getattr(exc, "status", 0) or 0)
     reason = str(getattr(exc, "reason", "") or type(exc).__name__)
-    if status == 429 or status >= 500 or status == 0:
+    headers = getattr(exc, "headers", None) or {}
+    if status == 429:
+        retry_after = headers.get("Retry-After")
+        return RetriableError(SYSTEM, "429 rate limited",
+                              retry_after=float(retry_after) if retry_after else RATE_LIMIT_PAUSE,
+                              unapplied=True)
+    if status in (502, 503, 504):
+        return RetriableError(SYSTEM, f"{status} {reason}", unapplied=status == 503)
+    if status >= 500 or status == 0:
         return RetriableError(SYSTEM, f"{status} {reason}")
-    return ConfigurationError(SYSTEM, f"{status} {reason}")
+    if status in (401, 403):
+        return ConfigurationError(SYSTEM, f"{status} {reason}: check the private app token and "
+                                  "its scopes")
+    body = _error_body(exc)
+    details = body.get("errors") or [{}]
+    first = details[0] if isinstance(details[0], dict) else {}
+    fields = (first.get("context") or {}).get("propertyName") or [None]
+    return DataError(SYSTEM, f"{status} {body.get('message') or reason}",
+                     code=str(first.get("code") or body.get("category") or status),
+                     field=fields[0])
+
+
+def _error_body(exc: Exception) -> dict[str, Any]:
+    """HubSpot's JSON error body (status, message, category, errors[]) if there is one."""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _ms(value: dt.datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _parse(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
 class HubSpotConnector:
     system = SYSTEM
 
-    def __init__(self, settings: HubSpotSettings) -> None:
+    def __init__(self, settings: HubSpotSettings, policy: RetryPolicy | None = None) -> None:
         self.settings = settings
         self.client = hubspot.Client.create(
-            access_token=settings.access_token.get_secret_value(), host=settings.host)
+            access_token=settings.access_token.get_secret_value(), host=settings.host,
+            retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
+                        raise_on_status=False))
         crm = self.client.crm
-        self.search_apis: dict[str, Any] = {
-            "contacts": crm.contacts.search_api, "companies": crm.companies.search_api,
-            "deals": crm.deals.search_api}
+        self.basic = {"contacts": crm.contacts.basic_api, "companies": crm.companies.basic_api,
+                      "deals": crm.deals.basic_api}
+        self.batch = {"contacts": crm.contacts.batch_api, "companies": crm.companies.batch_api,
+                      "deals": crm.deals.batch_api}
+        self.search = {"contacts": crm.contacts.search_api, "companies": crm.companies.search_api,
+                       "deals": crm.deals.search_api}
         self.properties_api = crm.properties.core_api
         self.pipelines_api = crm.pipelines.pipelines_api
         self.owners_api = crm.owners.owners_api
-        self.calls = 0
+        self.associations_batch = crm.associations.v4.batch_api
+        self.policy = policy or RetryPolicy(attempts=settings.retry_attempts)
+        self.window = RollingWindow(settings.requests_per_ten_seconds, 10.0)
+        self.search_window = RollingWindow(settings.searches_per_second, 1.0)
+        self.calls: Counter[str] = Counter()
+        self.rate_limited = 0
+        self._schemas: dict[str, ObjectSchema] = {}
 
-    def check(self) -> CheckReport:
+    # -- plumbing ------------------------------------------------------------------------
+    def _once(self, endpoint: str, call: Callable[[], T]) -> T:
+        (self.search_window if endpoint.endswith(".search") else self.window).acquire()
+        self.calls[endpoint] += 1
         try:
-            objects = []
-            for object_type in OBJECT_TYPES:
-                props = self.properties_api.get_all(object_type=object_type)
-                found = self.search_apis[object_type].do_search(
-                    public_object_search_request=PublicObjectSearchRequest(limit=1))
-                self.calls += 2
-                objects.append(ObjectSummary(name=object_type, label=object_type.title(),
-                                             records=int(found.total),
-                                             fields=len(props.results)))
-            owners = self.owners_api.get_page(limit=100)
-            pipelines = self.pipelines_api.get_all(object_type="deals")
-            self.calls += 2
+            return call()
         except Exception as exc:
-            if hasattr(exc, "status"):
-                raise classify(exc) from None
-            raise
-        stages = sum(len(p.stages) for p in pipelines.results)
+            if not (hasattr(exc, "status") or isinstance(exc, Urllib3Error)):
+                raise
+            error = classify(exc)
+            if int(getattr(exc, "status", 0) or 0) == 429:
+                self.rate_limited += 1
+            raise error from None
+
+    def _call(self, endpoint: str, call: Callable[[], T], idempotent: bool = True) -> T:
+        return self.policy.run(lambda: self._once(endpoint, call), idempotent=idempotent)
+
+    def _object(self, object_type: str) -> str:
+        if object_type not in OBJECT_TYPES:
+            raise ConfigurationError(SYSTEM, f"unknown object type {object_type!r}; "
+                                     f"use one of {OBJECT_TYPES}")
+        return object_type
+
+    def clear_cache(self) -> None:
+        self._schemas.clear()
+
+    # -- schema --------------------------------------------------------------------------
+    def describe(self, object_type: str) -> ObjectSchema:
+        cached = self._schemas.get(object_type)
+        if cached is not None:
+            return cached
+        name = self._object(object_type)
+        props = self._call("properties.list",
+                           lambda: self.properties_api.get_all(object_type=name)).results
+        fields = {p.name: FieldInfo(
+            name=p.name, label=p.label, type=p.type, nillable=True,
+            createable=not p.modification_metadata.read_only_value,
+            updateable=not p.modification_metadata.read_only_value,
+            picklist_values=tuple(o.value for o in sorted(
+                p.options or [], key=lambda o: o.display_order if o.display_order is not None
+                else 0)),
+            restricted_picklist=p.type == "enumeration" and not p.external_options,
+            calculated=bool(p.calculated), unique=bool(p.has_unique_value)) for p in props}
+        pipelines: dict[str, list[Stage]] = {}
+        if name == "deals":
+            found = self._call("pipelines.list",
+                               lambda: self.pipelines_api.get_all(object_type=name)).results
+            for pipeline in found:
+                pipelines[pipeline.id] = [Stage(
+                    id=s.id, label=s.label, order=s.display_order,
+                    probability=float(s.metadata["probability"])
+                    if s.metadata.get("probability") not in (None, "") else None,
+                    closed=str(s.metadata.get("isClosed", "false")) == "true")
+                    for s in sorted(pipeline.stages, key=lambda s: s.display_order)]
+        schema = ObjectSchema(system=SYSTEM, object=name, fields=fields, pipelines=pipelines)
+        self._schemas[object_type] = schema
+        return schema
+
+    def _properties(self, object_type: str, fields: Iterable[str] | None) -> list[str]:
+        schema = self.describe(object_type)
+        chosen = list(schema.fields) if fields is None else list(fields)
+        unknown = [f for f in chosen if f not in schema.fields]
+        if unknown:
+            raise ConfigurationError(SYSTEM, f"{object_type} has no properties {unknown}")
+        cursor = LAST_MODIFIED[object_type]
+        return list(dict.fromkeys([cursor, *chosen]))
+
+    # -- reads ---------------------------------------------------------------------------
+    def _to_record(self, object_type: str, item: Any) -> Record:
+        properties = dict(item.properties or {})
+        stamp = properties.get(LAST_MODIFIED[object_type])
+        cursor = _parse(stamp) if stamp else item.updated_at.astimezone(dt.UTC)
+        return Record(system=SYSTEM, object=object_type, id=str(item.id), cursor=cursor,
+                      values=properties)
+
+    def _search_page(self, object_type: str, filters: list[dict[str, Any]],
+                     properties: list[str], limit: int) -> Any:
+        request = {"filterGroups": [{"filters": filters}], "properties": properties,
+                   "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                   "limit": limit}
+        api = self.search[object_type]
+        return self._call(f"{object_type}.search",
+                          lambda: api.do_search(public_object_search_request=request))
+
+    def _window(self, object_type: str, start: int, end: int, properties: list[str]
+                ) -> Iterator[list[Record]]:
+        """Records modified in [start, end] ms, as lists sorted by (cursor, id).
+
+        Pages are taken by ``hs_object_id > last`` rather than an offset, so no query ever
+        passes the 10,000-result cap, even when more than 10,000 records share one timestamp.
+        A window holding more than 10,000 records is halved (when it spans more than 1 ms) to
+        keep memory bounded while sorting.
+        """
+        cursor = LAST_MODIFIED[object_type]
+        base = [{"propertyName": cursor, "operator": "GTE", "value": str(start)},
+                {"propertyName": cursor, "operator": "LTE", "value": str(end)}]
+        first = self._search_page(object_type, base, properties, SEARCH_PAGE)
+        if first.total > SEARCH_CAP and end > start:
+            low, high = self._cursor_range(object_type, base)
+            if (low, high) != (start, end):  # shrink to what is really there, then look again
+                yield from self._window(object_type, low, high, properties)
+                return
+            middle = (start + end) // 2
+            yield from self._window(object_type, start, middle, properties)
+            yield from self._window(object_type, middle + 1, end, properties)
+            return
+        records = [self._to_record(object_type, item) for item in first.results]
+        page = first
+        while len(page.results) == SEARCH_PAGE:
+            last = str(page.results[-1].id)
+            page = self._search_page(object_type, [*base, {
+                "propertyName": "hs_object_id", "operator": "GT", "value": last}],
+                properties, SEARCH_PAGE)
+            records += [self._to_record(object_type, item) for item in page.results]
+        records.sort(key=lambda r: (r.cursor, int(r.id)))
+        yield records
+
+    def _cursor_range(self, object_type: str, base: list[dict[str, Any]]) -> tuple[int, int]:
+        """The first and last modification time (ms) inside a window: two one-row searches."""
+        cursor = LAST_MODIFIED[object_type]
+        api = self.search[object_type]
+        ends = []
+        for direction in ("ASCENDING", "DESCENDING"):
+            request = {"filterGroups": [{"filters": base}], "properties": [cursor], "limit": 1,
+                       "sorts": [{"propertyName": cursor, "direction": direction}]}
+            page = self._call(f"{object_type}.search", partial(
+                api.do_search, public_object_search_request=request))
+            ends.append(_ms(self._to_record(object_type, page.results[0]).cursor))
+        return ends[0], ends[1]
+
+    def read_changed(self, object_type: str, since: Watermark | dt.datetime,
+                     until: dt.datetime, fields: Iterable[str] | None = None
+                     ) -> Iterator[Record]:
+        """Records with ``since <= last modified <= until``, ordered by (cursor, id), starting
+        ``search_lookback_seconds`` early because search lags writes; what the watermark
+        already saw is skipped."""
+        name = self._object(object_type)
+        mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
+        start = _ms(mark.cursor - dt.timedelta(seconds=self.settings.search_lookback_seconds))
+        properties = self._properties(name, fields)
+        emitted: set[str] = set()
+        for batch in self._window(name, max(start, 0), _ms(until), properties):
+            for record in batch:
+                if mark.skips(record) or record.id in emitted:
+                    continue
+                emitted.add(record.id)
+                yield record
+
+    def read_deleted(self, object_type: str, since: dt.datetime) -> DeletedRecords:
+        """Archived records since ``since``: archiving does not change the last-modified date,
+        so search never shows them; they are listed with ``archived=true``."""
+        name = self._object(object_type)
+        api = self.basic[name]
+        found: list[DeletedRecord] = []
+        after: str | None = None
+        while True:
+            page = self._call(f"{name}.list", partial(api.get_page,
+                limit=100, after=after, archived=True, properties=["hs_object_id"]))
+            for item in page.results:
+                archived_at = (item.archived_at or item.updated_at).astimezone(dt.UTC)
+                if archived_at >= since:
+                    found.append(DeletedRecord(system=SYSTEM, object=name, id=str(item.id),
+                                               deleted_at=archived_at))
+            if page.paging is None or page.paging.next is None:
+                break
+            after = page.paging.next.after
+        return DeletedRecords(records=found)
+
+    def list_ids(self, object_type: str) -> Iterator[str]:
+        name = self._object(object_type)
+        api = self.basic[name]
+        after: str | None = None
+        while True:
+            page = self._call(f"{name}.list", partial(api.get_page,
+                limit=100, after=after, properties=["hs_object_id"]))
+            for item in page.results:
+                yield str(item.id)
+            if page.paging is None or page.paging.next is None:
+                return
+            after = page.paging.next.after
+
+    def _batch_read(self, object_type: str, keys: list[str], properties: list[str],
+                    id_property: str | None = None) -> list[Record]:
+        name = self._object(object_type)
+        api = self.batch[name]
+        out: list[Record] = []
+        for start in range(0, len(keys), BATCH_SIZE):
+            body: dict[str, Any] = {"inputs": [{"id": k} for k in keys[start:start + BATCH_SIZE]],
+                                    "properties": properties, "propertiesWithHistory": []}
+            if id_property:
+                body["idProperty"] = id_property
+            answer = self._call(f"{name}.batch.read", partial(api.read,
+                batch_read_input_simple_public_object_id=body))
+            out += [self._to_record(name, item) for item in answer.results]
+        return out
+
+    def read_by_ids(self, object_type: str, ids: Iterable[str],
+                    fields: Iterable[str] | None = None) -> list[Record]:
+        properties = self._properties(object_type, fields)
+        return self._batch_read(object_type, list(dict.fromkeys(ids)), properties)
+
+    def find_by_emails(self, object_type: str, emails: Iterable[str],
+                       fields: Iterable[str] | None = None) -> list[Record]:
+        """Contacts by email (HubSpot stores emails lower-cased), 100 per call."""
+        if object_type != "contacts":
+            raise ConfigurationError(SYSTEM, "only contacts have an email to look up")
+        properties = self._properties(object_type, fields)
+        wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
+        return self._batch_read(object_type, wanted, properties, id_property="email")
+
+    # -- writes --------------------------------------------------------------------------
+    def upsert(self, object_type: str, records: list[WriteRecord]) -> list[WriteResult]:
+        """Create (no id), update (id) or upsert by a unique property (match), 100 per call.
+
+        Results are matched to inputs by ``objectWriteTraceId``; a 207 fails only the records
+        it names. A request refused whole (400) is halved until the bad record stands alone, so
+        one bad record never sinks the other 99.
+        """
+        name = self._object(object_type)
+        self._clear_backward_lifecycle(name, records)
+        results: dict[int, WriteResult] = {}
+        groups: dict[str, list[int]] = {"create": [], "update": [], "upsert": []}
+        for index, rec in enumerate(records):
+            kind = "update" if rec.id else "upsert" if rec.match else "create"
+            groups[kind].append(index)
+        for kind, indexes in groups.items():
+            for start in range(0, len(indexes), BATCH_SIZE):
+                self._write(name, kind, records, indexes[start:start + BATCH_SIZE], results)
+        return [results[i] for i in range(len(records))]
+
+    def _inputs(self, kind: str, records: list[WriteRecord], chunk: list[int]
+                ) -> list[dict[str, Any]]:
+        inputs = []
+        for index in chunk:
+            rec = records[index]
+            values = {k: _hs_value(v) for k, v in rec.values.items()}
+            item: dict[str, Any] = {"properties": values, "objectWriteTraceId": str(index)}
+            if kind == "update":
+                item["id"] = rec.id
+            elif kind == "upsert" and rec.match is not None:
+                item["idProperty"], item["id"] = rec.match
+                if rec.match[0] == "email":
+                    item["id"] = rec.match[1].strip().lower()
+            else:
+                item["associations"] = []
+            inputs.append(item)
+        return inputs
+
+    def _write(self, name: str, kind: str, records: list[WriteRecord], chunk: list[int],
+               results: dict[int, WriteResult]) -> None:
+        api = self.batch[name]
+        inputs = self._inputs(kind, records, chunk)
+        body = {"inputs": inputs}
+        try:
+            if kind == "create":
+                answer = self._call(f"{name}.batch.create", lambda: api.create(
+                    batch_input_simple_public_object_batch_input_for_create=body),
+                    idempotent=False)
+            elif kind == "update":
+                answer = self._call(f"{name}.batch.update", lambda: api.update(
+                    batch_input_simple_public_object_batch_input=body))
+            else:
+                answer = self._call(f"{name}.batch.upsert", lambda: api.upsert(
+                    batch_input_simple_public_object_batch_input_upsert=body))
+        except FatalError as exc:
+            if len(chunk) > 1:
+                middle = len(chunk) // 2
+                self._write(name, kind, records, chunk[:middle], results)
+                self._write(name, kind, records, chunk[middle:], results)
+                return
+            results[chunk[0]] = WriteResult(index=chunk[0], id=records[chunk[0]].id,
+                                            error=_error_from(exc))
+            return
+        by_id = {records[i].id: i for i in chunk if records[i].id}
+        for item in answer.results or []:
+            index = int(item.object_write_trace_id) if getattr(
+                item, "object_write_trace_id", None) is not None else by_id.get(str(item.id))
+            if index is not None:
+                created = getattr(item, "new", None) if kind == "upsert" else kind == "create"
+                results[index] = WriteResult(index=index, id=str(item.id), created=created)
+        for error in getattr(answer, "errors", None) or []:
+            context = error.context or {}
+            targets = [int(t) for t in context.get("objectWriteTraceId", [])] or [
+                by_id[i] for i in context.get("ids", []) + context.get("id", []) if i in by_id]
+            for index in targets:
+                results[index] = WriteResult(index=index, id=records[index].id, error=WriteError(
+                    code=str(error.category), message=str(error.message),
+                    fields=tuple(context.get("propertyName") or [])))
+        for index in chunk:  # nothing silently dropped
+            results.setdefault(index, WriteResult(index=index, id=records[index].id,
+                                                  error=WriteError(
+                code="NO_RESULT", message="HubSpot returned no result for this input")))
+
+    def _clear_backward_lifecycle(self, name: str, records: list[WriteRecord]) -> None:
+        """HubSpot ignores a lifecycle stage set earlier in the funnel unless the stage was
+        cleared first: clear those records' stage in one batch before the real write."""
+        if name not in ("contacts", "companies") or not any(
+                LIFECYCLE in r.values for r in records):
+            return
+        order = {v: i for i, v in enumerate(self.describe(name).fields[LIFECYCLE].picklist_values)}
+        unknown = [r.id for r in records if LIFECYCLE in r.values and r.id and r.current is None]
+        current = {r.id: r.values.get(LIFECYCLE) for r in self._batch_read(
+            name, [i for i in unknown if i], [LIFECYCLE])}
+        backward = []
+        for rec in records:
+            target = rec.values.get(LIFECYCLE)
+            if not target or not rec.id:
+                continue
+            now = (rec.current or {}).get(LIFECYCLE) if rec.current is not None else current.get(
+                rec.id)
+            if now and order.get(str(target), 0) < order.get(str(now), 0):
+                backward.append(rec.id)
+        api = self.batch[name]
+        for start in range(0, len(backward), BATCH_SIZE):
+            body = {"inputs": [{"id": i, "properties": {LIFECYCLE: ""}}
+                               for i in backward[start:start + BATCH_SIZE]]}
+            self._call(f"{name}.batch.update", partial(api.update,
+                batch_input_simple_public_object_batch_input=body))
+
+    def delete(self, object_type: str, ids: list[str]) -> list[WriteResult]:
+        """Archive (HubSpot's delete), 100 per call."""
+        name = self._object(object_type)
+        api = self.batch[name]
+        for start in range(0, len(ids), BATCH_SIZE):
+            body = {"inputs": [{"id": i} for i in ids[start:start + BATCH_SIZE]]}
+            self._call(f"{name}.batch.archive", partial(api.archive,
+                batch_input_simple_public_object_id=body))
+        return [WriteResult(index=i, id=record_id) for i, record_id in enumerate(ids)]
+
+    # -- owners and associations ---------------------------------------------------------
+    def owners(self) -> list[dict[str, Any]]:
+        """Owners (id, email, name): matched to Salesforce users by email."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = self._call("owners.list", partial(self.owners_api.get_page,
+                limit=100, after=after))
+            out += [{"id": str(o.id), "email": o.email, "firstName": o.first_name,
+                     "lastName": o.last_name, "archived": bool(o.archived)}
+                    for o in page.results]
+            if page.paging is None or page.paging.next is None:
+                return out
+            after = page.paging.next.after
+
+    def associate(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> int:
+        """Default (unlabeled) associations, 100 per call; returns how many were made."""
+        made = 0
+        for start in range(0, len(pairs), BATCH_SIZE):
+            body = {"inputs": [{"from": {"id": a}, "to": {"id": b}}
+                               for a, b in pairs[start:start + BATCH_SIZE]]}
+            answer = self._call("associations.batch.default",
+                                partial(self.associations_batch.create_default,
+                                    from_type, to_type,
+                                    batch_input_public_default_association_multi_post=body))
+            made += len(answer.results or [])
+        return made
+
+    def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(ids), BATCH_SIZE):
+            body = {"inputs": [{"id": i} for i in ids[start:start + BATCH_SIZE]]}
+            answer = self._call("associations.batch.read",
+                                partial(self.associations_batch.get_page,
+                                    from_type, to_type,
+                                    batch_input_public_fetch_associations_batch_request=body))
+            for result in answer.results or []:
+                out[str(result._from.id)] = [str(t.to_object_id) for t in result.to]
+        return out
+
+    # -- check ---------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        objects = []
+        for name in OBJECT_TYPES:
+            schema = self.describe(name)
+            found = self._call(f"{name}.search", partial(self.search[name].do_search,
+                public_object_search_request={"limit": 1, "filterGroups": []}))
+            objects.append(ObjectSummary(name=name, label=name.title(), records=int(found.total),
+                                         fields=len(schema.fields)))
+        owners = self.owners()
+        deals = self.describe("deals")
+        stages = sum(len(s) for s in deals.pipelines.values())
         return CheckReport(
             system=SYSTEM, endpoint=self.settings.host, api_version="CRM v3",
-            identity=f"private app; {len(owners.results)} owners, "
-            f"{len(pipelines.results)} deal pipeline(s) with {stages} stages",
-            objects=objects, calls=self.calls,
-        )
+            identity=f"private app; {len(owners)} owners, {len(deals.pipelines)} deal "
+            f"pipeline(s) with {stages} stages", objects=objects, calls=sum(self.calls.values()))
+
+
+def _hs_value(value: Any) -> Any:
+    """HubSpot takes every value as a string; datetimes as ISO-8601 in UTC."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error_from(exc: ConnectorError) -> WriteError:
+    if isinstance(exc, DataError):
+        return WriteError(code=exc.code or "ERROR", message=exc.message,
+                          fields=(exc.field,) if exc.field else ())
+    return WriteError(code=type(exc).__name__, message=exc.message)
+
+
+def data_error(object_type: str, result: WriteResult) -> DataError:
+    assert result.error is not None
+    return DataError(SYSTEM, f"{object_type} record #{result.index}: {result.error.code}: "
+                     f"{result.error.message}", record_id=result.id,
+                     field=result.error.fields[0] if result.error.fields else None,
+                     code=result.error.code)

@@ -1,82 +1,421 @@
 """Salesforce connector on simple-salesforce.
 
-We sign in ourselves (see ``salesforce_auth``) and give simple-salesforce our Session, whose CA
-bundle the ``REQUESTS_CA_BUNDLE`` variable cannot override (see ``connectors.http``).
+We sign in ourselves (``salesforce_auth``) and give simple-salesforce our Session, whose CA bundle
+the ``REQUESTS_CA_BUNDLE`` variable cannot override (``connectors.http``). Every HTTP response
+passes one hook that counts the call per endpoint and reads ``Sforce-Limit-Info``; every call
+runs under the one retry policy, with one re-sign-in on an expired session.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
+import re
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, TypeVar
+
+import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+from simple_salesforce.format import format_soql
 
 from connectors.config import SalesforceSettings
 from connectors.contract import CheckReport, ObjectSummary
 from connectors.errors import (
     ConfigurationError,
     ConnectorError,
+    DataError,
     ReauthenticateError,
     RetriableError,
 )
 from connectors.http import make_session
+from connectors.pacing import DailyBudget
+from connectors.records import (
+    DeletedRecord,
+    DeletedRecords,
+    FieldInfo,
+    ObjectSchema,
+    Record,
+    Watermark,
+    WriteError,
+    WriteRecord,
+    WriteResult,
+)
+from connectors.retry import RetryPolicy
 from connectors.salesforce_auth import authenticate
+from connectors.salesforce_values import format_datetime, from_csv, parse_datetime
 
 SYSTEM = "salesforce"
 SYNCED_OBJECTS = ("Lead", "Contact", "Account", "Opportunity", "Task", "User")
+CURSOR = "SystemModstamp"
+COLLECTION_SIZE = 200  # sObject Collections take at most 200 records per call
+RETRIEVE_SIZE = 2000  # Collections retrieve takes up to 2,000 ids
+EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
+GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDeleted) 15 days
+# Compound fields repeat their parts; base64 bodies are not synced.
+SKIPPED_TYPES = {"address", "location", "base64"}
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+_ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
+T = TypeVar("T")
 
 
 def classify(exc: SalesforceError) -> ConnectorError:
-    """Map a simple-salesforce error to our three kinds by Salesforce's errorCode.
+    """Map a simple-salesforce error to our kinds by Salesforce's errorCode.
 
     Salesforce reports an exhausted daily quota as 403 REQUEST_LIMIT_EXCEEDED, so the code, not
     the status, decides.
     """
     content: list[object] = exc.content if isinstance(exc.content, list) else []
-    code = str(content[0].get("errorCode", "")) if content and isinstance(content[0], dict) else ""
-    message = str(content[0].get("message", "")) if content and isinstance(content[0],
-                                                                           dict) else ""
+    first = content[0] if content and isinstance(content[0], dict) else {}
+    code = str(first.get("errorCode", ""))
+    message = str(first.get("message", "")).strip()
     if isinstance(exc, SalesforceExpiredSession) or code == "INVALID_SESSION_ID":
         return ReauthenticateError(SYSTEM, "session expired or invalid")
-    if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 500, 502, 503, 504):
+    if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 503):
+        return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip(), unapplied=True)
+    if exc.status in (500, 502, 504):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip())
     return ConfigurationError(SYSTEM, f"{exc.status} {code}: {message}".strip())
+
+
+def endpoint_name(method: str, url: str) -> str:
+    """``GET query``, ``PATCH composite/sobjects``, ``GET sobjects/Lead/{id}``: ids dropped."""
+    path = url.split("?", 1)[0].split("://", 1)[-1]
+    path = path.split("/", 1)[1] if "/" in path else ""
+    path = re.sub(r"^services/data/v\d+\.\d+/?", "", path)
+    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.strip("/").split("/") if p]
+    return f"{method} {'/'.join(parts)}"
+
+
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ConfigurationError(SYSTEM, f"{name!r} is not a Salesforce field or object name")
+    return name
 
 
 class SalesforceConnector:
     system = SYSTEM
 
-    def __init__(self, settings: SalesforceSettings) -> None:
+    def __init__(self, settings: SalesforceSettings, policy: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.http = make_session(settings.ca_bundle, settings.proxies)
+        self.http = make_session(settings.ca_bundle, settings.proxies, settings.timeout_seconds)
+        self.http.hooks["response"].append(self._on_response)
+        self.policy = policy or RetryPolicy(attempts=settings.retry_attempts)
+        self.budget = DailyBudget(settings.quota_stop_share, settings.daily_call_budget)
+        self.calls: Counter[str] = Counter()
         self._client: Salesforce | None = None
+        self._schemas: dict[str, ObjectSchema] = {}
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.calls[endpoint_name(response.request.method or "GET", response.url)] += 1
+        self.budget.own_calls += 1
+        self.budget.observe(response.headers.get("Sforce-Limit-Info"))
 
     def client(self) -> Salesforce:
         if self._client is None:
-            session = authenticate(self.settings, self.http)
+            session = self.policy.run(lambda: authenticate(self.settings, self.http))
             self._client = Salesforce(session_id=session.session_id,
                                       instance_url=session.instance_url,
                                       version=self.settings.api_version, session=self.http)
         return self._client
 
-    def check(self) -> CheckReport:
+    def _reauthenticate(self) -> None:
+        self._client = None
+        self.client()
+
+    def _guarded(self, call: Callable[[Salesforce], T]) -> T:
+        self.budget.check()
         try:
-            sf = self.client()
-            objects = []
-            for name in SYNCED_OBJECTS:
-                described = getattr(sf, name).describe()
-                # an object name from our own constant list, not a value: nothing to escape
-                count = sf.query(f"SELECT COUNT() FROM {name}")["totalSize"]  # noqa: S608
-                objects.append(ObjectSummary(name=name, label=described["labelPlural"],
-                                             records=int(count),
-                                             fields=len(described["fields"])))
-            limits = sf.limits()
+            return call(self.client())
         except SalesforceError as exc:
             raise classify(exc) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            refused = isinstance(exc, requests.ConnectionError) and "refused" in str(exc)
+            raise RetriableError(SYSTEM, f"network: {type(exc).__name__}",
+                                 unapplied=refused) from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise RetriableError(SYSTEM, "connection broken mid-response") from None
+
+    def _call(self, call: Callable[[Salesforce], T], idempotent: bool = True) -> T:
+        return self.policy.run(lambda: self._guarded(call), self._reauthenticate, idempotent)
+
+    @property
+    def api_usage(self) -> tuple[int | None, int | None]:
+        """(used, limit) of the org's daily API requests, from the last response."""
+        return self.budget.used, self.budget.limit
+
+    def clear_cache(self) -> None:
+        """Forget describes: called at the start of each cycle."""
+        self._schemas.clear()
+
+    # -- schema --------------------------------------------------------------------------
+    def describe(self, object_name: str) -> ObjectSchema:
+        cached = self._schemas.get(object_name)
+        if cached is not None:
+            return cached
+        name = _identifier(object_name)
+        body = self._call(lambda sf: getattr(sf, name).describe())
+        fields = {}
+        for f in body["fields"]:
+            if f["type"] in SKIPPED_TYPES:
+                continue
+            fields[f["name"]] = FieldInfo(
+                name=f["name"], label=f["label"], type=f["type"], length=f.get("length") or None,
+                nillable=f["nillable"], createable=f["createable"], updateable=f["updateable"],
+                picklist_values=tuple(v["value"] for v in f.get("picklistValues") or []
+                                      if v.get("active", True)),
+                restricted_picklist=bool(f.get("restrictedPicklist")),
+                calculated=bool(f.get("calculated")), unique=bool(f.get("unique")),
+                external_id=bool(f.get("externalId")))
+        schema = ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
+                              fields=fields)
+        self._schemas[object_name] = schema
+        return schema
+
+    def _fields(self, object_name: str, fields: Iterable[str] | None) -> list[str]:
+        schema = self.describe(object_name)
+        if fields is None:
+            chosen = list(schema.fields)
+        else:
+            chosen = []
+            for name in fields:
+                if "." not in name and name not in schema.fields:
+                    raise ConfigurationError(SYSTEM, f"{object_name} has no field {name!r}")
+                chosen.append(_identifier(name))
+        for required in ("Id", CURSOR):
+            if required not in chosen:
+                chosen.insert(0, required)
+        return chosen
+
+    # -- reads ---------------------------------------------------------------------------
+    def _to_record(self, object_name: str, row: dict[str, Any]) -> Record:
+        values = {k: v for k, v in row.items() if k != "attributes"}
+        return Record(system=SYSTEM, object=object_name, id=str(values["Id"]),
+                      cursor=parse_datetime(str(values[CURSOR])), values=values)
+
+    def _restful(self, path: str, method: str, idempotent: bool = True, **kwargs: Any) -> Any:
+        return self._call(lambda sf: sf.restful(path, method=method, **kwargs), idempotent)
+
+    def _query_more(self, next_url: str, include_deleted: bool) -> Any:
+        return self._call(lambda sf: sf.query_more(next_url, identifier_is_url=True,
+                                                   include_deleted=include_deleted))
+
+    def _query_pages(self, soql: str, include_deleted: bool = False
+                     ) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
+        """Lazy pages of a query: (totalSize, records), each page one call under the policy."""
+        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        while True:
+            yield int(page["totalSize"]), list(page["records"])
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self._query_more(str(page["nextRecordsUrl"]), include_deleted)
+
+    def read_changed(self, object_name: str, since: Watermark | dt.datetime,
+                     until: dt.datetime, fields: Iterable[str] | None = None
+                     ) -> Iterator[Record]:
+        """Records with ``since <= SystemModstamp <= until``, ordered by (stamp, Id).
+
+        The lower bound is inclusive (records sharing the watermark's stamp are not lost at a
+        page or cycle boundary) and what the watermark already saw is skipped. The read starts
+        ``lookback_seconds`` early for transactions that committed late.
+        """
+        mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
+        start = (mark.cursor - dt.timedelta(seconds=self.settings.lookback_seconds)
+                 ).replace(microsecond=0)
+        end = until.astimezone(dt.UTC).replace(microsecond=0)
+        chosen = self._fields(object_name, fields)
+        soql = format_soql(
+            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}"
+            " ORDER BY SystemModstamp, Id", ", ".join(chosen), _identifier(object_name), start,
+            end)
+        pages = self._query_pages(soql)
+        total, first = next(pages)
+        if total > self.settings.bulk_threshold:
+            pages.close()
+            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, soql, chosen)
+        else:
+            rows = self._chain(first, pages)
+        emitted: set[str] = set()
+        for row in rows:
+            record = self._to_record(object_name, row)
+            if mark.skips(record) or record.id in emitted:
+                continue
+            emitted.add(record.id)
+            yield record
+
+    @staticmethod
+    def _chain(first: list[dict[str, Any]], rest: Iterator[tuple[int, list[dict[str, Any]]]]
+               ) -> Iterator[dict[str, Any]]:
+        yield from first
+        for _, page in rest:
+            yield from page
+
+    def _bulk_rows(self, object_name: str, soql: str, fields: list[str]
+                   ) -> list[dict[str, Any]]:
+        """A large read through Bulk API 2.0: CSV pages, converted to REST values, then sorted
+        by (stamp, Id) because a bulk job does not promise an order."""
+        schema = self.describe(object_name)
+        name = _identifier(object_name)
+
+        def run(sf: Salesforce) -> list[dict[str, Any]]:
+            rows = []
+            for text in getattr(sf.bulk2, name).query(soql, max_records=50_000):
+                for raw in csv.DictReader(io.StringIO(text)):
+                    rows.append({k: from_csv(schema.fields.get(k), v) for k, v in raw.items()})
+            return rows
+
+        rows = self._call(run)
+        rows.sort(key=lambda r: (str(r[CURSOR]), str(r["Id"])))
+        return rows
+
+    def read_deleted(self, object_name: str, since: dt.datetime) -> DeletedRecords:
+        """Deleted and merged-away records since ``since``, through queryAll.
+
+        Salesforce keeps deletes for 15 days; asked for more, this says so (``complete`` is
+        False) so the engine compares full id lists instead of trusting a partial answer.
+        """
+        schema = self.describe(object_name)
+        columns = ["Id", CURSOR] + (["MasterRecordId"] if "MasterRecordId" in schema.fields
+                                    else [])
+        soql = format_soql("SELECT {:literal} FROM {:literal} WHERE IsDeleted = true AND "
+                           "SystemModstamp >= {} ORDER BY SystemModstamp, Id",
+                           ", ".join(columns), _identifier(object_name),
+                           since.astimezone(dt.UTC).replace(microsecond=0))
+        found = [DeletedRecord(system=SYSTEM, object=object_name, id=str(row["Id"]),
+                               deleted_at=parse_datetime(str(row[CURSOR])),
+                               merged_into=row.get("MasterRecordId"))
+                 for _, page in self._query_pages(soql, include_deleted=True) for row in page]
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=GET_DELETED_DAYS)
+        if since < horizon:
+            return DeletedRecords(records=found, complete=False, reason=(
+                f"Salesforce keeps deleted records for {GET_DELETED_DAYS} days and the last "
+                f"read was {since:%Y-%m-%d %H:%M} UTC; compare full id lists instead"))
+        return DeletedRecords(records=found)
+
+    def list_ids(self, object_name: str) -> Iterator[str]:
+        """Every live id, for the full comparison when deletes are no longer listed."""
+        soql = format_soql("SELECT Id FROM {:literal} ORDER BY Id", _identifier(object_name))
+        for _, page in self._query_pages(soql):
+            for row in page:
+                yield str(row["Id"])
+
+    def read_by_ids(self, object_name: str, ids: Iterable[str],
+                    fields: Iterable[str] | None = None) -> list[Record]:
+        chosen = self._fields(object_name, fields)
+        name = _identifier(object_name)
+        wanted = list(dict.fromkeys(ids))
+        out: list[Record] = []
+        for start in range(0, len(wanted), RETRIEVE_SIZE):
+            chunk = wanted[start:start + RETRIEVE_SIZE]
+            rows = self._restful(f"composite/sobjects/{name}", "POST",
+                                 json={"ids": chunk, "fields": chosen})
+            out += [self._to_record(object_name, row) for row in rows if row]
+        return out
+
+    def find_by_emails(self, object_name: str, emails: Iterable[str],
+                       fields: Iterable[str] | None = None) -> list[Record]:
+        """Records whose Email equals one of ``emails`` (SOQL compares case-insensitively)."""
+        chosen = self._fields(object_name, fields)
+        wanted = sorted({e.strip() for e in emails if e and e.strip()})
+        out: list[Record] = []
+        for start in range(0, len(wanted), EMAILS_PER_QUERY):
+            soql = format_soql("SELECT {:literal} FROM {:literal} WHERE Email IN {} ORDER BY Id",
+                               ", ".join(chosen), _identifier(object_name),
+                               wanted[start:start + EMAILS_PER_QUERY])
+            out += [self._to_record(object_name, row) for _, page in self._query_pages(soql)
+                    for row in page]
+        return out
+
+    # -- writes --------------------------------------------------------------------------
+    def upsert(self, object_name: str, records: list[WriteRecord]) -> list[WriteResult]:
+        """Create (no id), update (id) or upsert on an external id (match), 200 per call with
+        ``allOrNone=false``: one result per input, in input order, errors per record."""
+        name = _identifier(object_name)
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for index, rec in enumerate(records):
+            if rec.id is not None:
+                key: tuple[str, str | None] = ("update", None)
+            elif rec.match is not None:
+                key = ("upsert", _identifier(rec.match[0]))
+            else:
+                key = ("create", None)
+            groups.setdefault(key, []).append(index)
+        results: dict[int, WriteResult] = {}
+        for (kind, match_field), indexes in groups.items():
+            for start in range(0, len(indexes), COLLECTION_SIZE):
+                chunk = indexes[start:start + COLLECTION_SIZE]
+                body = {"allOrNone": False,
+                        "records": [self._payload(name, records[i], match_field) for i in chunk]}
+                if kind == "create":
+                    answer = self._restful("composite/sobjects", "POST", idempotent=False,
+                                           json=body)
+                elif kind == "update":
+                    answer = self._restful("composite/sobjects", "PATCH", json=body)
+                else:
+                    answer = self._restful(f"composite/sobjects/{name}/{match_field}", "PATCH",
+                                           json=body)
+                for index, item in zip(chunk, answer, strict=True):
+                    results[index] = _result(index, item, created=kind == "create")
+        return [results[i] for i in range(len(records))]
+
+    @staticmethod
+    def _payload(name: str, rec: WriteRecord, match_field: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"attributes": {"type": name}}
+        body.update({k: (format_datetime(v) if isinstance(v, dt.datetime) else v)
+                     for k, v in rec.values.items()})
+        if rec.id is not None:
+            body["Id"] = rec.id
+        if match_field is not None and rec.match is not None:
+            body[match_field] = rec.match[1]
+        return body
+
+    def delete(self, object_name: str, ids: list[str]) -> list[WriteResult]:
+        results = []
+        for start in range(0, len(ids), COLLECTION_SIZE):
+            chunk = ids[start:start + COLLECTION_SIZE]
+            answer = self._restful("composite/sobjects", "DELETE",
+                                   params={"ids": ",".join(chunk), "allOrNone": "false"})
+            results += [_result(start + i, item, created=False) for i, item in enumerate(answer)]
+        return results
+
+    # -- check ---------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        objects = []
+        for name in SYNCED_OBJECTS:
+            schema = self.describe(name)
+            soql = format_soql("SELECT COUNT() FROM {:literal}", name)
+            count = next(self._query_pages(soql))[0]
+            objects.append(ObjectSummary(name=name, label=schema.label, records=int(count),
+                                         fields=len(schema.fields)))
+        limits = self._call(lambda sf: sf.limits())
         daily = limits.get("DailyApiRequests", {})
-        usage = sf.api_usage.get("api-usage")
         return CheckReport(
-            system=SYSTEM, endpoint=sf.base_url, api_version=self.settings.api_version,
+            system=SYSTEM, endpoint=self.client().base_url, api_version=self.settings.api_version,
             identity=getattr(self.settings.auth, "username", self.settings.auth.kind),
             objects=objects,
             quota=f"{daily.get('Remaining')} of {daily.get('Max')} daily API requests left",
-            calls=int(usage.used) if usage is not None else 0,
-        )
+            calls=sum(self.calls.values()))
+
+
+def _result(index: int, item: dict[str, Any], created: bool) -> WriteResult:
+    if item.get("success"):
+        return WriteResult(index=index, id=item.get("id"),
+                           created=bool(item.get("created", created)))
+    errors = item.get("errors") or [{}]
+    first = errors[0]
+    return WriteResult(index=index, id=item.get("id"), error=WriteError(
+        code=str(first.get("statusCode", "UNKNOWN")), message=str(first.get("message", "")),
+        fields=tuple(first.get("fields") or ())))
+
+
+def data_error(object_name: str, result: WriteResult) -> DataError:
+    """A failed write as an exception naming the record, field and vendor code."""
+    assert result.error is not None
+    field = result.error.fields[0] if result.error.fields else None
+    return DataError(SYSTEM, f"{object_name} record #{result.index}"
+                     f"{' ' + result.id if result.id else ''}: {result.error.code}: "
+                     f"{result.error.message}", record_id=result.id, field=field,
+                     code=result.error.code)

@@ -377,17 +377,19 @@ class HubSpotEmulator:
             results: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
             for index, (item, values) in enumerate(zip(inputs, prepared, strict=True)):
+                trace = str(item.get("objectWriteTraceId", index))
                 existing = self._email_conflict(object_type, values)
                 if existing:
                     errors.append({"status": "error", "category": "CONFLICT",
                                    "message": f"Contact already exists. Existing ID: {existing}",
-                                   "context": {"objectWriteTraceId": [str(index)],
+                                   "context": {"objectWriteTraceId": [trace],
                                                "existingId": [existing]}})
                     continue
                 record = self.portal.create(object_type, values, now)
                 for assoc in item.get("associations") or []:
                     self._associate_input(object_type, record.id, assoc)
-                results.append(self._wire(object_type, record, None, only_set=True))
+                results.append(_traced(self._wire(object_type, record, None, only_set=True),
+                                       item))
         if errors and not results:
             return hs_error(409, errors[0]["message"], "CONFLICT")
         return self._batch_response(results, errors, started, ok_status=201)
@@ -411,7 +413,7 @@ class HubSpotEmulator:
             results: list[dict[str, Any]] = []
             missing: list[str] = []
             errors: list[dict[str, Any]] = []
-            for key, values in zip(keys, prepared, strict=True):
+            for item, key, values in zip(inputs, keys, prepared, strict=True):
                 record = (self.portal.find_by(object_type, id_property, key) if id_property
                           else self.portal.get(object_type, key))
                 if record is None:
@@ -419,12 +421,16 @@ class HubSpotEmulator:
                     continue
                 clash = self._email_conflict(object_type, values)
                 if clash and clash != record.id:
+                    context = {"id": [key], "existingId": [clash]}
+                    if "objectWriteTraceId" in item:
+                        context["objectWriteTraceId"] = [str(item["objectWriteTraceId"])]
                     errors.append({"status": "error", "category": "CONFLICT",
                                    "message": f"Contact already exists. Existing ID: {clash}",
-                                   "context": {"id": [key], "existingId": [clash]}})
+                                   "context": context})
                     continue
                 self.portal.update(object_type, record, values, now)
-                results.append(self._wire(object_type, record, None, only_set=True))
+                results.append(_traced(self._wire(object_type, record, None, only_set=True),
+                                       item))
         if missing:
             errors.insert(0, _not_found_error(object_type, missing))
         return self._batch_response(results, errors, started)
@@ -456,7 +462,7 @@ class HubSpotEmulator:
                     record = self.portal.create(object_type, values, now)
                 else:
                     self.portal.update(object_type, record, values, now)
-                wired = self._wire(object_type, record, None, only_set=True)
+                wired = _traced(self._wire(object_type, record, None, only_set=True), item)
                 wired["new"] = created
                 results.append(wired)
         return self._batch_response(results, [], started)
@@ -825,6 +831,13 @@ class HubSpotEmulator:
             Route("GET", "/__sandbox/hubspot/counts", "admin", self.admin_counts),
             Route("POST", "/__sandbox/hubspot/touch", "admin", self.admin_touch),
         ]
+
+
+def _traced(result: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Results echo the input's ``objectWriteTraceId``, so callers can match them to inputs."""
+    if "objectWriteTraceId" in item:
+        result["objectWriteTraceId"] = str(item["objectWriteTraceId"])
+    return result
 
 
 def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""What connectors hand the engine: records, field descriptions, write results, watermarks.
+
+Plain pydantic models with no behaviour beyond small pure helpers, so the engine can persist
+and compare them freely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+System = Literal["salesforce", "hubspot"]
+
+
+class Record(BaseModel):
+    """One record as read: where it lives, its change cursor, and its values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    object: str
+    id: str
+    cursor: dt.datetime
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeletedRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    object: str
+    id: str
+    deleted_at: dt.datetime
+    merged_into: str | None = None  # Salesforce MasterRecordId: links move to the survivor
+
+
+class DeletedRecords(BaseModel):
+    """Deletes since a point in time; ``complete`` is False when the vendor no longer keeps
+    that far back (Salesforce: 15 days) and the caller must compare full id lists instead."""
+
+    records: list[DeletedRecord]
+    complete: bool = True
+    reason: str | None = None
+
+
+class FieldInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    label: str
+    type: str
+    length: int | None = None
+    nillable: bool = True
+    createable: bool = True
+    updateable: bool = True
+    picklist_values: tuple[str, ...] = ()
+    restricted_picklist: bool = False
+    calculated: bool = False  # formula fields: never bump the change cursor
+    unique: bool = False
+    external_id: bool = False
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    label: str
+    order: int
+    probability: float | None = None
+    closed: bool = False
+
+
+class ObjectSchema(BaseModel):
+    system: System
+    object: str
+    label: str = ""
+    fields: dict[str, FieldInfo]
+    pipelines: dict[str, list[Stage]] = Field(default_factory=dict)
+
+
+class WriteRecord(BaseModel):
+    """One record to write. No ``id`` creates, an ``id`` updates; ``match`` upserts on a unique
+    field (Salesforce external id, HubSpot ``email``). ``current`` is what the caller last read,
+    so a backward HubSpot lifecycle move can be made the documented way without a read."""
+
+    id: str | None = None
+    values: dict[str, Any]
+    match: tuple[str, str] | None = None
+    current: dict[str, Any] | None = None
+
+
+class WriteError(BaseModel):
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+
+class WriteResult(BaseModel):
+    """The outcome for the input at ``index``: an id, or the vendor's error for that record."""
+
+    index: int
+    id: str | None = None
+    created: bool | None = None
+    error: WriteError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Watermark(BaseModel):
+    """How far changes have been read: the last cursor, and the (id, cursor) pairs read inside
+    the lookback window before it, so an inclusive re-read skips exactly what was seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cursor: dt.datetime
+    seen: frozenset[tuple[str, dt.datetime]] = frozenset()
+
+    def skips(self, record: Record) -> bool:
+        return (record.id, record.cursor) in self.seen
+
+
+def advance(mark: Watermark, records: Iterable[Record], lookback: dt.timedelta) -> Watermark:
+    """The watermark after ``records`` were applied: a pure function the engine persists."""
+    newest = mark.cursor
+    seen = set(mark.seen)
+    for record in records:
+        newest = max(newest, record.cursor)
+        seen.add((record.id, record.cursor))
+    horizon = newest - lookback
+    return Watermark(cursor=newest, seen=frozenset(s for s in seen if s[1] >= horizon))
