@@ -40,7 +40,8 @@ class RollingWindow:
                 if len(self._sent) < self.limit:
                     self._sent.append(now)
                     return
-                wait = self._sent[0] + self.window - now
+                # at least 1 ms: a float-rounded wait below the clock's resolution would spin
+                wait = max(self._sent[0] + self.window - now, 0.001)
             self.waited += wait
             self._sleep(wait)
 

@@ -27,6 +27,7 @@ from connectors.errors import (
     ConfigurationError,
     ConnectorError,
     DataError,
+    QuotaExhaustedError,
     ReauthenticateError,
     RetriableError,
 )
@@ -73,6 +74,8 @@ def classify(exc: SalesforceError) -> ConnectorError:
     message = str(first.get("message", "")).strip()
     if isinstance(exc, SalesforceExpiredSession) or code == "INVALID_SESSION_ID":
         return ReauthenticateError(SYSTEM, "session expired or invalid")
+    if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403:
+        return QuotaExhaustedError(SYSTEM, f"the org's daily API limit is reached: {message}")
     if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 503):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip(), unapplied=True)
     if exc.status in (500, 502, 504):

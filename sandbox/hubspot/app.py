@@ -875,9 +875,13 @@ def _value_key(object_type: str, prop: str, raw: Any) -> Any:
 
 
 def _record_value(object_type: str, prop: str, record: HsRecord) -> Any:
-    if prop == "hs_object_id":
-        return float(record.id)
-    return _value_key(object_type, prop, record.properties.get(prop))
+    try:
+        return record.keys[prop]
+    except KeyError:
+        value = (float(record.id) if prop == "hs_object_id"
+                 else _value_key(object_type, prop, record.properties.get(prop)))
+        record.keys[prop] = value
+        return value
 
 
 def _compile_groups(object_type: str, groups: list[Any]) -> Any:

@@ -60,6 +60,9 @@ class HsRecord:
     updated: dt.datetime
     archived: bool = False
     archived_at: dt.datetime | None = None
+    # Comparable forms of property values, memoised by search. Only search-index snapshots,
+    # which never change after publication, use it.
+    keys: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

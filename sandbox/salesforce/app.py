@@ -651,7 +651,15 @@ class SalesforceEmulator:
     def admin_age(self, call: Call) -> Response:
         body = call.json() or {}
         try:
-            self.org.age(str(body.get("id", "")), dt.timedelta(minutes=float(body["minutes"])))
+            record_id = str(body.get("id", ""))
+            if "at" in body:
+                found = self.org.find(record_id)
+                if found is None:
+                    raise ValueError(f"no record with id {record_id}")
+                delta = found[1]["SystemModstamp"] - parse_iso(str(body["at"]))
+            else:
+                delta = dt.timedelta(minutes=float(body["minutes"]))
+            self.org.age(record_id, delta)
         except (KeyError, ValueError) as exc:
             return json_response({"success": False, "error": str(exc)}, 400)
         return json_response({"success": True})
