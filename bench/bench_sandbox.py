@@ -13,31 +13,15 @@ import json
 import multiprocessing
 import ssl
 import time
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench.report import report
+from bench.sandbox_process import sandbox_process, settings_lines
+from sandbox.seed import SeedSizes
 
 DURATION = 4.0
 CLIENTS = 2
-
-
-def _serve(state_dir: str, queue: Any) -> None:
-    from sandbox.seed import SeedSizes
-    from sandbox.server import SandboxConfig, SandboxServer
-
-    server = SandboxServer(SandboxConfig(
-        state_dir=Path(state_dir), hubspot_per_ten_seconds=0, hubspot_search_per_second=0,
-        sizes=SeedSizes(leads=2000, contacts=500, accounts=100, opportunities=100,
-                        hubspot_only_contacts=500)))
-    server.run_forever(on_ready=lambda: queue.put(server.info.settings_file.read_text()))
-
-
-def _settings(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines()
-                if line and not line.startswith("#"))
 
 
 def _connection(url: str, ca: str | None) -> http.client.HTTPConnection:
@@ -103,45 +87,40 @@ def bench_seeding() -> None:
 
 def main() -> None:
     bench_seeding()
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    with TemporaryDirectory() as state:
-        server = ctx.Process(target=_serve, args=(state, queue), daemon=True)
-        server.start()
-        try:
-            cfg = _settings(queue.get(timeout=60))
-            sf_url = cfg["STAGESYNC_SALESFORCE__INSTANCE_URL"]
-            ca = cfg["STAGESYNC_SALESFORCE__CA_BUNDLE"]
-            hs_url = cfg["STAGESYNC_HUBSPOT__HOST"]
-            hs_token = cfg["STAGESYNC_HUBSPOT__ACCESS_TOKEN"]
-            sf_token = _salesforce_token(cfg)
+    options = {"hubspot_per_ten_seconds": 0, "hubspot_search_per_second": 0,
+               "sizes": SeedSizes(leads=2000, contacts=500, accounts=100, opportunities=100,
+                                  hubspot_only_contacts=500)}
+    with sandbox_process(**options) as settings_file:
+        cfg = settings_lines(settings_file)
+        sf_url = cfg["STAGESYNC_SALESFORCE__INSTANCE_URL"]
+        ca = cfg["STAGESYNC_SALESFORCE__CA_BUNDLE"]
+        hs_url = cfg["STAGESYNC_HUBSPOT__HOST"]
+        hs_token = cfg["STAGESYNC_HUBSPOT__ACCESS_TOKEN"]
+        sf_token = _salesforce_token(cfg)
 
-            conn = _connection(sf_url, ca)
-            conn.request("GET", "/services/data/v59.0/query?q=SELECT+Id+FROM+Lead+LIMIT+500",
-                         headers={"Authorization": f"Bearer {sf_token}"})
-            lead_ids = [r["Id"] for r in json.loads(conn.getresponse().read())["records"]]
-            sf_jobs = [("sf-get", sf_url, ca, sf_token,
-                        "/services/data/v59.0/sobjects/Lead/{id}", lead_ids, None, DURATION)
-                       for _ in range(CLIENTS)]
-            report("sandbox_salesforce_get_by_id", _rate(sf_jobs), "req/s", 1000)
+        conn = _connection(sf_url, ca)
+        conn.request("GET", "/services/data/v59.0/query?q=SELECT+Id+FROM+Lead+LIMIT+500",
+                     headers={"Authorization": f"Bearer {sf_token}"})
+        lead_ids = [r["Id"] for r in json.loads(conn.getresponse().read())["records"]]
+        sf_jobs = [("sf-get", sf_url, ca, sf_token,
+                    "/services/data/v59.0/sobjects/Lead/{id}", lead_ids, None, DURATION)
+                   for _ in range(CLIENTS)]
+        report("sandbox_salesforce_get_by_id", _rate(sf_jobs), "req/s", 1000)
 
-            hs_ids = [str(i) for i in range(1001, 1501)]
-            hs_jobs = [("hs-get", hs_url, None, hs_token, "/crm/v3/objects/contacts/{id}",
-                        hs_ids, None, DURATION) for _ in range(CLIENTS)]
-            report("sandbox_hubspot_get_by_id", _rate(hs_jobs), "req/s", 1000)
+        hs_ids = [str(i) for i in range(1001, 1501)]
+        hs_jobs = [("hs-get", hs_url, None, hs_token, "/crm/v3/objects/contacts/{id}",
+                    hs_ids, None, DURATION) for _ in range(CLIENTS)]
+        report("sandbox_hubspot_get_by_id", _rate(hs_jobs), "req/s", 1000)
 
-            upsert_jobs = []
-            for client in range(CLIENTS):
-                inputs = [{"id": f"bench{client}.{n}@example.com", "idProperty": "email",
-                           "properties": {"firstname": f"B{n}", "lifecyclestage": "lead"}}
-                          for n in range(100)]
-                upsert_jobs.append(("hs-upsert", hs_url, None, hs_token,
-                                    "/crm/v3/objects/contacts/batch/upsert", [],
-                                    {"inputs": inputs}, DURATION))
-            report("sandbox_hubspot_batch_upsert_100", _rate(upsert_jobs), "batches/s", 50)
-        finally:
-            server.terminate()
-            server.join(10)
+        upsert_jobs = []
+        for client in range(CLIENTS):
+            inputs = [{"id": f"bench{client}.{n}@example.com", "idProperty": "email",
+                       "properties": {"firstname": f"B{n}", "lifecyclestage": "lead"}}
+                      for n in range(100)]
+            upsert_jobs.append(("hs-upsert", hs_url, None, hs_token,
+                                "/crm/v3/objects/contacts/batch/upsert", [],
+                                {"inputs": inputs}, DURATION))
+        report("sandbox_hubspot_batch_upsert_100", _rate(upsert_jobs), "batches/s", 50)
 
 
 if __name__ == "__main__":
