@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench clean
+.PHONY: demo test lint types unit bench cassettes clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Re-record tests/cassettes from the sandbox (not part of `make test`, which replays them).
+cassettes: $(STAMP)
+	$(BIN)/python -m tests.record_cassettes
 
 clean:
 	rm -rf $(VENV) .stagesync .pytest_cache .mypy_cache .ruff_cache
