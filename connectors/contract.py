@@ -1,10 +1,26 @@
-"""What every connector offers the engine, and the report ``check()`` returns."""
+"""The contract both connectors implement, and the report ``check()`` returns.
+
+The engine talks to connectors only through this Protocol; connectors persist nothing (the
+engine owns watermarks, links and state).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from pydantic import BaseModel
+
+from connectors.records import (
+    DeletedRecords,
+    ObjectSchema,
+    Record,
+    Watermark,
+    WriteRecord,
+    WriteResult,
+)
 
 
 class ObjectSummary(BaseModel):
@@ -28,7 +44,39 @@ class CheckReport(BaseModel):
 
 class Connector(Protocol):
     system: str
+    calls: Counter[str]  # every call, per endpoint, since the connector was built
 
     def check(self) -> CheckReport:
         """Sign in, read what the product needs, and summarise it; raises on any failure."""
         ...
+
+    def describe(self, object_name: str) -> ObjectSchema:
+        """Fields (type, length, nillable, updateable, picklists) and pipelines; cached until
+        ``clear_cache()``, which the engine calls at the start of each cycle."""
+        ...
+
+    def clear_cache(self) -> None: ...
+
+    def read_changed(self, object_name: str, since: Watermark | dt.datetime,
+                     until: dt.datetime, fields: Iterable[str] | None = None
+                     ) -> Iterator[Record]:
+        """Changed records, sorted by cursor, inclusive lower bound, what ``since`` saw skipped,
+        never past ``until`` (the cycle's start)."""
+        ...
+
+    def read_deleted(self, object_name: str, since: dt.datetime) -> DeletedRecords: ...
+
+    def list_ids(self, object_name: str) -> Iterator[str]: ...
+
+    def read_by_ids(self, object_name: str, ids: Iterable[str],
+                    fields: Iterable[str] | None = None) -> list[Record]: ...
+
+    def find_by_emails(self, object_name: str, emails: Iterable[str],
+                       fields: Iterable[str] | None = None) -> list[Record]: ...
+
+    def upsert(self, object_name: str, records: list[WriteRecord]) -> list[WriteResult]:
+        """One result per input, in input order: an id, or the vendor's error for that
+        record; the rest of a batch goes on."""
+        ...
+
+    def delete(self, object_name: str, ids: list[str]) -> list[WriteResult]: ...

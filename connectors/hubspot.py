@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import hubspot
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
+from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 
 from connectors.config import HubSpotSettings
@@ -134,6 +135,10 @@ class HubSpotConnector:
         self.pipelines_api = crm.pipelines.pipelines_api
         self.owners_api = crm.owners.owners_api
         self.associations_batch = crm.associations.v4.batch_api
+        for api in [*self.basic.values(), *self.batch.values(), *self.search.values(),
+                    self.properties_api, self.pipelines_api, self.owners_api,
+                    self.associations_batch]:
+            _set_timeout(api, settings.timeout_seconds)
         self.policy = policy or RetryPolicy(attempts=settings.retry_attempts)
         self.window = RollingWindow(settings.requests_per_ten_seconds, 10.0)
         self.search_window = RollingWindow(settings.searches_per_second, 1.0)
@@ -526,6 +531,13 @@ class HubSpotConnector:
             system=SYSTEM, endpoint=self.settings.host, api_version="CRM v3",
             identity=f"private app; {len(owners)} owners, {len(deals.pipelines)} deal "
             f"pipeline(s) with {stages} stages", objects=objects, calls=sum(self.calls.values()))
+
+
+def _set_timeout(api: Any, seconds: float) -> None:
+    """The generated client sends no timeout unless one is passed per call; a hung socket would
+    hang the agent. Give its connection pools a default instead."""
+    pool = api.api_client.rest_client.pool_manager
+    pool.connection_pool_kw["timeout"] = Timeout(connect=min(seconds, 10.0), read=seconds)
 
 
 def _hs_value(value: Any) -> Any:

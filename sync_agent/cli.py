@@ -92,8 +92,7 @@ def _print_report(report: CheckReport) -> None:
 @app.command()
 def check(env_file: EnvFile = None) -> None:
     """Reach both systems through the real clients and print what was found."""
-    from connectors.hubspot import HubSpotConnector
-    from connectors.salesforce import SalesforceConnector
+    from connectors.build import build_connectors
 
     try:
         settings = load_settings(env_file)
@@ -104,7 +103,7 @@ def check(env_file: EnvFile = None) -> None:
             console.print(f"  STAGESYNC_{where.upper().replace('.', '__')}: {problem['msg']}")
         raise typer.Exit(2) from None
     failed = False
-    for connector in (SalesforceConnector(settings.salesforce), HubSpotConnector(settings.hubspot)):
+    for connector in build_connectors(settings):
         try:
             _print_report(connector.check())
         except ConnectorError as exc:

@@ -147,3 +147,23 @@ def test_bulk_csv_values_take_the_rest_form() -> None:
     stamp = from_csv(FieldInfo(name="d", label="d", type="datetime"), "2024-01-02T03:04:05.000Z")
     assert stamp == "2024-01-02T03:04:05.000+0000"
     assert parse_datetime(stamp) == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def test_both_connectors_satisfy_the_contract_and_hubspot_has_timeouts() -> None:
+    from pydantic import SecretStr
+
+    from connectors.config import HubSpotSettings, SalesforceSettings
+    from connectors.contract import Connector
+    from connectors.hubspot import HubSpotConnector
+    from connectors.salesforce import SalesforceConnector
+
+    hs = HubSpotConnector(HubSpotSettings(access_token=SecretStr("t"), timeout_seconds=7))
+    sf = SalesforceConnector(SalesforceSettings.model_validate(
+        {"auth": {"kind": "session", "session_id": "s"}, "instance_url": "https://x.test"}))
+    contract = [n for n in dir(Connector) if not n.startswith("_")]
+    for connector in (hs, sf):  # connectors/build.py has mypy prove the signatures too
+        assert all(hasattr(connector, n) for n in contract)
+    timeout = hs.search["contacts"].api_client.rest_client.pool_manager.connection_pool_kw[
+        "timeout"]
+    assert timeout.read_timeout == 7
+    assert sf.http.default_timeout == 60.0  # type: ignore[attr-defined]
