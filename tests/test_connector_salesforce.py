@@ -188,3 +188,32 @@ def test_the_client_is_built_on_the_configured_session(sandbox: SandboxClient) -
     assert client.session is sf.http
     assert sf.http.trust_env is False
     assert salesforce_client(sandbox).sf_instance == client.sf_instance
+
+
+def test_no_session_id_password_or_key_in_logs_errors_or_reprs(
+        sandbox: SandboxClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from connectors.config import JwtBearerAuth
+    from connectors.errors import ConfigurationError
+
+    caplog.set_level(logging.DEBUG)
+    sf = connector(sandbox)
+    list(sf.read_changed("Lead", dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1), soon(),
+                         FIELDS))
+    session_id = sf.client().session_id
+    key = sandbox.info.jwt_key_file.read_text()
+    c = sandbox.info.credentials
+    wrong = connector(sandbox, auth=JwtBearerAuth(kind="jwt", client_id=c.client_id,
+                                                  username="someone.else@example.com",
+                                                  private_key_file=sandbox.info.jwt_key_file))
+    with pytest.raises(ConfigurationError) as exc:
+        wrong.describe("Lead")
+    texts = [caplog.text, str(exc.value), repr(exc.value), repr(sf.settings),
+             str(sf.settings.model_dump())]
+    for text in texts:
+        assert session_id not in text
+        assert c.password not in text
+        assert c.client_secret not in text
+        assert "PRIVATE KEY" not in text
+        assert key[40:80] not in text
