@@ -1,0 +1,133 @@
+"""Read a mapping file safely, remembering where every key and value stands.
+
+Only plain YAML is accepted: ``yaml.SafeLoader`` (no Python tags, nothing executed), no anchors
+or aliases (no alias bombs; an admin's file does not need them), no duplicate keys (YAML would
+silently keep the last), at most 1 MiB, UTF-8 only. Each refusal is a ``Problem`` with a line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from mapping.problems import Problem
+
+MAX_BYTES = 1024 * 1024
+PathKey = tuple[str | int, ...]
+
+
+class LoadError(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+@dataclass
+class Located:
+    """The parsed data, and the line/column (1-based) of each path's key and value."""
+
+    data: Any
+    file: str
+    values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: PathKey, key: bool = False) -> tuple[int, int]:
+        """The nearest known position: the path itself, else its closest parent."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return (1, 1)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) and anchors are not allowed in a mapping file",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _problem(file: str, line: int, column: int, message: str, fix: str) -> LoadError:
+    return LoadError(Problem(file, line, column, "", message, fix))
+
+
+def _walk(node: Node, path: PathKey, out: Located) -> None:
+    out.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, ScalarNode) else str(key_node.tag)
+            if key in seen:
+                raise _problem(out.file, key_node.start_mark.line + 1,
+                               key_node.start_mark.column + 1,
+                               f"key {key!r} appears twice (first on line {seen[key]})",
+                               "keep one of them")
+            seen[key] = key_node.start_mark.line + 1
+            out.keys[(*path, key)] = (key_node.start_mark.line + 1,
+                                      key_node.start_mark.column + 1)
+            _walk(value_node, (*path, key), out)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), out)
+
+
+def load_text(text: str, file: str = "<mapping>") -> Located:
+    located = Located(data=None, file=file)
+    try:
+        loader = _NoAliasLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise _problem(file, 1, 1, "the file is empty", "start from `stagesync init`")
+            _walk(node, (), located)
+            located.data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = exc.problem or str(exc)
+        fix = "fix the YAML syntax here (indentation, a missing ':' or closing bracket)"
+        if "could not determine a constructor for the tag" in message:
+            tag = message.rsplit("tag", 1)[-1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+            message = f"YAML tag {tag} is not allowed: a mapping file is plain data"
+            fix = "remove the tag and write the value out"
+        elif "aliases" in message:
+            fix = "write the repeated value out in full"
+        raise _problem(file, line, column, message, fix) from None
+    return located
+
+
+def load_file(path: Path) -> Located:
+    file = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _problem(file, 1, 1, f"cannot read the file: {exc.strerror}",
+                       "check the path") from None
+    if size > MAX_BYTES:
+        raise _problem(file, 1, 1, f"the file is {size:,} bytes; a mapping file may be at most "
+                       f"{MAX_BYTES:,}", "split out what is not mapping, or remove repetition")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise _problem(file, line, 1, f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                       f"at offset {exc.start})", "save the file as UTF-8") from None
+    if "\x00" in text:
+        raise _problem(file, 1, 1, "the file holds NUL characters (UTF-16?)",
+                       "save the file as UTF-8") from None
+    return load_text(text, file)

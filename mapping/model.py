@@ -1,0 +1,233 @@
+"""pydantic models of the mapping file (``version: 1``).
+
+Everything an admin writes is data: rules are named precedences like the native HubSpot
+connector's, transforms are a closed list of kinds, never code. ``extra="forbid"`` everywhere so a
+typo is an error (with a "did you mean"), not a silently ignored key.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(StrEnum):
+    """Which system's value a field takes, the precedences admins know from HubSpot's own
+    Salesforce connector."""
+
+    TWO_WAY = "two_way"  # the latest change wins
+    PREFER_SALESFORCE_UNLESS_BLANK = "prefer_salesforce_unless_blank"
+    PREFER_HUBSPOT_UNLESS_BLANK = "prefer_hubspot_unless_blank"
+    ALWAYS_SALESFORCE = "always_salesforce"
+    ALWAYS_HUBSPOT = "always_hubspot"
+    NONE = "none"  # mapped for reference only: never written
+
+
+class Trim(Strict):
+    kind: Literal["trim"]
+
+
+class Case(Strict):
+    kind: Literal["case"]
+    to: Literal["lower", "upper", "title"]
+
+
+class ValueMap(Strict):
+    """Picklist values: Salesforce value -> HubSpot value. The reverse is derived; values that
+    several map onto need ``reverse`` entries saying which one comes back."""
+
+    kind: Literal["value_map"]
+    values: dict[str, str]
+    reverse: dict[str, str] = Field(default_factory=dict)
+
+
+class Coerce(Strict):
+    """Convert to a type: HubSpot gets strings, Salesforce gets the typed value."""
+
+    kind: Literal["coerce"]
+    to: Literal["number", "integer", "boolean", "date", "datetime", "string"]
+
+
+class Truncate(Strict):
+    """Cut text to ``length`` characters (with a warning in the plan)."""
+
+    kind: Literal["truncate"]
+    length: int = Field(gt=0)
+
+
+class Default(Strict):
+    """The value to write when the source is blank."""
+
+    kind: Literal["default"]
+    value: str
+
+
+Transform = Annotated[Trim | Case | ValueMap | Coerce | Truncate | Default,
+                      Field(discriminator="kind")]
+
+
+class FieldRule(Strict):
+    salesforce: str
+    hubspot: str
+    rule: Rule = Rule.TWO_WAY
+    transforms: list[Transform] = Field(default_factory=list)
+    stage_map: str | None = Field(None, description="name of a stage map translating values")
+
+
+class CreateRule(Strict):
+    """Whether one side may create records in the other, and which (an inclusion filter like
+    HubSpot's inclusion lists: field -> allowed values; all must match)."""
+
+    enabled: bool = False
+    only_when: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Conversion(Strict):
+    """Salesforce Lead conversion: the link moves from the Lead to the converted Contact."""
+
+    to_pair: str
+    converted_field: str = "IsConverted"
+    contact_field: str = "ConvertedContactId"
+
+
+class MatchKey(Strict):
+    """Records pair up by this key, normalised (trimmed, lower-cased) on both sides."""
+
+    salesforce: str
+    hubspot: str
+
+
+class ObjectPair(Strict):
+    name: str
+    salesforce: str
+    hubspot: str
+    match: MatchKey | None = None
+    create_in_hubspot: CreateRule = Field(default_factory=CreateRule)
+    create_in_salesforce: CreateRule = Field(default_factory=CreateRule)
+    conversion: Conversion | None = None
+    fields: list[FieldRule] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum():
+            raise ValueError("use letters, digits and underscores")
+        return value
+
+
+class StagePair(Strict):
+    """Stages that mean the same thing. The first value on each side is the one written."""
+
+    salesforce: list[str]
+    hubspot: list[str]
+
+    @field_validator("salesforce", "hubspot", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Recycle(Strict):
+    """Move a record that reaches ``from_stage`` back to ``to_stage`` (for example Closed Lost
+    back to nurturing)."""
+
+    side: Literal["salesforce", "hubspot"]
+    from_stage: str = Field(alias="from")
+    to_stage: str = Field(alias="to")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StageMap(Strict):
+    """Stages of one Salesforce field and one HubSpot field, in funnel order (earliest first),
+    so the engine can tell a forward move from a backward one."""
+
+    salesforce_field: str = Field(description="Object.Field, e.g. Lead.Status")
+    hubspot_field: str = Field(description="object.property, e.g. contacts.lifecyclestage")
+    stages: list[StagePair]
+    ignore_salesforce: list[str] = Field(default_factory=list)
+    ignore_hubspot: list[str] = Field(default_factory=list)
+    recycle: list[Recycle] = Field(default_factory=list)
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKING_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+class BusinessHours(Strict):
+    start: int = Field(9, ge=0, le=23)
+    end: int = Field(17, ge=1, le=24)
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKING_DAYS))
+    timezone: str = "UTC"
+
+
+class CreateTask(Strict):
+    kind: Literal["create_task"]
+    subject: str = "Follow up: lead went cold"
+    priority: Literal["High", "Normal", "Low"] = "High"
+
+
+class SetProperty(Strict):
+    kind: Literal["set_hubspot_property"]
+    property: str
+    value: str
+
+
+class Reroute(Strict):
+    kind: Literal["reroute"]
+    owner_email: str = Field(description="the queue's or user's email")
+
+
+class RecycleToNurture(Strict):
+    kind: Literal["recycle"]
+    salesforce_stage: str
+    hubspot_stage: str | None = None
+
+
+Action = Annotated[CreateTask | SetProperty | Reroute | RecycleToNurture,
+                   Field(discriminator="kind")]
+
+
+class SlaRule(Strict):
+    """A lead is cold when it sits at ``stage`` with no status change or activity in
+    Salesforce for ``within_business_hours``."""
+
+    name: str
+    pair: str
+    stage_map: str
+    stage: str
+    within_business_hours: float = Field(gt=0)
+    actions: list[Action] = Field(default_factory=list)
+
+
+class Owners(Strict):
+    """Salesforce users and HubSpot owners are the same people when their emails match."""
+
+    match_by: Literal["email"] = "email"
+    salesforce_field: str = "OwnerId"
+    hubspot_property: str = "hubspot_owner_id"
+    sync: Rule = Rule.PREFER_SALESFORCE_UNLESS_BLANK
+
+
+class LeadScore(Strict):
+    """HubSpot's score written to a Salesforce field."""
+
+    hubspot_property: str = "hubspotscore"
+    salesforce_field: str
+    pairs: list[str]
+
+
+class MappingFile(Strict):
+    version: Literal[1]
+    objects: list[ObjectPair]
+    stage_maps: dict[str, StageMap] = Field(default_factory=dict)
+    sla: list[SlaRule] = Field(default_factory=list)
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    owners: Owners = Field(default_factory=Owners)
+    lead_score: LeadScore | None = None

@@ -1,0 +1,191 @@
+"""The field-rule function: for one linked pair, what each side must change, and why.
+
+Pure: records, last-synced values and modification times in; ``FieldChange`` items out. The
+rules are compiled once per mapping into closures, because a cycle may plan a million pairs.
+
+Semantics, per mapped field:
+- the two values are **in sync** when either one, carried across, equals the other; lossy
+  transforms (truncation, many-to-one value maps, defaults) therefore settle instead of
+  writing back and forth;
+- ``none`` never writes; ``always_X`` writes X's value to the other side;
+- ``prefer_X_unless_blank`` writes X's value when X has one, else the other side's value to X;
+  a blank never overwrites a value;
+- ``two_way``: the side that changed since the last sync wins; when both changed (or there is
+  no history) the later modification wins, Salesforce on a tie, and a blank never beats a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mapping.model import FieldRule, MappingFile, Rule
+from mapping.transforms import Unmapped, blank, compile_chain
+
+Side = Literal["salesforce", "hubspot"]
+MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    side: Side  # the system to write
+    field: str
+    old: Any
+    new: Any
+    rule: str
+    reason: str
+    key: str  # the field pair, "SalesforceField>hubspotproperty"
+
+
+@dataclass
+class Plan:
+    changes: list[FieldChange] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as values: blanks are equal, numbers compare numerically whatever their form."""
+    if a == b:
+        return True
+    if blank(a) and blank(b):
+        return True
+    if isinstance(a, bool) or isinstance(b, bool):
+        return str(a).lower() == str(b).lower()
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class CompiledField:
+    key: str
+    sf: str
+    hs: str
+    rule: Rule
+    to_hs: Callable[[Any], Any]
+    to_sf: Callable[[Any], Any]
+
+
+def compile_fields(rules: list[FieldRule], mapping: MappingFile) -> list[CompiledField]:
+    out = []
+    for rule in rules:
+        stage = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
+        to_hs, _ = compile_chain(rule.transforms, "hubspot", stage)
+        to_sf, _ = compile_chain(rule.transforms, "salesforce", stage)
+        out.append(CompiledField(f"{rule.salesforce}>{rule.hubspot}", rule.salesforce,
+                                 rule.hubspot, rule.rule, to_hs, to_sf))
+    return out
+
+
+def pair_rules(mapping: MappingFile, pair_name: str) -> list[FieldRule]:
+    """The pair's field rules, plus the lead score rule where it applies."""
+    pair = next(p for p in mapping.objects if p.name == pair_name)
+    rules = list(pair.fields)
+    score = mapping.lead_score
+    if score is not None and pair_name in score.pairs:
+        from mapping.model import Coerce
+
+        rules.append(FieldRule(salesforce=score.salesforce_field, hubspot=score.hubspot_property,
+                               rule=Rule.ALWAYS_HUBSPOT,
+                               transforms=[Coerce(kind="coerce", to="number")]))
+    return rules
+
+
+class PairPlanner:
+    """Plans one object pair's fields; build once per mapping, call per linked pair."""
+
+    def __init__(self, mapping: MappingFile, pair_name: str) -> None:
+        self.fields = compile_fields(pair_rules(mapping, pair_name), mapping)
+
+    def plan(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
+             last: Mapping[str, tuple[Any, Any]] | None = None,
+             sf_modified: float = 0.0, hs_modified: float = 0.0) -> Plan:
+        result = Plan()
+        history = last or {}
+        for f in self.fields:
+            if f.rule is Rule.NONE:
+                continue
+            s = sf.get(f.sf)
+            h = hs.get(f.hs)
+            seen = history.get(f.key, MISSING)
+            if seen is not MISSING and seen[0] == s and seen[1] == h:
+                continue  # nothing moved since the last sync, which left them in sync
+            _decide(f, s, h, seen, sf_modified, hs_modified, result)
+        return result
+
+
+def _decide(f: CompiledField, s: Any, h: Any, seen: Any, sf_modified: float,
+            hs_modified: float, result: Plan) -> None:
+    as_hs = f.to_hs(s)
+    as_sf = f.to_sf(h)
+    if (not isinstance(as_hs, Unmapped) and _same(as_hs, h)) or (
+            not isinstance(as_sf, Unmapped) and _same(as_sf, s)):
+        return
+    rule = f.rule
+    if rule is Rule.ALWAYS_SALESFORCE:
+        _write(f, "hubspot", h, as_hs, rule, "Salesforce always wins", result)
+    elif rule is Rule.ALWAYS_HUBSPOT:
+        _write(f, "salesforce", s, as_sf, rule, "HubSpot always wins", result)
+    elif rule is Rule.PREFER_SALESFORCE_UNLESS_BLANK:
+        if not blank(s):
+            _write(f, "hubspot", h, as_hs, rule, "Salesforce has a value", result)
+        elif not blank(h):
+            _write(f, "salesforce", s, as_sf, rule, "Salesforce is blank", result)
+    elif rule is Rule.PREFER_HUBSPOT_UNLESS_BLANK:
+        if not blank(h):
+            _write(f, "salesforce", s, as_sf, rule, "HubSpot has a value", result)
+        elif not blank(s):
+            _write(f, "hubspot", h, as_hs, rule, "HubSpot is blank", result)
+    else:
+        _two_way(f, s, h, seen, as_hs, as_sf, sf_modified, hs_modified, result)
+
+
+def _two_way(f: CompiledField, s: Any, h: Any, seen: Any, as_hs: Any, as_sf: Any,
+             sf_modified: float, hs_modified: float, result: Plan) -> None:
+    rule = Rule.TWO_WAY
+    if seen is MISSING:
+        sf_changed = hs_changed = True
+    else:
+        sf_changed = not _same(s, seen[0])
+        hs_changed = not _same(h, seen[1])
+    if sf_changed and not hs_changed:
+        _write(f, "hubspot", h, as_hs, rule, "changed in Salesforce", result)
+    elif hs_changed and not sf_changed:
+        _write(f, "salesforce", s, as_sf, rule, "changed in HubSpot", result)
+    elif blank(s) != blank(h):
+        if blank(h):
+            _write(f, "hubspot", h, as_hs, rule, "HubSpot is blank", result)
+        else:
+            _write(f, "salesforce", s, as_sf, rule, "Salesforce is blank", result)
+    elif sf_modified >= hs_modified:
+        _write(f, "hubspot", h, as_hs, rule,
+               "conflict: both changed; Salesforce modified later", result)
+    else:
+        _write(f, "salesforce", s, as_sf, rule,
+               "conflict: both changed; HubSpot modified later", result)
+
+
+def _write(f: CompiledField, side: Side, old: Any, new: Any, rule: Rule, reason: str,
+           result: Plan) -> None:
+    target = f.hs if side == "hubspot" else f.sf
+    if isinstance(new, Unmapped):
+        result.warnings.append(f"{target}: not written: {new.reason}")
+        return
+    if blank(new) and not blank(old) and rule is not Rule.TWO_WAY and rule.value.startswith(
+            "prefer"):
+        return  # a blank never overwrites a value under prefer_*_unless_blank
+    result.changes.append(FieldChange(side, target, old, new, rule.value, reason, f.key))
+
+
+def apply(plan: Plan, sf: dict[str, Any], hs: dict[str, Any]) -> None:
+    """Apply planned changes to in-memory records (what a successful write does)."""
+    for change in plan.changes:
+        (hs if change.side == "hubspot" else sf)[change.field] = change.new
+
+
+def synced(planner: PairPlanner, sf: Mapping[str, Any], hs: Mapping[str, Any]
+           ) -> dict[str, tuple[Any, Any]]:
+    """The last-synced values to remember after a successful write."""
+    return {f.key: (sf.get(f.sf), hs.get(f.hs)) for f in planner.fields}

@@ -1,0 +1,336 @@
+"""Offline validation of a mapping file: every problem at once, each with its line and fix.
+
+Sections are validated one by one (each object pair, stage map and SLA rule on its own), so a
+broken section does not hide the problems of the others. Then the checks no schema can express:
+fields targeted twice, stages mapped twice or left out, recycle cycles, dangling references.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mapping.loader import LoadError, Located, PathKey, load_file, load_text
+from mapping.model import (
+    BusinessHours,
+    LeadScore,
+    MappingFile,
+    ObjectPair,
+    Owners,
+    Recycle,
+    Rule,
+    SlaRule,
+    StageMap,
+    ValueMap,
+)
+from mapping.problems import Problem
+
+SECTIONS: dict[str, type[BaseModel]] = {"business_hours": BusinessHours, "owners": Owners,
+                                        "lead_score": LeadScore}
+
+
+def _vocabulary() -> list[str]:
+    words: set[str] = set()
+    pending: list[type[BaseModel]] = [MappingFile]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            words.add(info.alias or name)
+            annotation = info.annotation
+            for candidate in _models_in(annotation):
+                pending.append(candidate)
+    return sorted(words)
+
+
+def _models_in(annotation: Any) -> Iterable[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _models_in(arg)
+    for meta in getattr(annotation, "__metadata__", ()) or ():
+        yield from _models_in(meta)
+
+
+VOCABULARY = _vocabulary()
+
+
+class Checker:
+    def __init__(self, located: Located) -> None:
+        self.located = located
+        self.problems: list[Problem] = []
+
+    def add(self, path: PathKey, message: str, fix: str, severity: str = "error",
+            at_key: bool = False) -> None:
+        line, column = self.located.where(path, key=at_key)
+        key = ".".join(str(p) for p in path)
+        self.problems.append(Problem(self.located.file, line, column, key, message, fix,
+                                     "warning" if severity == "warning" else "error"))
+
+    def pydantic(self, exc: ValidationError, base: PathKey) -> None:
+        for error in exc.errors():
+            path = (*base, *[p for p in error["loc"] if not _is_tag(p)])
+            kind = error["type"]
+            if kind == "extra_forbidden":
+                key = str(path[-1])
+                close = difflib.get_close_matches(key, VOCABULARY, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else "remove it"
+                self.add(path, f"unknown key {key!r}", hint, at_key=True)
+            elif kind == "missing":
+                self.add(path[:-1], f"{path[-1]!r} is required", f"add {path[-1]}:")
+            elif kind in ("literal_error", "enum"):
+                expected = error.get("ctx", {}).get("expected", "")
+                self.add(path, f"{error['input']!r} is not allowed", f"use one of {expected}")
+            elif kind == "union_tag_invalid":
+                expected = error.get("ctx", {}).get("expected_tags", "")
+                self.add(path, f"unknown kind {error['input'].get('kind')!r}"
+                         if isinstance(error["input"], dict) else error["msg"],
+                         f"use one of {expected}")
+            else:
+                self.add(path, error["msg"], "give a value of the expected type")
+
+
+def _is_tag(part: Any) -> bool:
+    """pydantic puts union member names (``trim``, ``function-after[...]``) in error paths."""
+    return isinstance(part, str) and (part in {"trim", "case", "value_map", "coerce", "truncate",
+                                               "default", "create_task", "set_hubspot_property",
+                                               "reroute", "recycle"}
+                                      or part.startswith("function-"))
+
+
+def _parse(check: Checker) -> MappingFile | None:
+    data = check.located.data
+    if not isinstance(data, dict):
+        check.add((), "the file must be a mapping of keys (version, objects, ...)",
+                  "start from `stagesync init`")
+        return None
+    try:
+        return MappingFile.model_validate(data)
+    except ValidationError:
+        pass
+    # Validate section by section so every section's problems are reported.
+    top = {k: v for k, v in data.items()}
+    for key in top:
+        if key not in MappingFile.model_fields:
+            close = difflib.get_close_matches(str(key), list(MappingFile.model_fields), n=1)
+            check.add((key,), f"unknown key {key!r}",
+                      f"did you mean {close[0]!r}?" if close else "remove it", at_key=True)
+    if top.get("version") != 1:
+        check.add(("version",), f"version {top.get('version')!r} is not supported",
+                  "write `version: 1`")
+    pairs = top.get("objects")
+    if not isinstance(pairs, list):
+        check.add(("objects",), "objects must be a list of object pairs",
+                  "list the object pairs under objects:")
+    else:
+        for index, item in enumerate(pairs):
+            _section(check, ObjectPair, item, ("objects", index))
+    maps = top.get("stage_maps") or {}
+    if isinstance(maps, dict):
+        for name, item in maps.items():
+            _section(check, StageMap, item, ("stage_maps", name))
+    for index, item in enumerate(top.get("sla") or []):
+        _section(check, SlaRule, item, ("sla", index))
+    for key, model in SECTIONS.items():
+        if key in top and top[key] is not None:
+            _section(check, model, top[key], (key,))
+    return None
+
+
+def _section(check: Checker, model: type[BaseModel], data: Any, path: PathKey) -> None:
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        check.pydantic(exc, path)
+
+
+def _valid_parts(data: dict[str, Any]) -> tuple[list[tuple[int, ObjectPair]],
+                                                dict[str, StageMap], list[tuple[int, SlaRule]]]:
+    pairs, maps, slas = [], {}, []
+    for index, item in enumerate(data.get("objects") or []):
+        try:
+            pairs.append((index, ObjectPair.model_validate(item)))
+        except ValidationError:
+            continue
+    for name, item in (data.get("stage_maps") or {}).items():
+        try:
+            maps[name] = StageMap.model_validate(item)
+        except ValidationError:
+            continue
+    for index, item in enumerate(data.get("sla") or []):
+        try:
+            slas.append((index, SlaRule.model_validate(item)))
+        except ValidationError:
+            continue
+    return pairs, maps, slas
+
+
+def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[str, StageMap],
+               slas: list[tuple[int, SlaRule]], business: BusinessHours | None) -> None:
+    names: dict[str, int] = {}
+    for index, pair in pairs:
+        if pair.name in names:
+            check.add(("objects", index, "name"), f"pair name {pair.name!r} is used twice",
+                      "give each object pair its own name")
+        names[pair.name] = index
+    for index, pair in pairs:
+        base: PathKey = ("objects", index)
+        if pair.conversion is not None and pair.conversion.to_pair not in names:
+            check.add((*base, "conversion", "to_pair"),
+                      f"no object pair named {pair.conversion.to_pair!r}",
+                      f"use one of {sorted(names)}")
+        writes_sf: dict[str, int] = {}
+        writes_hs: dict[str, int] = {}
+        for f_index, rule in enumerate(pair.fields):
+            path = (*base, "fields", f_index)
+            if rule.rule in (Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
+                             Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_HUBSPOT):
+                if rule.salesforce in writes_sf:
+                    check.add((*path, "salesforce"),
+                              f"Salesforce field {pair.salesforce}.{rule.salesforce} is written "
+                              f"by two rules (also field #{writes_sf[rule.salesforce]})",
+                              "keep one rule per target field, or set one rule to none")
+                writes_sf[rule.salesforce] = f_index
+            if rule.rule in (Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
+                             Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_SALESFORCE):
+                if rule.hubspot in writes_hs:
+                    check.add((*path, "hubspot"),
+                              f"HubSpot property {pair.hubspot}.{rule.hubspot} is written by two "
+                              f"rules (also field #{writes_hs[rule.hubspot]})",
+                              "keep one rule per target field, or set one rule to none")
+                writes_hs[rule.hubspot] = f_index
+            if rule.stage_map is not None:
+                smap = maps.get(rule.stage_map)
+                if smap is None:
+                    check.add((*path, "stage_map"), f"no stage map named {rule.stage_map!r}",
+                              f"use one of {sorted(maps)}")
+                elif (smap.salesforce_field != f"{pair.salesforce}.{rule.salesforce}"
+                      or smap.hubspot_field != f"{pair.hubspot}.{rule.hubspot}"):
+                    check.add((*path, "stage_map"),
+                              f"stage map {rule.stage_map!r} is for {smap.salesforce_field} and "
+                              f"{smap.hubspot_field}, not {pair.salesforce}.{rule.salesforce} "
+                              f"and {pair.hubspot}.{rule.hubspot}",
+                              "use the stage map of these fields")
+            for t_index, transform in enumerate(rule.transforms):
+                if isinstance(transform, ValueMap):
+                    _check_value_map(check, transform, (*path, "transforms", t_index))
+    for name, smap in maps.items():
+        _check_stage_map(check, name, smap)
+    for index, sla in slas:
+        path = ("sla", index)
+        if sla.pair not in names:
+            check.add((*path, "pair"), f"no object pair named {sla.pair!r}",
+                      f"use one of {sorted(names)}")
+        smap = maps.get(sla.stage_map)
+        if smap is None:
+            check.add((*path, "stage_map"), f"no stage map named {sla.stage_map!r}",
+                      f"use one of {sorted(maps)}")
+        elif sla.stage not in _side_values(smap, "salesforce") | _side_values(smap, "hubspot"):
+            check.add((*path, "stage"), f"stage {sla.stage!r} is not in stage map "
+                      f"{sla.stage_map!r}", "name a stage the map lists")
+    if business is not None and business.start >= business.end:
+        check.add(("business_hours",), f"business hours start at {business.start} but end at "
+                  f"{business.end}", "make start earlier than end")
+
+
+def _side_values(smap: StageMap, side: str) -> set[str]:
+    return {v for pair in smap.stages for v in getattr(pair, side)}
+
+
+def _check_value_map(check: Checker, vmap: ValueMap, path: PathKey) -> None:
+    targets: dict[str, list[str]] = {}
+    for source, target in vmap.values.items():
+        targets.setdefault(target, []).append(source)
+    for target, sources in targets.items():
+        if len(sources) > 1 and target not in vmap.reverse:
+            check.add((*path, "values"), f"{sources} all map to {target!r}, so the way back is "
+                      "ambiguous", f"add reverse: {{{target}: {sources[0]}}}")
+
+
+def _check_stage_map(check: Checker, name: str, smap: StageMap) -> None:
+    base: PathKey = ("stage_maps", name)
+    for side in ("salesforce", "hubspot"):
+        first: dict[str, int] = {}
+        for index, pair in enumerate(smap.stages):
+            for value in getattr(pair, side):
+                if value in first and first[value] != index:
+                    check.add((*base, "stages", index, side),
+                              f"{side} stage {value!r} is mapped to two stages (entries "
+                              f"{first[value]} and {index})",
+                              "list each stage in one entry only")
+                first.setdefault(value, index)
+        ignored = set(getattr(smap, f"ignore_{side}"))
+        for value in ignored & set(first):
+            check.add((*base, f"ignore_{side}"), f"{side} stage {value!r} is both mapped and "
+                      "ignored", "remove it from one of the two")
+    graph: dict[tuple[str, str], str] = {}
+    for index, rule in enumerate(smap.recycle):
+        known = _side_values(smap, rule.side)
+        for attr, label in (("from_stage", "from"), ("to_stage", "to")):
+            value = getattr(rule, attr)
+            if value not in known:
+                check.add((*base, "recycle", index, label),
+                          f"{rule.side} stage {value!r} is not mapped in {name!r}",
+                          "map the stage in stages:, or name a mapped one")
+        graph[(rule.side, rule.from_stage)] = rule.to_stage
+    for index, rule in enumerate(smap.recycle):
+        if _cycles(graph, rule):
+            check.add((*base, "recycle", index),
+                      f"recycling {rule.from_stage!r} leads back to itself on {rule.side}",
+                      "break the cycle: a recycled record must come to rest")
+
+
+def _cycles(graph: dict[tuple[str, str], str], rule: Recycle) -> bool:
+    seen = {rule.from_stage}
+    current = rule.to_stage
+    while (rule.side, current) in graph:
+        if current in seen:
+            return True
+        seen.add(current)
+        current = graph[(rule.side, current)]
+    return current in seen
+
+
+def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
+    check = Checker(located)
+    parsed = _parse(check)
+    data = located.data if isinstance(located.data, dict) else {}
+    if parsed is not None:
+        pairs = list(enumerate(parsed.objects))
+        maps = dict(parsed.stage_maps)
+        slas = list(enumerate(parsed.sla))
+        business: BusinessHours | None = parsed.business_hours
+    else:
+        pairs, maps, slas = _valid_parts(data)
+        try:
+            business = BusinessHours.model_validate(data.get("business_hours") or {})
+        except ValidationError:
+            business = None
+    _semantics(check, pairs, maps, slas, business)
+    problems = sorted(check.problems, key=lambda p: (p.line, p.column))
+    has_error = any(p.severity == "error" for p in problems)
+    return (parsed if not has_error else None), problems
+
+
+def check_file(path: Path) -> tuple[MappingFile | None, list[Problem]]:
+    """Load and validate; returns the mapping (None on any error) and every problem found."""
+    try:
+        located = load_file(path)
+    except LoadError as exc:
+        return None, [exc.problem]
+    return check_located(located)
+
+
+def check_text(text: str, file: str = "<mapping>") -> tuple[MappingFile | None, list[Problem]]:
+    try:
+        located = load_text(text, file)
+    except LoadError as exc:
+        return None, [exc.problem]
+    return check_located(located)
