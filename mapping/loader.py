@@ -101,7 +101,8 @@ def load_text(text: str, file: str = "<mapping>") -> Located:
         message = exc.problem or str(exc)
         fix = "fix the YAML syntax here (indentation, a missing ':' or closing bracket)"
         if "could not determine a constructor for the tag" in message:
-            tag = message.rsplit("tag", 1)[-1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+            quoted = message.split("'")
+            tag = (quoted[1] if len(quoted) > 2 else message).replace("tag:yaml.org,2002:", "!!")
             message = f"YAML tag {tag} is not allowed: a mapping file is plain data"
             fix = "remove the tag and write the value out"
         elif "aliases" in message:

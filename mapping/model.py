@@ -10,7 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 
 class Strict(BaseModel):
@@ -121,16 +128,20 @@ class ObjectPair(Strict):
         return value
 
 
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# One stage, or several: the file may say either, the code always sees a list.
+Stages = Annotated[list[str], BeforeValidator(_listify), WithJsonSchema({"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]})]
+
+
 class StagePair(Strict):
     """Stages that mean the same thing. The first value on each side is the one written."""
 
-    salesforce: list[str]
-    hubspot: list[str]
-
-    @field_validator("salesforce", "hubspot", mode="before")
-    @classmethod
-    def _listify(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    salesforce: Stages
+    hubspot: Stages
 
 
 class Recycle(Strict):

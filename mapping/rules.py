@@ -25,6 +25,7 @@ from mapping.transforms import Unmapped, blank, compile_chain
 
 Side = Literal["salesforce", "hubspot"]
 MISSING: Any = object()
+MAX_ROUNDS = 3  # rules feeding rules settle in one more round; more would mean a cycle
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,35 @@ class PairPlanner:
     def plan(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
              last: Mapping[str, tuple[Any, Any]] | None = None,
              sf_modified: float = 0.0, hs_modified: float = 0.0) -> Plan:
-        result = Plan()
+        """Changes until nothing more follows: a rule that reads a field another rule writes
+        (Lead.Status feeds two HubSpot properties) sees the value being written."""
         history = last or {}
+        result = self._round(sf, hs, history, sf_modified, hs_modified)
+        if not result.changes:
+            return result
+        merged = {(c.side, c.field): c for c in result.changes}
+        warnings = list(result.warnings)
+        sf_view, hs_view = dict(sf), dict(hs)
+        latest = result
+        for _ in range(MAX_ROUNDS):
+            for change in latest.changes:
+                (hs_view if change.side == "hubspot" else sf_view)[change.field] = change.new
+            latest = self._round(sf_view, hs_view, history, sf_modified, hs_modified)
+            if not latest.changes:
+                break
+            for change in latest.changes:
+                first = merged.get((change.side, change.field))
+                original = first.old if first is not None else change.old
+                merged[(change.side, change.field)] = FieldChange(
+                    change.side, change.field, original, change.new, change.rule,
+                    change.reason, change.key)
+            warnings += latest.warnings
+        return Plan(changes=list(merged.values()), warnings=list(dict.fromkeys(warnings)))
+
+    def _round(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
+               history: Mapping[str, tuple[Any, Any]], sf_modified: float,
+               hs_modified: float) -> Plan:
+        result = Plan()
         for f in self.fields:
             if f.rule is Rule.NONE:
                 continue

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from mapping.loader import LoadError, Located, PathKey, load_file, load_text
 from mapping.model import (
     BusinessHours,
+    FieldRule,
     LeadScore,
     MappingFile,
     ObjectPair,
@@ -155,10 +156,9 @@ def _valid_parts(data: dict[str, Any]) -> tuple[list[tuple[int, ObjectPair]],
                                                 dict[str, StageMap], list[tuple[int, SlaRule]]]:
     pairs, maps, slas = [], {}, []
     for index, item in enumerate(data.get("objects") or []):
-        try:
-            pairs.append((index, ObjectPair.model_validate(item)))
-        except ValidationError:
-            continue
+        pair = _lenient_pair(item)
+        if pair is not None:
+            pairs.append((index, pair))
     for name, item in (data.get("stage_maps") or {}).items():
         try:
             maps[name] = StageMap.model_validate(item)
@@ -170,6 +170,33 @@ def _valid_parts(data: dict[str, Any]) -> tuple[list[tuple[int, ObjectPair]],
         except ValidationError:
             continue
     return pairs, maps, slas
+
+
+def _lenient_pair(item: Any) -> ObjectPair | None:
+    """The pair without its invalid field rules (already reported), so the checks of the rest
+    still run; None when the pair itself is broken."""
+    try:
+        return ObjectPair.model_validate(item)
+    except ValidationError:
+        pass
+    if not isinstance(item, dict) or not isinstance(item.get("fields"), list):
+        return None
+    kept: list[Any] = []
+    for rule in item["fields"]:
+        try:
+            FieldRule.model_validate(rule)
+        except ValidationError:
+            kept.append(None)
+            continue
+        kept.append(rule)
+    try:
+        pair = ObjectPair.model_validate({**item, "fields": [r for r in kept if r is not None]})
+    except ValidationError:
+        return None
+    # keep each rule's position, so problems point at the right line
+    rules = iter(pair.fields)
+    placed = [next(rules) if r is not None else None for r in kept]
+    return pair.model_copy(update={"fields": placed})
 
 
 def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[str, StageMap],
@@ -189,6 +216,8 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
         writes_sf: dict[str, int] = {}
         writes_hs: dict[str, int] = {}
         for f_index, rule in enumerate(pair.fields):
+            if rule is None:
+                continue
             path = (*base, "fields", f_index)
             if rule.rule in (Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
                              Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_HUBSPOT):

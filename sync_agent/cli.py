@@ -20,7 +20,12 @@ app = typer.Typer(help="Keep Salesforce and HubSpot telling the same story about
 sandbox_app = typer.Typer(help="Local emulators of the Salesforce and HubSpot APIs.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+mapping_app = typer.Typer(help="The mapping file: validate, diff, schema.",
+                          no_args_is_help=True)
+app.add_typer(mapping_app, name="mapping")
 console = Console()
+DEFAULT_MAPPING = Path("stagesync.yaml")
+SANDBOX_SETTINGS = Path(".stagesync/sandbox/sandbox.env")
 
 EnvFile = Annotated[Path | None, typer.Option(
     "--env-file", help="Settings file (STAGESYNC_* lines); the sandbox writes one.",
@@ -111,6 +116,108 @@ def check(env_file: EnvFile = None) -> None:
             failed = True
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    mapping: Annotated[Path, typer.Option(help="Where to write the mapping file.")]
+    = DEFAULT_MAPPING,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the default mapping (standard objects and stages, commented) to start from."""
+    from importlib.resources import files
+
+    if mapping.exists() and not force:
+        console.print(f"[red]{mapping} exists[/red]; use --force to overwrite it")
+        raise typer.Exit(1)
+    mapping.write_text(files("mapping").joinpath("default.yaml").read_text(encoding="utf-8"),
+                       encoding="utf-8")
+    console.print(f"wrote {mapping}; check it with: stagesync mapping validate --live")
+
+
+def _env_file(env_file: Path | None) -> Path | None:
+    if env_file is None and SANDBOX_SETTINGS.exists():
+        return SANDBOX_SETTINGS
+    return env_file
+
+
+@mapping_app.command("validate")
+def mapping_validate(
+    mapping: Annotated[Path, typer.Argument(help="The mapping file.")] = DEFAULT_MAPPING,
+    live: Annotated[bool, typer.Option(help="Also check against both systems' schemas.")]
+    = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Check a mapping file; every problem is listed with its line. Exit 1 on any error."""
+    from mapping.live import check_live
+    from mapping.loader import LoadError, load_file
+    from mapping.validate import check_located
+
+    try:
+        located = load_file(mapping)
+    except LoadError as exc:
+        typer.echo(str(exc.problem))
+        raise typer.Exit(1) from None
+    parsed, problems = check_located(located)
+    if live and parsed is not None:
+        from connectors.build import build_connectors
+
+        settings_file = _env_file(env_file)
+        try:
+            settings = load_settings(settings_file)
+        except ValidationError:
+            console.print("[red]--live needs connection settings[/red]: give --env-file, or "
+                          "start the sandbox")
+            raise typer.Exit(2) from None
+        salesforce, hubspot = build_connectors(settings)
+        try:
+            problems += check_live(parsed, located, salesforce.describe, hubspot.describe)
+        except ConnectorError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    for problem in problems:
+        typer.echo(str(problem))
+    errors = sum(1 for p in problems if p.severity == "error")
+    warnings = len(problems) - errors
+    checked = "offline and live" if live and parsed is not None else "offline"
+    typer.echo(f"{mapping}: {errors} error(s), {warnings} warning(s) ({checked})")
+    if errors:
+        raise typer.Exit(1)
+
+
+@mapping_app.command("schema")
+def mapping_schema() -> None:
+    """Print the mapping file's JSON Schema (for editor autocomplete and checks)."""
+    import json
+
+    from mapping.model import MappingFile
+
+    schema = MappingFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "stagesync mapping file"
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+
+
+@mapping_app.command("diff")
+def mapping_diff(
+    old: Annotated[Path, typer.Argument(help="The mapping in force.")],
+    new: Annotated[Path, typer.Argument(help="The proposed mapping.")],
+) -> None:
+    """What changing OLD into NEW would do: rules changed, stages remapped, pairs added."""
+    from mapping.diff import diff
+    from mapping.validate import check_file
+
+    loaded = []
+    for path in (old, new):
+        parsed, problems = check_file(path)
+        if parsed is None:
+            for problem in problems:
+                typer.echo(str(problem))
+            raise typer.Exit(1)
+        loaded.append(parsed)
+    changes = diff(loaded[0], loaded[1])
+    for line in changes or ["no change in meaning"]:
+        typer.echo(line)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -1,0 +1,64 @@
+"""What a change of mapping would do: pairs added or removed, field rules changed, stages
+remapped, SLAs changed. Compares meanings, not text."""
+
+from __future__ import annotations
+
+from mapping.model import MappingFile
+from mapping.transforms import stage_translator
+
+
+def diff(old: MappingFile, new: MappingFile) -> list[str]:
+    lines: list[str] = []
+    old_pairs = {p.name: p for p in old.objects}
+    new_pairs = {p.name: p for p in new.objects}
+    for name in sorted(set(old_pairs) - set(new_pairs)):
+        lines.append(f"- pair {name}: removed (its records stop syncing)")
+    for name in sorted(set(new_pairs) - set(old_pairs)):
+        pair = new_pairs[name]
+        lines.append(f"+ pair {name}: {pair.salesforce} <-> {pair.hubspot} added")
+    for name in sorted(set(old_pairs) & set(new_pairs)):
+        before = {f"{f.salesforce}>{f.hubspot}": f for f in old_pairs[name].fields}
+        after = {f"{f.salesforce}>{f.hubspot}": f for f in new_pairs[name].fields}
+        for key in sorted(set(before) - set(after)):
+            lines.append(f"- {name}.{key}: no longer mapped")
+        for key in sorted(set(after) - set(before)):
+            lines.append(f"+ {name}.{key}: mapped, rule {after[key].rule.value}")
+        for key in sorted(set(before) & set(after)):
+            a, b = before[key], after[key]
+            if a.rule != b.rule:
+                lines.append(f"~ {name}.{key}: rule {a.rule.value} -> {b.rule.value}")
+            if a.transforms != b.transforms:
+                lines.append(f"~ {name}.{key}: transforms changed")
+            if a.stage_map != b.stage_map:
+                lines.append(f"~ {name}.{key}: stage map {a.stage_map} -> {b.stage_map}")
+        for side in ("create_in_hubspot", "create_in_salesforce"):
+            if getattr(old_pairs[name], side) != getattr(new_pairs[name], side):
+                lines.append(f"~ {name}.{side}: {getattr(old_pairs[name], side)} -> "
+                             f"{getattr(new_pairs[name], side)}")
+    for name in sorted(set(old.stage_maps) | set(new.stage_maps)):
+        was, now = old.stage_maps.get(name), new.stage_maps.get(name)
+        if was is None or now is None:
+            lines.append(f"{'+' if was is None else '-'} stage map {name}")
+            continue
+        for side, target in (("salesforce", "hubspot"), ("hubspot", "salesforce")):
+            before_fn, after_fn = stage_translator(was, target), stage_translator(now, target)
+            values = sorted({v for p in was.stages + now.stages for v in getattr(p, side)})
+            for value in values:
+                x, y = before_fn(value), after_fn(value)
+                if str(x) != str(y):
+                    lines.append(f"~ stage map {name}: {side} {value!r} -> {target} "
+                                 f"{_show(x)} becomes {_show(y)}")
+        if was.recycle != now.recycle:
+            lines.append(f"~ stage map {name}: recycle rules changed")
+    old_sla = {s.name: s for s in old.sla}
+    new_sla = {s.name: s for s in new.sla}
+    for name in sorted(set(old_sla) ^ set(new_sla)):
+        lines.append(f"{'+' if name in new_sla else '-'} SLA {name}")
+    for name in sorted(set(old_sla) & set(new_sla)):
+        if old_sla[name] != new_sla[name]:
+            lines.append(f"~ SLA {name}: changed")
+    return lines
+
+
+def _show(value: object) -> str:
+    return getattr(value, "reason", None) or repr(value)

@@ -1,0 +1,188 @@
+"""Live validation: the mapping against both systems' real schemas (through ``describe``).
+
+Every field exists on its side, written fields are writable, types fit, text fits, formula
+fields are not used to notice changes, and every picklist value either system can hold is
+covered (restricted picklists refuse anything else), including deal pipelines' stages.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from connectors.errors import ConnectorError
+from connectors.records import FieldInfo, ObjectSchema
+from mapping.loader import Located, PathKey
+from mapping.model import Coerce, FieldRule, MappingFile, Rule, StageMap, Truncate, ValueMap
+from mapping.problems import Problem
+from mapping.rules import pair_rules
+from mapping.transforms import Unmapped, compile_chain
+
+Describe = Callable[[str], ObjectSchema]
+TEXT = {"string", "email", "phone", "url", "textarea", "picklist", "combobox", "id",
+        "reference", "enumeration", "phone_number", "multipicklist"}
+NUMBER = {"int", "double", "currency", "percent", "number"}
+TIME = {"date", "datetime"}
+WRITES_SALESFORCE = {Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
+                     Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_HUBSPOT}
+WRITES_HUBSPOT = {Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
+                  Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_SALESFORCE}
+
+
+def _family(kind: str) -> str:
+    if kind in NUMBER:
+        return "number"
+    if kind in TIME:
+        return "time"
+    if kind in ("boolean", "bool"):
+        return "boolean"
+    return "text"
+
+
+class LiveChecker:
+    def __init__(self, located: Located, salesforce: Describe, hubspot: Describe) -> None:
+        self.located = located
+        self.describe = {"salesforce": salesforce, "hubspot": hubspot}
+        self.cache: dict[tuple[str, str], ObjectSchema | None] = {}
+        self.problems: list[Problem] = []
+
+    def add(self, path: PathKey, message: str, fix: str, severity: str = "error") -> None:
+        line, column = self.located.where(path)
+        self.problems.append(Problem(self.located.file, line, column,
+                                     ".".join(str(p) for p in path), message, fix,
+                                     "warning" if severity == "warning" else "error"))
+
+    def schema(self, side: str, name: str, path: PathKey) -> ObjectSchema | None:
+        key = (side, name)
+        if key not in self.cache:
+            try:
+                self.cache[key] = self.describe[side](name)
+            except ConnectorError as exc:
+                self.cache[key] = None
+                self.add(path, f"cannot describe {side} object {name!r}: {exc.message}",
+                         "check the object name and the integration user's access")
+        return self.cache[key]
+
+    def field(self, side: str, schema: ObjectSchema, name: str, path: PathKey
+              ) -> FieldInfo | None:
+        found = schema.fields.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(schema.fields), n=1)
+            self.add(path, f"{side} {schema.object} has no field {name!r}",
+                     f"did you mean {close[0]!r}?" if close else "check the API name")
+        return found
+
+
+def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
+               hubspot: Describe) -> list[Problem]:
+    check = LiveChecker(located, salesforce, hubspot)
+    for index, pair in enumerate(mapping.objects):
+        base: PathKey = ("objects", index)
+        sf = check.schema("salesforce", pair.salesforce, (*base, "salesforce"))
+        hs = check.schema("hubspot", pair.hubspot, (*base, "hubspot"))
+        if sf is None or hs is None:
+            continue
+        rules = pair_rules(mapping, pair.name)
+        for f_index, rule in enumerate(rules):
+            path: PathKey = ((*base, "fields", f_index) if f_index < len(pair.fields)
+                             else ("lead_score",))
+            _check_rule(check, mapping, rule, sf, hs, path)
+        if pair.match is not None:
+            check.field("salesforce", sf, pair.match.salesforce, (*base, "match", "salesforce"))
+            check.field("hubspot", hs, pair.match.hubspot, (*base, "match", "hubspot"))
+        owners = mapping.owners
+        if "OwnerId" in sf.fields:
+            check.field("hubspot", hs, owners.hubspot_property, ("owners", "hubspot_property"))
+    for name, smap in mapping.stage_maps.items():
+        _check_stage_map(check, name, smap)
+    for index, sla in enumerate(mapping.sla):
+        sla_pair = next((p for p in mapping.objects if p.name == sla.pair), None)
+        sla_hs = check.cache.get(("hubspot", sla_pair.hubspot)) if sla_pair else None
+        for a_index, action in enumerate(sla.actions):
+            prop = getattr(action, "property", None)
+            if prop and sla_hs is not None:
+                check.field("hubspot", sla_hs, prop, ("sla", index, "actions", a_index, "property"))
+    return sorted(check.problems, key=lambda p: (p.line, p.column))
+
+
+def _check_rule(check: LiveChecker, mapping: MappingFile, rule: FieldRule, sf: ObjectSchema,
+                hs: ObjectSchema, path: PathKey) -> None:
+    sf_field = check.field("salesforce", sf, rule.salesforce, (*path, "salesforce"))
+    hs_field = check.field("hubspot", hs, rule.hubspot, (*path, "hubspot"))
+    if sf_field is None or hs_field is None or rule.rule is Rule.NONE:
+        return
+    if rule.rule in WRITES_SALESFORCE and not sf_field.updateable:
+        check.add((*path, "rule"), f"rule {rule.rule.value} writes {sf.object}.{sf_field.name}, "
+                  "which Salesforce does not let the integration user update",
+                  "use always_salesforce or none for this field")
+    if rule.rule in WRITES_HUBSPOT and not hs_field.updateable:
+        check.add((*path, "rule"), f"rule {rule.rule.value} writes {hs.object}.{hs_field.name}, "
+                  "which is read-only in HubSpot", "use always_hubspot or none for this field")
+    coerced = any(isinstance(t, Coerce) for t in rule.transforms) or rule.stage_map
+    if _family(sf_field.type) != _family(hs_field.type) and not coerced:
+        check.add((*path, "transforms"), f"{sf_field.name} is {sf_field.type} but "
+                  f"{hs_field.name} is {hs_field.type}", "add a coerce transform",
+                  "warning")
+    if sf_field.calculated and rule.rule in WRITES_HUBSPOT:
+        check.add((*path, "salesforce"), f"{sf_field.name} is a formula field: its changes never "
+                  "bump SystemModstamp, so they are not noticed", "map the fields it is "
+                  "computed from, or accept that it syncs only when the record changes",
+                  "warning")
+    if (rule.rule in WRITES_SALESFORCE and _family(sf_field.type) == "text"
+            and sf_field.length and sf_field.length < 255 and hs_field.type == "string"
+            and not any(isinstance(t, Truncate) for t in rule.transforms)
+            and not sf_field.picklist_values and sf_field.type not in ("id", "reference")):
+        check.add((*path, "transforms"), f"{sf.object}.{sf_field.name} holds "
+                  f"{sf_field.length} characters; longer HubSpot values would be refused",
+                  f"add {{kind: truncate, length: {sf_field.length}}}", "warning")
+    if rule.stage_map:
+        return  # stage maps are checked as a whole below
+    vmap = next((t for t in rule.transforms if isinstance(t, ValueMap)), None)
+    stage = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
+    if rule.rule in WRITES_SALESFORCE and sf_field.restricted_picklist:
+        _coverage(check, rule, hs_field, sf_field, "salesforce", stage, path)
+    if rule.rule in WRITES_HUBSPOT and hs_field.picklist_values and (
+            vmap is not None or hs_field.restricted_picklist):
+        _coverage(check, rule, sf_field, hs_field, "hubspot", stage, path)
+
+
+def _coverage(check: LiveChecker, rule: FieldRule, source: FieldInfo, target: FieldInfo,
+              target_side: str, stage: StageMap | None, path: PathKey) -> None:
+    """Every value the source can hold must become a value the target accepts."""
+    if not source.picklist_values:
+        return
+    convert, _ = compile_chain(rule.transforms, target_side, stage)
+    allowed = set(target.picklist_values)
+    for value in source.picklist_values:
+        carried = convert(value)
+        if isinstance(carried, Unmapped) or (carried is not None and str(carried) not in allowed):
+            check.add((*path, "transforms"), f"{source.name} value {value!r} becomes "
+                      f"{carried.reason if isinstance(carried, Unmapped) else repr(carried)}, "
+                      f"which {target.name} does not accept",
+                      f"map {value!r} to one of {sorted(allowed)[:8]}")
+
+
+def _check_stage_map(check: LiveChecker, name: str, smap: StageMap) -> None:
+    base: PathKey = ("stage_maps", name)
+    for side, spec in (("salesforce", smap.salesforce_field), ("hubspot", smap.hubspot_field)):
+        object_name, _, field_name = spec.partition(".")
+        schema = check.schema(side, object_name, (*base, f"{side}_field"))
+        if schema is None:
+            continue
+        found = check.field(side, schema, field_name, (*base, f"{side}_field"))
+        if found is None:
+            continue
+        mapped = {v for pair in smap.stages for v in getattr(pair, side)}
+        ignored = set(getattr(smap, f"ignore_{side}"))
+        real = set(found.picklist_values)
+        if side == "hubspot" and schema.pipelines:
+            real = {s.id for stages in schema.pipelines.values() for s in stages}
+        for index, pair in enumerate(smap.stages):
+            for value in getattr(pair, side):
+                if real and value not in real:
+                    check.add((*base, "stages", index, side),
+                              f"{spec} has no stage {value!r}",
+                              f"use one of {sorted(real)[:10]}")
+        for value in sorted(real - mapped - ignored):
+            check.add((*base, "stages"), f"{side} stage {value!r} of {spec} is not mapped",
+                      f"map it in stages:, or list it under ignore_{side}:")

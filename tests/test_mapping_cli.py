@@ -1,0 +1,105 @@
+"""`stagesync init`, `mapping validate [--live]`, `mapping schema`, `mapping diff`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sandbox.admin import SandboxClient
+from sync_agent.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), terminal_width=200)
+    return result.exit_code, result.output
+
+
+def test_init_then_validate_live_against_the_sandbox(sandbox: SandboxClient,
+                                                     tmp_path: Path) -> None:
+    mapping = tmp_path / "stagesync.yaml"
+    code, out = invoke("init", "--mapping", str(mapping))
+    assert code == 0, out
+    assert "# stagesync mapping file" in mapping.read_text()
+    code, out = invoke("init", "--mapping", str(mapping))
+    assert code == 1  # never overwrites without --force
+    code, out = invoke("mapping", "validate", str(mapping), "--live", "--env-file",
+                       str(sandbox.info.settings_file))
+    assert code == 0, out
+    assert "0 error(s), 0 warning(s) (offline and live)" in out
+
+
+def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient,
+                                                          tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "mapping" / "default.yaml").read_text()
+    text = text.replace("{salesforce: Phone, hubspot: phone, rule: two_way, transforms: "
+                        "[{kind: truncate, length: 40}]}\n      - salesforce: Title",
+                        "{salesforce: Phnoe, hubspot: phone, rule: two_way}\n"
+                        "      - salesforce: Title", 1)
+    text = text.replace("{salesforce: Closed Lost, hubspot: closedlost}",
+                        "{salesforce: Closed Lost, hubspot: closedlots}")
+    text = text.replace("- {salesforce: Unqualified, hubspot: UNQUALIFIED}\n", "")
+    text = text.replace("{salesforce: Id, hubspot: salesforcecontactid, rule: always_salesforce}",
+                        "{salesforce: Id, hubspot: salesforcecontactid, rule: two_way}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, out = invoke("mapping", "validate", str(bad), "--live", "--env-file",
+                       str(sandbox.info.settings_file))
+    assert code == 1, out
+    assert "has no field 'Phnoe'" in out
+    assert "did you mean 'Phone'" in out
+    assert "deals.dealstage has no stage 'closedlots'" in out
+    assert "stage 'closedlost' of deals.dealstage is not mapped" in out
+    assert "salesforce stage 'Unqualified' of Lead.Status is not mapped" in out
+    assert "which Salesforce does not let the integration user update" in out
+    assert all(line.startswith(str(bad)) for line in out.splitlines()[:-1])
+
+
+def test_validate_reports_every_error_and_exits_non_zero(tmp_path: Path) -> None:
+    from tests.test_mapping_validate import SEEDED
+
+    seeded = tmp_path / "seeded.yaml"
+    seeded.write_text(SEEDED)
+    code, out = invoke("mapping", "validate", str(seeded))
+    assert code == 1
+    assert out.count(f"{seeded}:") >= 9
+    assert "error(s)" in out.splitlines()[-1]
+
+
+def test_schema_is_json_schema_that_accepts_the_default(tmp_path: Path) -> None:
+    code, out = invoke("mapping", "schema")
+    assert code == 0
+    schema = json.loads(out)
+    default = yaml.safe_load((Path(__file__).resolve().parents[1] / "mapping" /
+                              "default.yaml").read_text())
+    jsonschema.validate(default, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**default, "versoin": 1}, schema)
+
+
+def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    invoke("init", "--mapping", str(old))
+    text = old.read_text()
+    text = text.replace("{salesforce: [New, Nurturing], hubspot: [lead, subscriber]}",
+                        "{salesforce: New, hubspot: [lead, subscriber]}")
+    text = text.replace("{salesforce: Working, hubspot: marketingqualifiedlead}",
+                        "{salesforce: [Working, Nurturing], hubspot: marketingqualifiedlead}")
+    text = text.replace("{salesforce: Website, hubspot: website, "
+                        "rule: prefer_salesforce_unless_blank}",
+                        "{salesforce: Website, hubspot: website, rule: two_way}")
+    new = tmp_path / "new.yaml"
+    new.write_text(text)
+    code, out = invoke("mapping", "diff", str(old), str(new))
+    assert code == 0, out
+    assert "~ leads.Website>website: rule prefer_salesforce_unless_blank -> two_way" in out
+    assert ("~ stage map lead_lifecycle: salesforce 'Nurturing' -> hubspot 'lead' becomes "
+            "'marketingqualifiedlead'") in out
+    code, out = invoke("mapping", "diff", str(old), str(old))
+    assert out.strip() == "no change in meaning"
