@@ -166,6 +166,13 @@ class StageMap(Strict):
     ignore_hubspot: list[str] = Field(default_factory=list)
     recycle: list[Recycle] = Field(default_factory=list)
 
+    def position(self, side: Literal["salesforce", "hubspot"], stage: str) -> int | None:
+        """The stage's place in the funnel (0 earliest), to tell forward from backward moves."""
+        for index, pair in enumerate(self.stages):
+            if stage in getattr(pair, side):
+                return index
+        return None
+
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKING_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")

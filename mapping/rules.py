@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mapping.model import FieldRule, MappingFile, Rule
+from mapping.model import FieldRule, MappingFile, Rule, Truncate
 from mapping.transforms import Unmapped, blank, compile_chain
 
 Side = Literal["salesforce", "hubspot"]
@@ -67,6 +67,7 @@ class CompiledField:
     rule: Rule
     to_hs: Callable[[Any], Any]
     to_sf: Callable[[Any], Any]
+    limit: int | None = None  # a truncate transform's length: cutting is reported
 
 
 def compile_fields(rules: list[FieldRule], mapping: MappingFile) -> list[CompiledField]:
@@ -75,8 +76,9 @@ def compile_fields(rules: list[FieldRule], mapping: MappingFile) -> list[Compile
         stage = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
         to_hs, _ = compile_chain(rule.transforms, "hubspot", stage)
         to_sf, _ = compile_chain(rule.transforms, "salesforce", stage)
+        limit = next((t.length for t in rule.transforms if isinstance(t, Truncate)), None)
         out.append(CompiledField(f"{rule.salesforce}>{rule.hubspot}", rule.salesforce,
-                                 rule.hubspot, rule.rule, to_hs, to_sf))
+                                 rule.hubspot, rule.rule, to_hs, to_sf, limit))
     return out
 
 
@@ -204,6 +206,8 @@ def _write(f: CompiledField, side: Side, old: Any, new: Any, rule: Rule, reason:
     if blank(new) and not blank(old) and rule is not Rule.TWO_WAY and rule.value.startswith(
             "prefer"):
         return  # a blank never overwrites a value under prefer_*_unless_blank
+    if f.limit is not None and isinstance(new, str) and len(new) == f.limit:
+        result.warnings.append(f"{target}: value cut to {f.limit} characters")
     result.changes.append(FieldChange(side, target, old, new, rule.value, reason, f.key))
 
 

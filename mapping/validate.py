@@ -200,7 +200,8 @@ def _lenient_pair(item: Any) -> ObjectPair | None:
 
 
 def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[str, StageMap],
-               slas: list[tuple[int, SlaRule]], business: BusinessHours | None) -> None:
+               slas: list[tuple[int, SlaRule]], business: BusinessHours | None,
+               score: LeadScore | None) -> None:
     names: dict[str, int] = {}
     for index, pair in pairs:
         if pair.name in names:
@@ -250,6 +251,20 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
             for t_index, transform in enumerate(rule.transforms):
                 if isinstance(transform, ValueMap):
                     _check_value_map(check, transform, (*path, "transforms", t_index))
+    if score is not None:
+        for _, pair in pairs:
+            if pair.name in score.pairs and any(
+                    r is not None and r.salesforce == score.salesforce_field
+                    and r.rule is not Rule.ALWAYS_SALESFORCE and r.rule is not Rule.NONE
+                    for r in pair.fields):
+                check.add(("lead_score", "salesforce_field"),
+                          f"{pair.salesforce}.{score.salesforce_field} is written by the lead "
+                          f"score and by a field rule of pair {pair.name!r}",
+                          "keep one of the two")
+        for p_index, name in enumerate(score.pairs):
+            if name not in names:
+                check.add(("lead_score", "pairs", p_index), f"no object pair named {name!r}",
+                          f"use one of {sorted(names)}")
     for name, smap in maps.items():
         _check_stage_map(check, name, smap)
     for index, sla in slas:
@@ -336,13 +351,19 @@ def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
         maps = dict(parsed.stage_maps)
         slas = list(enumerate(parsed.sla))
         business: BusinessHours | None = parsed.business_hours
+        score = parsed.lead_score
     else:
         pairs, maps, slas = _valid_parts(data)
         try:
             business = BusinessHours.model_validate(data.get("business_hours") or {})
         except ValidationError:
             business = None
-    _semantics(check, pairs, maps, slas, business)
+        try:
+            score = LeadScore.model_validate(data["lead_score"]) if data.get(
+                "lead_score") else None
+        except ValidationError:
+            score = None
+    _semantics(check, pairs, maps, slas, business, score)
     problems = sorted(check.problems, key=lambda p: (p.line, p.column))
     has_error = any(p.severity == "error" for p in problems)
     return (parsed if not has_error else None), problems

@@ -137,3 +137,14 @@ def test_values_are_carried_in_each_systems_form() -> None:
     back = planner.plan({"NumberOfEmployees": None, "Name": "A"},
                         {"numberofemployees": "99", "name": "A"})
     assert [(c.field, c.new) for c in back.changes] == [("NumberOfEmployees", 99)]
+
+
+def test_truncation_is_reported_and_funnel_positions_known() -> None:
+    planner = PairPlanner(MAPPING, "leads")
+    plan = planner.plan({"Title": "t" * 200, "LastName": "L"}, {"jobtitle": None,
+                                                                "lastname": "L"})
+    assert any("cut to 128 characters" in w for w in plan.warnings)
+    funnel = MAPPING.stage_maps["lead_lifecycle"]
+    assert funnel.position("hubspot", "salesqualifiedlead") == 2
+    assert funnel.position("salesforce", "New") == funnel.position("salesforce", "Nurturing") == 0
+    assert funnel.position("hubspot", "nope") is None

@@ -128,3 +128,12 @@ def test_big_and_badly_encoded_files_are_refused(tmp_path: Path) -> None:
     assert "UTF-8" in str(problems[0])
     _, problems = check_file(tmp_path / "missing.yaml")
     assert "cannot read" in str(problems[0])
+
+
+def test_lead_score_and_a_field_rule_on_one_field_is_targeted_twice() -> None:
+    text = DEFAULT.read_text().replace(
+        "      - {salesforce: Id, hubspot: salesforceleadid, rule: always_salesforce}",
+        "      - {salesforce: Id, hubspot: salesforceleadid, rule: always_salesforce}\n"
+        "      - {salesforce: Lead_Score__c, hubspot: hubspotscore, rule: two_way}")
+    _, problems = check_text(text, "score.yaml")
+    assert any("written by the lead score and by a field rule" in p.message for p in problems)
