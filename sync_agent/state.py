@@ -1,0 +1,211 @@
+"""Reading and writing the engine's state. Plain functions over a Session; the caller owns the
+transaction, so one cycle's writes and its watermark advance commit together (or not at all).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connectors.records import Watermark
+from sync_agent.store import Store
+from sync_agent.tables import (
+    DeadLetter,
+    Gap,
+    LedgerEntry,
+    Link,
+    Lock,
+    Run,
+    SyncedField,
+    WatermarkRow,
+)
+
+RETRY_BACKOFF = (dt.timedelta(minutes=5), dt.timedelta(minutes=30), dt.timedelta(hours=2),
+                 dt.timedelta(hours=12))
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    """SQLite hands datetimes back naive; everything here is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# -- watermarks -----------------------------------------------------------------------------
+def get_watermark(session: Session, system: str, obj: str) -> Watermark | None:
+    row = session.get(WatermarkRow, (system, obj))
+    if row is None:
+        return None
+    seen = frozenset((str(i), _aware(dt.datetime.fromisoformat(c))) for i, c in row.seen)
+    return Watermark(cursor=_aware(row.cursor), seen=seen)
+
+
+def put_watermark(session: Session, system: str, obj: str, mark: Watermark) -> None:
+    seen = sorted([i, c.isoformat()] for i, c in mark.seen)
+    row = session.get(WatermarkRow, (system, obj))
+    if row is None:
+        session.add(WatermarkRow(system=system, object=obj, cursor=mark.cursor, seen=seen,
+                                 updated_at=now()))
+    else:
+        row.cursor, row.seen, row.updated_at = mark.cursor, seen, now()
+
+
+# -- links and what was last synced ------------------------------------------------------------
+def find_link(session: Session, pair: str, *, sf_id: str | None = None,
+              hs_id: str | None = None) -> Link | None:
+    query = select(Link).where(Link.pair == pair)
+    if sf_id is not None:
+        query = query.where(Link.sf_id == sf_id)
+    if hs_id is not None:
+        query = query.where(Link.hs_id == hs_id)
+    return session.scalars(query).first()
+
+
+def add_link(session: Session, pair: str, sf_object: str, sf_id: str, hs_object: str,
+             hs_id: str, match_key: str | None) -> Link:
+    link = Link(pair=pair, sf_object=sf_object, sf_id=sf_id, hs_object=hs_object, hs_id=hs_id,
+                match_key=match_key, created_at=now(), updated_at=now())
+    session.add(link)
+    session.flush()
+    return link
+
+
+def move_link(session: Session, link: Link, *, pair: str | None = None,
+              sf_object: str | None = None, sf_id: str | None = None) -> None:
+    """A Lead converted (or a record merged): the link follows the surviving record."""
+    if pair is not None:
+        link.pair = pair
+    if sf_object is not None:
+        link.sf_object = sf_object
+    if sf_id is not None:
+        link.sf_id = sf_id
+    link.updated_at = now()
+
+
+def synced_values(session: Session, link_id: int) -> dict[str, tuple[Any, Any]]:
+    rows = session.scalars(select(SyncedField).where(SyncedField.link_id == link_id))
+    return {r.field_key: (r.sf_value, r.hs_value) for r in rows}
+
+
+def remember_synced(session: Session, link_id: int,
+                    values: dict[str, tuple[Any, Any]]) -> None:
+    existing = {r.field_key: r for r in session.scalars(
+        select(SyncedField).where(SyncedField.link_id == link_id))}
+    stamp = now()
+    for key, (sf_value, hs_value) in values.items():
+        row = existing.get(key)
+        if row is None:
+            session.add(SyncedField(link_id=link_id, field_key=key, sf_value=sf_value,
+                                    hs_value=hs_value, synced_at=stamp))
+        else:
+            row.sf_value, row.hs_value, row.synced_at = sf_value, hs_value, stamp
+
+
+# -- runs and the ledger ---------------------------------------------------------------------
+def start_run(session: Session, kind: str) -> Run:
+    run = Run(kind=kind, started_at=now(), status="running", counts={}, calls={})
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run: Run, status: str, counts: dict[str, Any],
+               calls: dict[str, Any], error: str | None = None) -> None:
+    run.finished_at, run.status, run.counts, run.calls, run.error = (
+        now(), status, counts, calls, error)
+
+
+def record_writes(session: Session, run_id: int | None,
+                  entries: Iterable[dict[str, Any]]) -> None:
+    stamp = now()
+    session.add_all(LedgerEntry(run_id=run_id, at=stamp, **entry) for entry in entries)
+
+
+# -- dead letters ---------------------------------------------------------------------------
+def add_dead_letter(session: Session, *, system: str, obj: str, record_id: str | None,
+                    operation: str, payload: dict[str, Any], code: str, message: str,
+                    field: str | None) -> DeadLetter:
+    letter = DeadLetter(system=system, object=obj, record_id=record_id, operation=operation,
+                        payload=payload, error_code=code, error_message=message, field=field,
+                        attempts=1, next_retry_at=now() + RETRY_BACKOFF[0], created_at=now())
+    session.add(letter)
+    return letter
+
+
+def due_dead_letters(session: Session, at: dt.datetime | None = None) -> list[DeadLetter]:
+    moment = at or now()
+    return list(session.scalars(select(DeadLetter).where(
+        DeadLetter.resolved_at.is_(None), DeadLetter.next_retry_at <= moment)
+        .order_by(DeadLetter.id)))
+
+
+def retried(letter: DeadLetter, succeeded: bool, message: str | None = None) -> None:
+    if succeeded:
+        letter.resolved_at = now()
+        return
+    letter.attempts += 1
+    if message:
+        letter.error_message = message
+    letter.next_retry_at = now() + RETRY_BACKOFF[min(letter.attempts - 1,
+                                                     len(RETRY_BACKOFF) - 1)]
+
+
+# -- gaps -------------------------------------------------------------------------------------
+def observe_gaps(session: Session, kind: str, pair: str, current: dict[str, dict[str, Any]]
+                 ) -> tuple[int, int]:
+    """Make the open gaps of ``kind`` in ``pair`` exactly ``current`` (key -> detail): new ones
+    open, seen ones are touched, vanished ones close (keeping their history).
+    Returns (opened, closed)."""
+    stamp = now()
+    open_gaps = {g.key: g for g in session.scalars(select(Gap).where(
+        Gap.kind == kind, Gap.pair == pair, Gap.closed_at.is_(None)))}
+    opened = closed = 0
+    for key, detail in current.items():
+        gap = open_gaps.pop(key, None)
+        if gap is None:
+            session.add(Gap(kind=kind, pair=pair, key=key, detail=detail, opened_at=stamp,
+                            last_seen_at=stamp))
+            opened += 1
+        else:
+            gap.detail, gap.last_seen_at = detail, stamp
+    for gap in open_gaps.values():
+        gap.closed_at = stamp
+        closed += 1
+    return opened, closed
+
+
+# -- the single-instance lock -----------------------------------------------------------------
+def acquire_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
+    """Take the lock unless another live holder has it. Its own transaction, so it commits
+    at once; expired locks (a killed agent) are taken over."""
+    stamp = now()
+    with store.session() as session, session.begin():
+        session.execute(delete(Lock).where(Lock.name == name, Lock.expires_at < stamp))
+    try:
+        with store.session() as session, session.begin():
+            session.add(Lock(name=name, holder=holder, acquired_at=stamp,
+                             expires_at=stamp + ttl))
+        return True
+    except IntegrityError:
+        with store.session() as session, session.begin():
+            row = session.get(Lock, name)
+            return row is not None and row.holder == holder
+
+
+def renew_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
+    with store.session() as session, session.begin():
+        result = session.execute(update(Lock).where(Lock.name == name, Lock.holder == holder)
+                                 .values(expires_at=now() + ttl))
+        return bool(getattr(result, "rowcount", 0))
+
+
+def release_lock(store: Store, name: str, holder: str) -> None:
+    with store.session() as session, session.begin():
+        session.execute(delete(Lock).where(Lock.name == name, Lock.holder == holder))

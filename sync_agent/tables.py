@@ -1,0 +1,136 @@
+"""The state store's tables (SQLAlchemy 2). The engine's memory lives here, never in the
+scheduler's job store: links between records, what was last synced per field (to tell our own
+writes from real changes), watermarks, runs, the ledger of every write, dead letters, gaps, and
+the lock that keeps two agents on one store from running a cycle at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON, list[Any]: JSON, dt.datetime: DateTime(timezone=True)}
+
+
+class Link(Base):
+    """A Salesforce record and a HubSpot record that are the same person, company or deal."""
+
+    __tablename__ = "links"
+    __table_args__ = (UniqueConstraint("pair", "sf_id"), UniqueConstraint("pair", "hs_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair: Mapped[str] = mapped_column(String(64))
+    sf_object: Mapped[str] = mapped_column(String(64))
+    sf_id: Mapped[str] = mapped_column(String(18))
+    hs_object: Mapped[str] = mapped_column(String(64))
+    hs_id: Mapped[str] = mapped_column(String(32))
+    match_key: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class SyncedField(Base):
+    """The values both sides held after the last successful sync of one field pair."""
+
+    __tablename__ = "synced_fields"
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    field_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sf_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    hs_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    synced_at: Mapped[dt.datetime]
+
+
+class WatermarkRow(Base):
+    __tablename__ = "watermarks"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[dt.datetime]
+    seen: Mapped[list[Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    calls: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class LedgerEntry(Base):
+    """Every write: record, field, old -> new, the rule that decided, and the run."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_record", "system", "record_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    system: Mapped[str] = mapped_column(String(16))
+    object: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(32))
+    field: Mapped[str] = mapped_column(String(100))
+    old: Mapped[Any] = mapped_column(JSON, nullable=True)
+    new: Mapped[Any] = mapped_column(JSON, nullable=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime]
+
+
+class DeadLetter(Base):
+    """A record a vendor refused, with its message, kept for retry."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_due", "resolved_at", "next_retry_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    object: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str | None] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error_code: Mapped[str] = mapped_column(String(80))
+    error_message: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    next_retry_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None]
+
+
+class Gap(Base):
+    """Something a person may need to close: a record missing on one side, stages that drifted,
+    a cold lead, an ambiguous match, a sync error. Closed gaps keep their history."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (Index("ix_gaps_open", "kind", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    pair: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    opened_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    closed_at: Mapped[dt.datetime | None]
+
+
+class Lock(Base):
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]

@@ -1,0 +1,153 @@
+"""The state store on both backends: SQLite (the default) and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from connectors.records import Watermark
+from sync_agent import state
+from sync_agent.store import Store, open_store
+from tests.postgres import binaries, postgres_server
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL for real: .ci/run installs it")
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); CI runs it")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    else:
+        server = request.getfixturevalue("postgres_url")
+        name = "t" + uuid.uuid4().hex[:12]
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        opened = open_store(server.rsplit("/", 1)[0] + f"/{name}")
+    yield opened
+    opened.engine.dispose()
+
+
+def test_migrations_create_the_schema_and_are_idempotent(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"links", "synced_fields", "watermarks", "runs", "ledger", "dead_letters", "gaps",
+            "locks", "alembic_version"} <= tables
+    again = open_store(store.engine.url.render_as_string(hide_password=False))
+    assert set(inspect(again.engine).get_table_names()) == tables
+    again.engine.dispose()
+
+
+def test_the_default_sqlite_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    monkeypatch.chdir(tmp_path)
+    opened = open_store()
+    assert oct((tmp_path / "stagesync.db").stat().st_mode & 0o777) == "0o600"
+    opened.engine.dispose()
+
+
+def test_watermarks_round_trip(store: Store) -> None:
+    mark = Watermark(cursor=T0, seen=frozenset({("00Q1", T0), ("00Q2", T0 - dt.timedelta(
+        seconds=30))}))
+    with store.session() as session, session.begin():
+        assert state.get_watermark(session, "salesforce", "Lead") is None
+        state.put_watermark(session, "salesforce", "Lead", mark)
+    with store.session() as session:
+        assert state.get_watermark(session, "salesforce", "Lead") == mark
+    later = Watermark(cursor=T0 + dt.timedelta(minutes=1))
+    with store.session() as session, session.begin():
+        state.put_watermark(session, "salesforce", "Lead", later)
+    with store.session() as session:
+        assert state.get_watermark(session, "salesforce", "Lead") == later
+
+
+def test_links_are_unique_per_side_and_follow_conversion(store: Store) -> None:
+    with store.session() as session, session.begin():
+        link = state.add_link(session, "leads", "Lead", "00Q1", "contacts", "101", "a@b.c")
+        state.remember_synced(session, link.id, {"FirstName>firstname": ("Ada", "Ada")})
+    with pytest.raises(IntegrityError), store.session() as session, session.begin():
+        state.add_link(session, "leads", "Lead", "00Q1", "contacts", "102", "x@y.z")
+    with store.session() as session, session.begin():
+        found = state.find_link(session, "leads", hs_id="101")
+        assert found is not None
+        state.move_link(session, found, pair="contacts", sf_object="Contact", sf_id="0031")
+    with store.session() as session:
+        moved = state.find_link(session, "contacts", sf_id="0031")
+        assert moved is not None
+        assert moved.hs_id == "101"
+        assert state.synced_values(session, moved.id) == {"FirstName>firstname": ("Ada", "Ada")}
+        assert state.find_link(session, "leads", sf_id="00Q1") is None
+
+
+def test_runs_ledger_and_dead_letters(store: Store) -> None:
+    with store.session() as session, session.begin():
+        run = state.start_run(session, "cycle")
+        state.record_writes(session, run.id, [{
+            "system": "hubspot", "object": "contacts", "record_id": "101",
+            "field": "lifecyclestage", "old": "lead", "new": "marketingqualifiedlead",
+            "rule": "two_way", "reason": "changed in Salesforce"}])
+        letter = state.add_dead_letter(
+            session, system="salesforce", obj="Lead", record_id=None, operation="create",
+            payload={"LastName": "X"}, code="REQUIRED_FIELD_MISSING",
+            message="Required fields are missing: [Company]", field="Company")
+        state.finish_run(session, run, "ok", {"written": 1}, {"GET query": 2})
+    with store.session() as session, session.begin():
+        assert state.due_dead_letters(session) == []
+        due = state.due_dead_letters(session, state.now() + dt.timedelta(minutes=6))
+        assert [d.error_code for d in due] == ["REQUIRED_FIELD_MISSING"]
+        state.retried(due[0], succeeded=False, message="still missing")
+        first_retry = state._aware(due[0].next_retry_at)
+        assert first_retry > state.now() + dt.timedelta(minutes=29)
+    with store.session() as session, session.begin():
+        letter_row = state.due_dead_letters(session, state.now() + dt.timedelta(hours=1))[0]
+        assert letter_row.attempts == 2
+        state.retried(letter_row, succeeded=True)
+    with store.session() as session:
+        assert state.due_dead_letters(session, state.now() + dt.timedelta(days=9)) == []
+    assert letter.field == "Company"
+
+
+def test_gaps_open_close_and_keep_history(store: Store) -> None:
+    with store.session() as session, session.begin():
+        assert state.observe_gaps(session, "missing_in_hubspot", "leads",
+                                  {"00Q1": {"email": "a@b.c"}, "00Q2": {}}) == (2, 0)
+    with store.session() as session, session.begin():
+        assert state.observe_gaps(session, "missing_in_hubspot", "leads",
+                                  {"00Q2": {}, "00Q3": {}}) == (1, 1)
+    with store.session() as session:
+        from sqlalchemy import select
+
+        from sync_agent.tables import Gap
+        rows = {(g.key, g.closed_at is None) for g in session.scalars(select(Gap))}
+    assert rows == {("00Q1", False), ("00Q2", True), ("00Q3", True)}
+
+
+def test_one_agent_at_a_time(store: Store) -> None:
+    ttl = dt.timedelta(minutes=5)
+    assert state.acquire_lock(store, "cycle", "agent-a", ttl)
+    assert not state.acquire_lock(store, "cycle", "agent-b", ttl)
+    assert state.acquire_lock(store, "cycle", "agent-a", ttl)  # re-entrant for its holder
+    assert state.renew_lock(store, "cycle", "agent-a", ttl)
+    assert not state.renew_lock(store, "cycle", "agent-b", ttl)
+    state.release_lock(store, "cycle", "agent-a")
+    assert state.acquire_lock(store, "cycle", "agent-b", ttl)
+    # agent-b is killed; its lock expires and agent-a takes over
+    assert state.acquire_lock(store, "stale", "agent-b", dt.timedelta(seconds=-1))
+    assert state.acquire_lock(store, "stale", "agent-a", ttl)
