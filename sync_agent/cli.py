@@ -23,6 +23,8 @@ app.add_typer(sandbox_app, name="sandbox")
 mapping_app = typer.Typer(help="The mapping file: validate, diff, schema.",
                           no_args_is_help=True)
 app.add_typer(mapping_app, name="mapping")
+sync_app = typer.Typer(help="Run sync cycles.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
 console = Console()
 DEFAULT_MAPPING = Path("stagesync.yaml")
 SANDBOX_SETTINGS = Path(".stagesync/sandbox/sandbox.env")
@@ -218,6 +220,64 @@ def mapping_diff(
     changes = diff(loaded[0], loaded[1])
     for line in changes or ["no change in meaning"]:
         typer.echo(line)
+
+
+Database = Annotated[str | None, typer.Option(
+    "--db", help="State store URL (default: sqlite:///stagesync.db here).",
+    envvar="STAGESYNC_DATABASE_URL")]
+
+
+@sync_app.command("once")
+def sync_once(
+    mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (record, field, old -> new, rule); write nothing.")]
+    = False,
+    env_file: EnvFile = None,
+    db: Database = None,
+) -> None:
+    """Run one sync cycle now."""
+    from connectors.build import build_connectors
+    from mapping.validate import check_file
+    from sync_agent.cycle import describe_plan, run_cycle
+    from sync_agent.store import open_store
+
+    parsed, problems = check_file(mapping)
+    if parsed is None:
+        for problem in problems:
+            typer.echo(str(problem))
+        typer.echo(f"{mapping} has errors: fix them first (stagesync mapping validate)")
+        raise typer.Exit(1)
+    try:
+        settings = load_settings(_env_file(env_file))
+    except ValidationError:
+        console.print("[red]connection settings are missing[/red]: give --env-file, or start "
+                      "the sandbox")
+        raise typer.Exit(2) from None
+    salesforce, hubspot = build_connectors(settings)
+    store = open_store(db)
+    try:
+        report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run)
+    except ConnectorError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if dry_run:
+        lines = list(describe_plan(report))
+        for line in lines:
+            typer.echo(line)
+        typer.echo(f"dry run: {len(lines)} field change(s) planned, nothing written")
+    table = Table(title="cycle" + (" (dry run)" if dry_run else ""))
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, counts in (("read", report.read), ("written", report.written),
+                          ("created", report.created), ("gaps", report.gaps)):
+        for name, count in sorted(counts.items()):
+            table.add_row(f"{label} {name}", str(count))
+    table.add_row("linked", str(report.linked))
+    table.add_row("already in sync", str(report.in_sync))
+    table.add_row("refused (dead letters)", str(report.failed))
+    table.add_row("API calls", str(sum(report.calls.values())))
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console script entry

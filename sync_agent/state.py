@@ -209,3 +209,29 @@ def renew_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
 def release_lock(store: Store, name: str, holder: str) -> None:
     with store.session() as session, session.begin():
         session.execute(delete(Lock).where(Lock.name == name, Lock.holder == holder))
+
+
+def open_gap(session: Session, kind: str, pair: str, key: str, detail: dict[str, Any]) -> bool:
+    """Open (or touch) one gap; True when it is new."""
+    gap = session.scalars(select(Gap).where(Gap.kind == kind, Gap.pair == pair, Gap.key == key,
+                                            Gap.closed_at.is_(None))).first()
+    stamp = now()
+    if gap is not None:
+        gap.detail, gap.last_seen_at = detail, stamp
+        return False
+    session.add(Gap(kind=kind, pair=pair, key=key, detail=detail, opened_at=stamp,
+                    last_seen_at=stamp))
+    return True
+
+
+def close_gaps(session: Session, pair: str, key: str, kinds: Iterable[str]) -> int:
+    """Close the open gaps of these kinds for one record: their cause is gone."""
+    result = session.execute(update(Gap).where(
+        Gap.pair == pair, Gap.key == key, Gap.kind.in_(list(kinds)), Gap.closed_at.is_(None))
+        .values(closed_at=now()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def open_gaps(session: Session) -> list[Gap]:
+    return list(session.scalars(select(Gap).where(Gap.closed_at.is_(None))
+                                .order_by(Gap.kind, Gap.pair, Gap.key)))

@@ -1,0 +1,442 @@
+"""One sync cycle: read what changed on both sides, pair records up, plan, write, remember.
+
+Reads go from each object's stored watermark to the cycle's start. Every record read ends in
+exactly one place: in sync already, written (ledger), refused (dead letter and gap), or
+reported (gap). The watermarks advance in the same transaction as the ledger, so a crash
+before the commit re-reads everything, and re-planning finds applied writes already in sync.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from connectors.contract import Connector
+from connectors.records import Record, Watermark, WriteRecord, WriteResult, advance
+from mapping.model import MappingFile, ObjectPair, Rule
+from mapping.rules import FieldChange, PairPlanner, apply, synced
+from mapping.transforms import Unmapped
+from sync_agent import state
+from sync_agent.identity import group_by_key, match_key, passes
+from sync_agent.store import Store
+
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LOOKBACK = {"salesforce": dt.timedelta(seconds=60), "hubspot": dt.timedelta(seconds=300)}
+
+
+@dataclass
+class PlannedWrite:
+    pair: str
+    system: str
+    object: str
+    record_id: str | None
+    changes: list[FieldChange]
+    create: bool = False
+
+
+@dataclass
+class CycleReport:
+    read: Counter[str] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)
+    created: Counter[str] = field(default_factory=Counter)
+    linked: int = 0
+    in_sync: int = 0
+    failed: int = 0
+    gaps: Counter[str] = field(default_factory=Counter)
+    plan: list[PlannedWrite] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """Writes for one (system, object), with what to do once each succeeds."""
+
+    records: list[WriteRecord] = field(default_factory=list)
+    after: list[Any] = field(default_factory=list)
+
+
+class Cycle:
+    def __init__(self, store: Store, mapping: MappingFile, salesforce: Connector,
+                 hubspot: Connector, dry_run: bool = False) -> None:
+        self.store = store
+        self.mapping = mapping
+        self.sf = salesforce
+        self.hs = hubspot
+        self.dry_run = dry_run
+        self.report = CycleReport()
+        self.planners = {p.name: PairPlanner(mapping, p.name) for p in mapping.objects}
+
+    # -- fields each object needs ------------------------------------------------------------
+    def _fields(self, system: str, obj: str) -> list[str]:
+        names: list[str] = []
+        for pair in self.mapping.objects:
+            if (pair.salesforce if system == "salesforce" else pair.hubspot) != obj:
+                continue
+            for f in self.planners[pair.name].fields:
+                names.append(f.sf if system == "salesforce" else f.hs)
+            if pair.match is not None:
+                names.append(pair.match.salesforce if system == "salesforce"
+                             else pair.match.hubspot)
+        names = [n for n in dict.fromkeys(names) if n != "Id"]
+        return names
+
+    # -- the cycle -------------------------------------------------------------------------
+    def run(self, until: dt.datetime | None = None) -> CycleReport:
+        end = until or dt.datetime.now(dt.UTC)
+        self.sf.clear_cache()
+        self.hs.clear_cache()
+        calls_before = Counter(self.sf.calls) + Counter(self.hs.calls)
+        with self.store.session() as session:
+            run = None if self.dry_run else state.start_run(session, "cycle")
+            changed: dict[tuple[str, str], list[Record]] = {}
+            marks: dict[tuple[str, str], Watermark] = {}
+            for system, connector, objects in (
+                    ("salesforce", self.sf, {p.salesforce for p in self.mapping.objects}),
+                    ("hubspot", self.hs, {p.hubspot for p in self.mapping.objects})):
+                for obj in sorted(objects):
+                    mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
+                    marks[(system, obj)] = mark
+                    records = list(connector.read_changed(obj, mark, end,
+                                                          self._fields(system, obj)))
+                    changed[(system, obj)] = records
+                    self.report.read[f"{system}.{obj}"] += len(records)
+            pending: dict[tuple[str, str], _Pending] = {}
+            handled_hs: set[tuple[str, str]] = set()
+            for pair in self.mapping.objects:
+                self._pair(session, pair, changed, pending, handled_hs)
+            self._unlinked_hubspot(session, changed, pending, handled_hs)
+            self._flush(session, pending, run.id if run else None)
+            for (system, obj), records in changed.items():
+                new_mark = advance(marks[(system, obj)], records, LOOKBACK[system])
+                if not self.dry_run:
+                    state.put_watermark(session, system, obj, new_mark)
+            calls = Counter(self.sf.calls) + Counter(self.hs.calls)
+            self.report.calls = dict(calls - calls_before)
+            if self.dry_run:
+                session.rollback()
+            else:
+                assert run is not None
+                state.finish_run(session, run, "ok", {
+                    "read": dict(self.report.read), "written": dict(self.report.written),
+                    "created": dict(self.report.created), "linked": self.report.linked,
+                    "failed": self.report.failed, "gaps": dict(self.report.gaps)},
+                    self.report.calls)
+                session.commit()
+        return self.report
+
+    # -- one pair --------------------------------------------------------------------------
+    def _pair(self, session: Session, pair: ObjectPair,
+              changed: dict[tuple[str, str], list[Record]],
+              pending: dict[tuple[str, str], _Pending],
+              handled_hs: set[tuple[str, str]]) -> None:
+        sf_changed = {r.id: r for r in changed[("salesforce", pair.salesforce)]}
+        hs_changed = {r.id: r for r in changed[("hubspot", pair.hubspot)]}
+        linked: dict[int, tuple[str, str]] = {}
+        unlinked_sf: list[Record] = []
+        for record in sf_changed.values():
+            link = state.find_link(session, pair.name, sf_id=record.id)
+            if link is None:
+                unlinked_sf.append(record)
+            else:
+                linked[link.id] = (link.sf_id, link.hs_id)
+        for record in hs_changed.values():
+            link = state.find_link(session, pair.name, hs_id=record.id)
+            if link is not None:
+                linked[link.id] = (link.sf_id, link.hs_id)
+                handled_hs.add((pair.hubspot, record.id))
+        self._link_or_create(session, pair, unlinked_sf, pending, handled_hs)
+        self._sync_linked(session, pair, linked, sf_changed, hs_changed, pending)
+
+    def _link_or_create(self, session: Session, pair: ObjectPair, records: list[Record],
+                        pending: dict[tuple[str, str], _Pending],
+                        handled_hs: set[tuple[str, str]]) -> None:
+        if pair.match is not None:
+            groups = group_by_key(records, pair.match.salesforce)
+            keys = list(groups)
+            everyone = group_by_key(self.sf.find_by_emails(
+                pair.salesforce, keys, [pair.match.salesforce]), pair.match.salesforce)
+            counterparts = group_by_key(self.hs.find_by_emails(
+                pair.hubspot, keys, self._fields("hubspot", pair.hubspot)), pair.match.hubspot)
+        else:
+            groups, everyone, counterparts = {}, {}, {}
+        keyed = {r.id for rs in groups.values() for r in rs}
+        for key, members in groups.items():
+            sharing = {r.id for r in everyone.get(key, [])} | {r.id for r in members}
+            if len(sharing) > 1:
+                for record in members:
+                    self._gap(session, "duplicate_match", pair.name, record.id, {
+                        "key": key, "salesforce_ids": sorted(sharing)})
+                continue
+            record = members[0]
+            match = counterparts.get(key, [])
+            if match:
+                hs_record = match[0]
+                if any(state.find_link(session, p.name, hs_id=hs_record.id)
+                       for p in self.mapping.objects if p.hubspot == pair.hubspot):
+                    self._gap(session, "duplicate_match", pair.name, record.id, {
+                        "key": key, "hubspot_id": hs_record.id,
+                        "reason": "the HubSpot record is already linked to another record"})
+                    continue
+                handled_hs.add((pair.hubspot, hs_record.id))
+                link = self._link(session, pair, record.id, hs_record.id, key)
+                self._plan_pair(session, pair, link, record, hs_record, pending)
+                continue
+            self._create_in_hubspot(session, pair, record, key, pending)
+        for record in records:
+            if record.id not in keyed:
+                self._create_in_hubspot(session, pair, record, None, pending)
+
+    def _create_in_hubspot(self, session: Session, pair: ObjectPair, record: Record,
+                           key: str | None, pending: dict[tuple[str, str], _Pending]) -> None:
+        if not passes(pair.create_in_hubspot, record.values):
+            self._gap(session, "missing_in_hubspot", pair.name, record.id, {"key": key})
+            return
+        planner = self.planners[pair.name]
+        target: dict[str, Any] = {}
+        plan = planner.plan(record.values, target, None, 1.0, 0.0)
+        values = {c.field: c.new for c in plan.changes if c.side == "hubspot"}
+        values.update(_defaults(planner, "hubspot", values))
+        self.report.plan.append(PlannedWrite(pair.name, "hubspot", pair.hubspot, None,
+                                             plan.changes, create=True))
+        sf_values = dict(record.values)
+
+        def linked(result: WriteResult, session: Session = session) -> None:
+            assert result.id is not None
+            hs_values = dict(values)
+            link = self._link(session, pair, record.id, result.id, key)
+            apply(plan, sf_values, hs_values)
+            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
+            self.report.created[f"hubspot.{pair.hubspot}"] += 1
+
+        match = (pair.match.hubspot, key) if pair.match is not None and key else None
+        self._queue(pending, "hubspot", pair.hubspot,
+                    WriteRecord(values=values, match=match), linked, pair, record.id, plan)
+
+    def _unlinked_hubspot(self, session: Session,
+                          changed: dict[tuple[str, str], list[Record]],
+                          pending: dict[tuple[str, str], _Pending],
+                          handled_hs: set[tuple[str, str]]) -> None:
+        """HubSpot records no pair has claimed: link by key, create where a pair allows it,
+        or report them missing in Salesforce."""
+        for hs_object in sorted({p.hubspot for p in self.mapping.objects}):
+            pairs = [p for p in self.mapping.objects if p.hubspot == hs_object]
+            for record in changed[("hubspot", hs_object)]:
+                if (hs_object, record.id) in handled_hs:
+                    continue
+                if any(state.find_link(session, p.name, hs_id=record.id) for p in pairs):
+                    continue
+                self._claim(session, pairs, record, pending)
+
+    def _claim(self, session: Session, pairs: list[ObjectPair], record: Record,
+               pending: dict[tuple[str, str], _Pending]) -> None:
+        for pair in pairs:
+            if pair.match is None:
+                continue
+            key = match_key(record.values.get(pair.match.hubspot))
+            if key is None:
+                continue
+            found = self.sf.find_by_emails(pair.salesforce, [key],
+                                           self._fields("salesforce", pair.salesforce))
+            found = [r for r in found if match_key(r.values.get(pair.match.salesforce)) == key]
+            if len(found) > 1:
+                self._gap(session, "duplicate_match", pair.name, record.id, {
+                    "key": key, "salesforce_ids": sorted(r.id for r in found)})
+                return
+            if found:
+                if state.find_link(session, pair.name, sf_id=found[0].id):
+                    return
+                link = self._link(session, pair, found[0].id, record.id, key)
+                self._plan_pair(session, pair, link, found[0], record, pending)
+                return
+        for pair in pairs:
+            if passes(pair.create_in_salesforce, record.values):
+                self._create_in_salesforce(session, pair, record, pending)
+                return
+        first = pairs[0]
+        self._gap(session, "missing_in_salesforce", first.name, record.id, {
+            "key": match_key(record.values.get(first.match.hubspot)) if first.match else None})
+
+    def _create_in_salesforce(self, session: Session, pair: ObjectPair, record: Record,
+                              pending: dict[tuple[str, str], _Pending]) -> None:
+        planner = self.planners[pair.name]
+        target: dict[str, Any] = {}
+        plan = planner.plan(target, record.values, None, 0.0, 1.0)
+        values = {c.field: c.new for c in plan.changes if c.side == "salesforce"}
+        values.update(_defaults(planner, "salesforce", values))
+        if pair.match is not None:
+            values.setdefault(pair.match.salesforce,
+                              match_key(record.values.get(pair.match.hubspot)))
+        self.report.plan.append(PlannedWrite(pair.name, "salesforce", pair.salesforce, None,
+                                             plan.changes, create=True))
+        hs_values = dict(record.values)
+        key = match_key(record.values.get(pair.match.hubspot)) if pair.match else None
+
+        def linked(result: WriteResult, session: Session = session) -> None:
+            assert result.id is not None
+            sf_values = dict(values)
+            link = self._link(session, pair, result.id, record.id, key)
+            apply(plan, sf_values, hs_values)
+            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
+            self.report.created[f"salesforce.{pair.salesforce}"] += 1
+
+        self._queue(pending, "salesforce", pair.salesforce, WriteRecord(values=values), linked,
+                    pair, record.id, plan)
+
+    def _sync_linked(self, session: Session, pair: ObjectPair,
+                     linked: dict[int, tuple[str, str]], sf_changed: dict[str, Record],
+                     hs_changed: dict[str, Record],
+                     pending: dict[tuple[str, str], _Pending]) -> None:
+        need_sf = [sf_id for sf_id, _ in linked.values() if sf_id not in sf_changed]
+        need_hs = [hs_id for _, hs_id in linked.values() if hs_id not in hs_changed]
+        sf_records = dict(sf_changed)
+        hs_records = dict(hs_changed)
+        if need_sf:
+            sf_records.update({r.id: r for r in self.sf.read_by_ids(
+                pair.salesforce, need_sf, self._fields("salesforce", pair.salesforce))})
+        if need_hs:
+            hs_records.update({r.id: r for r in self.hs.read_by_ids(
+                pair.hubspot, need_hs, self._fields("hubspot", pair.hubspot))})
+        for link_id, (sf_id, hs_id) in linked.items():
+            sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
+            if sf_record is None or hs_record is None:
+                missing = "missing_in_salesforce" if sf_record is None else "missing_in_hubspot"
+                self._gap(session, missing, pair.name, sf_id if sf_record else hs_id,
+                          {"link": link_id, "reason": "the linked record is gone"})
+                continue
+            link = state.find_link(session, pair.name, sf_id=sf_id)
+            assert link is not None
+            self._plan_pair(session, pair, link, sf_record, hs_record, pending)
+
+    def _plan_pair(self, session: Session, pair: ObjectPair, link: Any, sf_record: Record,
+                   hs_record: Record, pending: dict[tuple[str, str], _Pending]) -> None:
+        planner = self.planners[pair.name]
+        last = state.synced_values(session, link.id)
+        plan = planner.plan(sf_record.values, hs_record.values, last,
+                            sf_record.cursor.timestamp(), hs_record.cursor.timestamp())
+        sf_values, hs_values = dict(sf_record.values), dict(hs_record.values)
+        if not plan.changes:
+            self.report.in_sync += 1
+            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
+            return
+        apply(plan, sf_values, hs_values)
+        after_sync = synced(planner, sf_values, hs_values)
+        for system, obj, record_id in (("salesforce", pair.salesforce, sf_record.id),
+                                       ("hubspot", pair.hubspot, hs_record.id)):
+            changes = [c for c in plan.changes if c.side == system]
+            if not changes:
+                continue
+            self.report.plan.append(PlannedWrite(pair.name, system, obj, record_id, changes))
+            current = hs_record.values if system == "hubspot" else sf_record.values
+
+            def remember(result: WriteResult, session: Session = session,
+                         link_id: int = link.id) -> None:
+                state.remember_synced(session, link_id, after_sync)
+
+            self._queue(pending, system, obj, WriteRecord(
+                id=record_id, values={c.field: c.new for c in changes}, current=dict(current)),
+                remember, pair, record_id, plan, changes)
+
+    # -- writing -------------------------------------------------------------------------
+    def _queue(self, pending: dict[tuple[str, str], _Pending], system: str, obj: str,
+               write: WriteRecord, on_success: Any, pair: ObjectPair, source_id: str,
+               plan: Any, changes: list[FieldChange] | None = None) -> None:
+        batch = pending.setdefault((system, obj), _Pending())
+        batch.records.append(write)
+        batch.after.append((on_success, pair, source_id, changes or [
+            c for c in plan.changes if c.side == system]))
+
+    def _flush(self, session: Session, pending: dict[tuple[str, str], _Pending],
+               run_id: int | None) -> None:
+        order = sorted(pending, key=lambda k: (k[0] != "salesforce", k))
+        for system, obj in order:
+            batch = pending[(system, obj)]
+            if self.dry_run:
+                continue
+            connector = self.sf if system == "salesforce" else self.hs
+            results = connector.upsert(obj, batch.records)
+            for write, result, (on_success, pair, source_id, changes) in zip(
+                    batch.records, results, batch.after, strict=True):
+                if result.ok:
+                    on_success(result)
+                    self.report.written[f"{system}.{obj}"] += 1
+                    state.close_gaps(session, pair.name, source_id, (
+                        "sync_error", "missing_in_hubspot", "missing_in_salesforce"))
+                    state.record_writes(session, run_id, ({
+                        "system": system, "object": obj, "record_id": result.id or "",
+                        "field": c.field, "old": _json(c.old), "new": _json(c.new),
+                        "rule": c.rule, "reason": c.reason} for c in changes))
+                    continue
+                self.report.failed += 1
+                error = result.error
+                assert error is not None
+                state.add_dead_letter(
+                    session, system=system, obj=obj, record_id=write.id,
+                    operation="update" if write.id else "create",
+                    payload={"values": _json(write.values),
+                             "match": list(write.match) if write.match else None},
+                    code=error.code, message=error.message,
+                    field=error.fields[0] if error.fields else None)
+                self._gap(session, "sync_error", pair.name, source_id, {
+                    "system": system, "object": obj, "code": error.code,
+                    "message": error.message, "fields": list(error.fields)})
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _link(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,
+              key: str | None) -> Any:
+        link = state.add_link(session, pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id,
+                              key)
+        self.report.linked += 1
+        state.close_gaps(session, pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
+        state.close_gaps(session, pair.name, hs_id, ("missing_in_salesforce",
+                                                     "duplicate_match"))
+        return link
+
+    def _gap(self, session: Session, kind: str, pair: str, key: str,
+             detail: dict[str, Any]) -> None:
+        self.report.gaps[kind] += 1
+        state.open_gap(session, kind, pair, key, detail)
+
+
+def _defaults(planner: PairPlanner, side: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A new record's fields that both systems left blank but the mapping gives a default
+    (a Lead needs a Company, whatever HubSpot knows)."""
+    out: dict[str, Any] = {}
+    for f in planner.fields:
+        if f.rule is Rule.NONE:
+            continue
+        name = f.sf if side == "salesforce" else f.hs
+        if name in values or name == "Id":
+            continue
+        default = (f.to_sf if side == "salesforce" else f.to_hs)(None)
+        if default is not None and not isinstance(default, Unmapped):
+            out[name] = default
+    return out
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
+              dry_run: bool = False, until: dt.datetime | None = None) -> CycleReport:
+    return Cycle(store, mapping, salesforce, hubspot, dry_run).run(until)
+
+
+def describe_plan(report: CycleReport) -> Iterable[str]:
+    """The dry run's plan, one line per field: pair, system, record, field, old -> new, rule."""
+    for write in report.plan:
+        target = write.record_id or "(new record)"
+        for change in write.changes:
+            if change.side != write.system:
+                continue
+            yield (f"{write.pair}: {write.system} {write.object} {target} {change.field}: "
+                   f"{change.old!r} -> {change.new!r} [{change.rule}: {change.reason}]")
