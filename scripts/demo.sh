@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The demo: start the sandbox (both emulators, seeded), then run the product against it using
-# only the settings file the sandbox writes. The sandbox is stopped on exit.
+# The demo: the sandbox (both emulators, seeded with messy data), the default mapping, one full
+# cycle, the gaps it found, then a scripted change on each side and a second, incremental cycle
+# that carries them across. Uses only the settings file the sandbox writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.stagesync/demo
 log="$state/sandbox.log"
+rm -rf "$state"
 mkdir -p "$state"
-.venv/bin/stagesync sandbox start --state-dir "$state" --salesforce-port 0 --hubspot-port 0 \
+bin=.venv/bin
+"$bin/stagesync" sandbox start --state-dir "$state" --salesforce-port 0 --hubspot-port 0 \
   >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
@@ -17,6 +20,27 @@ for _ in $(seq 1 150); do
 done
 grep -q "sandbox ready" "$log" || { cat "$log"; echo "the sandbox did not start" >&2; exit 1; }
 cat "$log"
-echo
-echo "== stagesync check --env-file $state/sandbox.env"
-.venv/bin/stagesync check --env-file "$state/sandbox.env"
+env_file="$state/sandbox.env"
+mapping="$state/stagesync.yaml"
+db="sqlite:///$state/state.db"
+step() { echo; echo "== $*"; }
+step "stagesync check"
+"$bin/stagesync" check --env-file "$env_file"
+step "stagesync init && stagesync mapping validate --live"
+"$bin/stagesync" init --mapping "$mapping" --force
+"$bin/stagesync" mapping validate "$mapping" --live --env-file "$env_file"
+step "stagesync sync once   (the first, full cycle)"
+"$bin/stagesync" sync once --mapping "$mapping" --env-file "$env_file" --db "$db"
+step "stagesync gaps"
+"$bin/stagesync" gaps --db "$db" --limit 3
+step "a change on each side"
+sleep 1
+"$bin/python" scripts/demo_change.py "$env_file" "$db"
+sleep 1
+step "stagesync sync once --dry-run   (what the next cycle would write)"
+"$bin/stagesync" sync once --dry-run --mapping "$mapping" --env-file "$env_file" --db "$db" \
+  | grep -E "VP Revenue|Lisbon|nothing written" || true
+step "stagesync sync once   (the second, incremental cycle)"
+"$bin/stagesync" sync once --mapping "$mapping" --env-file "$env_file" --db "$db"
+step "stagesync status"
+"$bin/stagesync" status --db "$db"

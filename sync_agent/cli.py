@@ -280,5 +280,79 @@ def sync_once(
     console.print(table)
 
 
+@app.command()
+def gaps(db: Database = None,
+         kind: Annotated[str | None, typer.Option(help="Only this kind of gap.")] = None,
+         limit: Annotated[int, typer.Option(help="Rows to show per kind.")] = 10) -> None:
+    """Open gaps: records missing on one side, ambiguous matches, refused writes."""
+    from collections import Counter
+
+    from sync_agent import state
+    from sync_agent.store import open_store
+
+    store = open_store(db)
+    with store.session() as session:
+        found = [g for g in state.open_gaps(session) if kind is None or g.kind == kind]
+    counts = Counter((g.kind, g.pair) for g in found)
+    summary = Table(title="open gaps")
+    for column in ("kind", "pair", "open"):
+        summary.add_column(column)
+    for (gap_kind, pair), count in sorted(counts.items()):
+        summary.add_row(gap_kind, pair, str(count))
+    console.print(summary)
+    shown: Counter[str] = Counter()
+    detail = Table(title=f"examples (up to {limit} per kind)")
+    for column in ("kind", "pair", "record", "detail", "since"):
+        detail.add_column(column)
+    for gap in found:
+        if shown[gap.kind] >= limit:
+            continue
+        shown[gap.kind] += 1
+        text = ", ".join(f"{k}={v}" for k, v in gap.detail.items() if v not in (None, [], ""))
+        detail.add_row(gap.kind, gap.pair, gap.key, text[:80],
+                       state._aware(gap.opened_at).strftime("%Y-%m-%d %H:%M"))
+    console.print(detail)
+
+
+@app.command()
+def status(db: Database = None) -> None:
+    """Recent runs, calls made, dead letters waiting, and how far each object has been read."""
+    from sqlalchemy import func, select
+
+    from sync_agent import state
+    from sync_agent.store import open_store
+    from sync_agent.tables import DeadLetter, Run, WatermarkRow
+
+    store = open_store(db)
+    with store.session() as session:
+        runs = list(session.scalars(select(Run).order_by(Run.id.desc()).limit(5)))
+        waiting = session.scalar(select(func.count()).select_from(DeadLetter).where(
+            DeadLetter.resolved_at.is_(None))) or 0
+        marks = list(session.scalars(select(WatermarkRow).order_by(WatermarkRow.system,
+                                                                   WatermarkRow.object)))
+    table = Table(title="recent runs")
+    for column in ("run", "started", "seconds", "status", "written", "refused", "calls"):
+        table.add_column(column)
+    for run in runs:
+        seconds = ((state._aware(run.finished_at) - state._aware(run.started_at))
+                   .total_seconds() if run.finished_at else None)
+        written = sum(run.counts.get("written", {}).values())
+        table.add_row(str(run.id), state._aware(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+                      f"{seconds:.1f}" if seconds is not None else "-", run.status,
+                      str(written), str(run.counts.get("failed", 0)),
+                      str(sum(run.calls.values())))
+    console.print(table)
+    lag = Table(title="read up to")
+    for column in ("system", "object", "last change read", "behind now"):
+        lag.add_column(column)
+    now = state.now()
+    for mark in marks:
+        cursor = state._aware(mark.cursor)
+        lag.add_row(mark.system, mark.object, cursor.strftime("%Y-%m-%d %H:%M:%S"),
+                    str(now - cursor).split(".")[0])
+    console.print(lag)
+    console.print(f"dead letters waiting for retry: {waiting}")
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

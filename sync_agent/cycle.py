@@ -45,6 +45,7 @@ class CycleReport:
     written: Counter[str] = field(default_factory=Counter)
     created: Counter[str] = field(default_factory=Counter)
     linked: int = 0
+    converted: int = 0
     in_sync: int = 0
     failed: int = 0
     gaps: Counter[str] = field(default_factory=Counter)
@@ -82,6 +83,8 @@ class Cycle:
             if pair.match is not None:
                 names.append(pair.match.salesforce if system == "salesforce"
                              else pair.match.hubspot)
+            if pair.conversion is not None and system == "salesforce":
+                names += [pair.conversion.converted_field, pair.conversion.contact_field]
         names = [n for n in dict.fromkeys(names) if n != "Id"]
         return names
 
@@ -135,6 +138,8 @@ class Cycle:
               pending: dict[tuple[str, str], _Pending],
               handled_hs: set[tuple[str, str]]) -> None:
         sf_changed = {r.id: r for r in changed[("salesforce", pair.salesforce)]}
+        if pair.conversion is not None:
+            sf_changed = self._converted(session, pair, sf_changed)
         hs_changed = {r.id: r for r in changed[("hubspot", pair.hubspot)]}
         linked: dict[int, tuple[str, str]] = {}
         unlinked_sf: list[Record] = []
@@ -151,6 +156,29 @@ class Cycle:
                 handled_hs.add((pair.hubspot, record.id))
         self._link_or_create(session, pair, unlinked_sf, pending, handled_hs)
         self._sync_linked(session, pair, linked, sf_changed, hs_changed, pending)
+
+    def _converted(self, session: Session, pair: ObjectPair, records: dict[str, Record]
+                   ) -> dict[str, Record]:
+        """Converted Leads: the link moves to the new Contact (in the conversion's pair), and
+        the Lead, now read-only in Salesforce, is no longer synced."""
+        conversion = pair.conversion
+        assert conversion is not None
+        target = next(p for p in self.mapping.objects if p.name == conversion.to_pair)
+        kept: dict[str, Record] = {}
+        for record in records.values():
+            contact_id = record.values.get(conversion.contact_field)
+            if not record.values.get(conversion.converted_field) or not contact_id:
+                kept[record.id] = record
+                continue
+            link = state.find_link(session, pair.name, sf_id=record.id)
+            if link is not None and state.find_link(session, target.name,
+                                                    sf_id=str(contact_id)) is None:
+                state.move_link(session, link, pair=target.name, sf_object=target.salesforce,
+                                sf_id=str(contact_id))
+                self.report.converted += 1
+            state.close_gaps(session, pair.name, record.id, (
+                "missing_in_hubspot", "duplicate_match", "sync_error"))
+        return kept
 
     def _link_or_create(self, session: Session, pair: ObjectPair, records: list[Record],
                         pending: dict[tuple[str, str], _Pending],

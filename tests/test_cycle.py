@@ -144,3 +144,55 @@ def test_dry_run_prints_the_plan_and_writes_nothing(make_sandbox: Any, tmp_path:
         assert session.scalar(select(func.count()).select_from(Link)) == 0
         assert session.scalar(select(func.count()).select_from(Run)) == 0
         assert state.get_watermark(session, "salesforce", "Lead") is None
+
+
+def test_lead_conversion_moves_the_link_to_the_contact(make_sandbox: Any,
+                                                       tmp_path: Path) -> None:
+    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    lead = sf.upsert("Lead", [WriteRecord(values={
+        "LastName": "Convert", "Company": "Conv Co", "Email": "convert.me@example.com",
+        "Status": "Working"})])[0].id
+    run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        link = state.find_link(session, "leads", sf_id=lead)
+        assert link is not None
+        hs_id = link.hs_id
+    next_second()
+    converted = box.admin("salesforce", "POST", "/salesforce/convertLead", {"leadId": lead})
+    next_second()
+    report = run_cycle(store, MAPPING, sf, hs)
+    assert report.converted == 1
+    with store.session() as session:
+        assert state.find_link(session, "leads", sf_id=lead) is None
+        moved = state.find_link(session, "contacts", sf_id=converted["contactId"])
+        assert moved is not None
+        assert moved.hs_id == hs_id  # the same HubSpot contact: no duplicate was created
+    contacts = hs.find_by_emails("contacts", ["convert.me@example.com"], ["email"])
+    assert [c.id for c in contacts] == [hs_id]
+    next_second()
+    sf.upsert("Contact", [WriteRecord(id=converted["contactId"], values={"Title": "Customer"})])
+    next_second()
+    run_cycle(store, MAPPING, sf, hs)
+    assert hs.read_by_ids("contacts", [hs_id], ["jobtitle"])[0].values["jobtitle"] == "Customer"
+
+
+def test_gaps_and_status_show_what_the_cycles_found(make_sandbox: Any, tmp_path: Path) -> None:
+    box, _, _, _ = fresh(make_sandbox, tmp_path)
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    common = ["--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file), "--db", db]
+    assert runner.invoke(app, ["sync", "once", *common]).exit_code == 0
+    gaps = runner.invoke(app, ["gaps", "--db", db], terminal_width=200)
+    assert gaps.exit_code == 0
+    store = open_store(db)
+    with store.session() as session:
+        open_now = state.open_gaps(session)
+    kinds = {g.kind for g in open_now}
+    assert kinds
+    for kind in kinds:
+        assert kind in gaps.output
+    status = runner.invoke(app, ["status", "--db", db], terminal_width=200)
+    assert status.exit_code == 0
+    assert "recent runs" in status.output
+    assert "salesforce │ Lead" in status.output
+    assert "dead letters waiting for retry: 0" in status.output
