@@ -46,6 +46,8 @@ class CycleReport:
     created: Counter[str] = field(default_factory=Counter)
     linked: int = 0
     converted: int = 0
+    merged: int = 0
+    unlinked: int = 0
     in_sync: int = 0
     failed: int = 0
     gaps: Counter[str] = field(default_factory=Counter)
@@ -108,6 +110,7 @@ class Cycle:
                                                           self._fields(system, obj)))
                     changed[(system, obj)] = records
                     self.report.read[f"{system}.{obj}"] += len(records)
+            self._deletes(session, marks)
             pending: dict[tuple[str, str], _Pending] = {}
             handled_hs: set[tuple[str, str]] = set()
             for pair in self.mapping.objects:
@@ -131,6 +134,46 @@ class Cycle:
                     self.report.calls)
                 session.commit()
         return self.report
+
+    # -- deletes and merges ----------------------------------------------------------------
+    def _deletes(self, session: Session, marks: dict[tuple[str, str], Watermark]) -> None:
+        """Merged-away Salesforce records hand their link to the survivor; a record deleted
+        (or archived) on one side drops its link and leaves a gap for the other side's record.
+        Past Salesforce's 15 days of deletes, the full id lists are compared instead."""
+        for (system, obj), mark in marks.items():
+            pairs = [p for p in self.mapping.objects
+                     if (p.salesforce if system == "salesforce" else p.hubspot) == obj]
+            links = [link for p in pairs for link in state.links_of(session, p.name)]
+            if not links or mark.cursor == EPOCH:
+                continue  # nothing linked yet, so nothing can have gone
+            connector = self.sf if system == "salesforce" else self.hs
+            since = mark.cursor - LOOKBACK[system]
+            answer = connector.read_deleted(obj, since)
+            gone: dict[str, str | None] = {d.id: d.merged_into for d in answer.records}
+            if not answer.complete:
+                live = set(connector.list_ids(obj))
+                for link in links:
+                    record_id = link.sf_id if system == "salesforce" else link.hs_id
+                    if record_id not in live:
+                        gone.setdefault(record_id, None)
+            for link in links:
+                record_id = link.sf_id if system == "salesforce" else link.hs_id
+                if record_id not in gone:
+                    continue
+                survivor = gone[record_id]
+                if survivor and state.find_link(session, link.pair, sf_id=survivor) is None:
+                    state.move_link(session, link, sf_id=survivor)
+                    self.report.merged += 1
+                    continue
+                other = link.hs_id if system == "salesforce" else link.sf_id
+                kind = "missing_in_salesforce" if system == "salesforce" else (
+                    "missing_in_hubspot")
+                self._gap(session, kind, link.pair, other, {
+                    "reason": f"its {system} counterpart {record_id} was "
+                    f"{'merged into ' + survivor if survivor else 'deleted'}",
+                    "deleted_counterpart": True})
+                state.delete_link(session, link)
+                self.report.unlinked += 1
 
     # -- one pair --------------------------------------------------------------------------
     def _pair(self, session: Session, pair: ObjectPair,
@@ -221,6 +264,9 @@ class Cycle:
 
     def _create_in_hubspot(self, session: Session, pair: ObjectPair, record: Record,
                            key: str | None, pending: dict[tuple[str, str], _Pending]) -> None:
+        known = state.open_gap_detail(session, "missing_in_hubspot", pair.name, record.id)
+        if known and known.get("deleted_counterpart"):
+            return  # someone deleted its HubSpot record: a person decides, not the agent
         if not passes(pair.create_in_hubspot, record.values):
             self._gap(session, "missing_in_hubspot", pair.name, record.id, {"key": key})
             return
@@ -291,6 +337,9 @@ class Cycle:
 
     def _create_in_salesforce(self, session: Session, pair: ObjectPair, record: Record,
                               pending: dict[tuple[str, str], _Pending]) -> None:
+        known = state.open_gap_detail(session, "missing_in_salesforce", pair.name, record.id)
+        if known and known.get("deleted_counterpart"):
+            return  # someone deleted its Salesforce record: a person decides, not the agent
         planner = self.planners[pair.name]
         target: dict[str, Any] = {}
         plan = planner.plan(target, record.values, None, 0.0, 1.0)

@@ -217,7 +217,7 @@ def open_gap(session: Session, kind: str, pair: str, key: str, detail: dict[str,
                                             Gap.closed_at.is_(None))).first()
     stamp = now()
     if gap is not None:
-        gap.detail, gap.last_seen_at = detail, stamp
+        gap.detail, gap.last_seen_at = {**gap.detail, **detail}, stamp  # keep what was known
         return False
     session.add(Gap(kind=kind, pair=pair, key=key, detail=detail, opened_at=stamp,
                     last_seen_at=stamp))
@@ -235,3 +235,17 @@ def close_gaps(session: Session, pair: str, key: str, kinds: Iterable[str]) -> i
 def open_gaps(session: Session) -> list[Gap]:
     return list(session.scalars(select(Gap).where(Gap.closed_at.is_(None))
                                 .order_by(Gap.kind, Gap.pair, Gap.key)))
+
+
+def delete_link(session: Session, link: Link) -> None:
+    session.delete(link)
+
+
+def links_of(session: Session, pair: str) -> list[Link]:
+    return list(session.scalars(select(Link).where(Link.pair == pair)))
+
+
+def open_gap_detail(session: Session, kind: str, pair: str, key: str) -> dict[str, Any] | None:
+    gap = session.scalars(select(Gap).where(Gap.kind == kind, Gap.pair == pair, Gap.key == key,
+                                            Gap.closed_at.is_(None))).first()
+    return dict(gap.detail) if gap is not None else None

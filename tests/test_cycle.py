@@ -196,3 +196,48 @@ def test_gaps_and_status_show_what_the_cycles_found(make_sandbox: Any, tmp_path:
     assert "recent runs" in status.output
     assert "salesforce │ Lead" in status.output
     assert "dead letters waiting for retry: 0" in status.output
+
+
+def test_merges_move_links_and_deletes_leave_gaps(make_sandbox: Any, tmp_path: Path) -> None:
+    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    a, b, c = (r.id for r in sf.upsert("Lead", [WriteRecord(values={
+        "LastName": f"M{i}", "Company": "M", "Email": f"merge.{i}@example.com"})
+        for i in range(3)]))
+    run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        link_b = state.find_link(session, "leads", sf_id=b)
+        link_c = state.find_link(session, "leads", sf_id=c)
+        assert link_b is not None
+        assert link_c is not None
+        hs_b, hs_c = link_b.hs_id, link_c.hs_id
+        # a's link goes away first, so that b can hand its link to the survivor a
+        link_a = state.find_link(session, "leads", sf_id=a)
+        assert link_a is not None
+        state.delete_link(session, link_a)
+        session.commit()
+    next_second()
+    box.admin("salesforce", "POST", "/salesforce/merge",
+              {"object": "Lead", "masterId": a, "mergedIds": [b]})
+    sf.delete("Lead", [c])
+    hs_archived = hs.upsert("contacts", [WriteRecord(values={
+        "email": "archived.one@example.com", "lastname": "Arch",
+        "lifecyclestage": "marketingqualifiedlead"})])[0].id
+    next_second()
+    run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        archived_link = state.find_link(session, "leads", hs_id=hs_archived)
+        assert archived_link is not None
+        archived_sf = archived_link.sf_id
+    hs.delete("contacts", [hs_archived])
+    next_second()
+    report = run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        survivor = state.find_link(session, "leads", sf_id=a)
+        assert survivor is not None
+        assert survivor.hs_id == hs_b  # b's HubSpot contact now follows the survivor
+        assert state.find_link(session, "leads", sf_id=c) is None
+        assert state.find_link(session, "leads", hs_id=hs_archived) is None
+        gaps = {(g.kind, g.key): g.detail for g in state.open_gaps(session)}
+    assert report.merged + report.unlinked >= 1
+    assert "deleted" in gaps[("missing_in_salesforce", hs_c)]["reason"]
+    assert ("missing_in_hubspot", archived_sf) in gaps
