@@ -46,6 +46,11 @@ class Connector(Protocol):
     system: str
     calls: Counter[str]  # every call, per endpoint, since the connector was built
 
+    @property
+    def lookback(self) -> dt.timedelta:
+        """How far behind a watermark reads start again (late commits, search lag)."""
+        ...
+
     def check(self) -> CheckReport:
         """Sign in, read what the product needs, and summarise it; raises on any failure."""
         ...

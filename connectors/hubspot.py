@@ -169,6 +169,10 @@ class HubSpotConnector:
                                      f"use one of {OBJECT_TYPES}")
         return object_type
 
+    @property
+    def lookback(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.search_lookback_seconds)
+
     def clear_cache(self) -> None:
         self._schemas.clear()
 
@@ -284,7 +288,7 @@ class HubSpotConnector:
         already saw is skipped."""
         name = self._object(object_type)
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
-        start = _ms(mark.cursor - dt.timedelta(seconds=self.settings.search_lookback_seconds))
+        start = _ms(mark.start(self.lookback, dt.timedelta(milliseconds=1)))
         properties = self._properties(name, fields)
         emitted: set[str] = set()
         for batch in self._window(name, max(start, 0), _ms(until), properties):

@@ -112,24 +112,44 @@ class WriteResult(BaseModel):
 
 
 class Watermark(BaseModel):
-    """How far changes have been read: the last cursor, and the (id, cursor) pairs read inside
-    the lookback window before it, so an inclusive re-read skips exactly what was seen."""
+    """How far changes have been read: the last cursor, when the last read ran up to, and the
+    (id, cursor) pairs read inside the re-read window, so an inclusive re-read skips exactly
+    what was seen."""
 
     model_config = ConfigDict(frozen=True)
 
     cursor: dt.datetime
     seen: frozenset[tuple[str, dt.datetime]] = frozenset()
+    read_until: dt.datetime | None = None
 
     def skips(self, record: Record) -> bool:
         return (record.id, record.cursor) in self.seen
 
+    def start(self, lookback: dt.timedelta,
+              resolution: dt.timedelta = dt.timedelta(0)) -> dt.datetime:
+        """Where the next read begins. A late arrival (a long transaction, search lag) is late
+        relative to the last read, so only what was stamped within ``lookback`` of that read
+        needs reading again; anchoring on the cursor instead would re-read the end of the
+        last burst of changes on every quiet cycle. Once that read came more than ``lookback``
+        after the cursor, everything stamped at the cursor was visible to it and was read, so
+        the next read starts one tick (the vendor's ``resolution``) after the cursor."""
+        if self.read_until is None:
+            return self.cursor - lookback
+        horizon = self.read_until - lookback
+        if horizon > self.cursor:
+            return self.cursor + resolution
+        return horizon
 
-def advance(mark: Watermark, records: Iterable[Record], lookback: dt.timedelta) -> Watermark:
-    """The watermark after ``records`` were applied: a pure function the engine persists."""
+
+def advance(mark: Watermark, records: Iterable[Record], lookback: dt.timedelta,
+            until: dt.datetime | None = None) -> Watermark:
+    """The watermark after ``records`` (read up to ``until``) were applied: a pure function
+    the engine persists."""
     newest = mark.cursor
     seen = set(mark.seen)
     for record in records:
         newest = max(newest, record.cursor)
         seen.add((record.id, record.cursor))
-    horizon = newest - lookback
-    return Watermark(cursor=newest, seen=frozenset(s for s in seen if s[1] >= horizon))
+    moved = Watermark(cursor=newest, read_until=until or mark.read_until)
+    horizon = moved.start(lookback)
+    return moved.model_copy(update={"seen": frozenset(s for s in seen if s[1] >= horizon)})

@@ -150,6 +150,10 @@ class SalesforceConnector:
         """(used, limit) of the org's daily API requests, from the last response."""
         return self.budget.used, self.budget.limit
 
+    @property
+    def lookback(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.lookback_seconds)
+
     def clear_cache(self) -> None:
         """Forget describes: called at the start of each cycle."""
         self._schemas.clear()
@@ -226,8 +230,8 @@ class SalesforceConnector:
         ``lookback_seconds`` early for transactions that committed late.
         """
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
-        start = (mark.cursor - dt.timedelta(seconds=self.settings.lookback_seconds)
-                 ).replace(microsecond=0)
+        # SystemModstamp has whole seconds; round up so a fractional start never reaches back
+        start = _ceil_second(mark.start(self.lookback, dt.timedelta(seconds=1)))
         end = until.astimezone(dt.UTC).replace(microsecond=0)
         chosen = self._fields(object_name, fields)
         soql = format_soql(
@@ -401,6 +405,11 @@ class SalesforceConnector:
             objects=objects,
             quota=f"{daily.get('Remaining')} of {daily.get('Max')} daily API requests left",
             calls=sum(self.calls.values()))
+
+
+def _ceil_second(value: dt.datetime) -> dt.datetime:
+    whole = value.replace(microsecond=0)
+    return whole if whole == value else whole + dt.timedelta(seconds=1)
 
 
 def _result(index: int, item: dict[str, Any], created: bool) -> WriteResult:

@@ -26,7 +26,6 @@ from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.store import Store
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-LOOKBACK = {"salesforce": dt.timedelta(seconds=60), "hubspot": dt.timedelta(seconds=300)}
 
 
 @dataclass
@@ -65,12 +64,16 @@ class _Pending:
 
 class Cycle:
     def __init__(self, store: Store, mapping: MappingFile, salesforce: Connector,
-                 hubspot: Connector, dry_run: bool = False) -> None:
+                 hubspot: Connector, dry_run: bool = False, refresh_schemas: bool = True
+                 ) -> None:
         self.store = store
         self.mapping = mapping
         self.sf = salesforce
         self.hs = hubspot
         self.dry_run = dry_run
+        self.refresh_schemas = refresh_schemas
+        self.full_read: set[tuple[str, str]] = set()  # objects read from the beginning
+        self.changed: dict[tuple[str, str], list[Record]] = {}
         self.report = CycleReport()
         self.planners = {p.name: PairPlanner(mapping, p.name) for p in mapping.objects}
 
@@ -93,8 +96,9 @@ class Cycle:
     # -- the cycle -------------------------------------------------------------------------
     def run(self, until: dt.datetime | None = None) -> CycleReport:
         end = until or dt.datetime.now(dt.UTC)
-        self.sf.clear_cache()
-        self.hs.clear_cache()
+        if self.refresh_schemas:  # a long-running agent refreshes schemas now and then
+            self.sf.clear_cache()
+            self.hs.clear_cache()
         calls_before = Counter(self.sf.calls) + Counter(self.hs.calls)
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
@@ -106,11 +110,14 @@ class Cycle:
                 for obj in sorted(objects):
                     mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
                     marks[(system, obj)] = mark
+                    if mark.cursor == EPOCH:
+                        self.full_read.add((system, obj))
                     records = list(connector.read_changed(obj, mark, end,
                                                           self._fields(system, obj)))
                     changed[(system, obj)] = records
                     self.report.read[f"{system}.{obj}"] += len(records)
             self._deletes(session, marks)
+            self.changed = changed
             pending: dict[tuple[str, str], _Pending] = {}
             handled_hs: set[tuple[str, str]] = set()
             for pair in self.mapping.objects:
@@ -118,7 +125,8 @@ class Cycle:
             self._unlinked_hubspot(session, changed, pending, handled_hs)
             self._flush(session, pending, run.id if run else None)
             for (system, obj), records in changed.items():
-                new_mark = advance(marks[(system, obj)], records, LOOKBACK[system])
+                connector = self.sf if system == "salesforce" else self.hs
+                new_mark = advance(marks[(system, obj)], records, connector.lookback, end)
                 if not self.dry_run:
                     state.put_watermark(session, system, obj, new_mark)
             calls = Counter(self.sf.calls) + Counter(self.hs.calls)
@@ -147,7 +155,7 @@ class Cycle:
             if not links or mark.cursor == EPOCH:
                 continue  # nothing linked yet, so nothing can have gone
             connector = self.sf if system == "salesforce" else self.hs
-            since = mark.cursor - LOOKBACK[system]
+            since = mark.cursor - connector.lookback
             answer = connector.read_deleted(obj, since)
             gone: dict[str, str | None] = {d.id: d.merged_into for d in answer.records}
             if not answer.complete:
@@ -206,7 +214,9 @@ class Cycle:
         the Lead, now read-only in Salesforce, is no longer synced."""
         conversion = pair.conversion
         assert conversion is not None
-        target = next(p for p in self.mapping.objects if p.name == conversion.to_pair)
+        target = next((p for p in self.mapping.objects if p.name == conversion.to_pair), None)
+        if target is None:  # validation refuses this; a hand-built mapping might not
+            return records
         kept: dict[str, Record] = {}
         for record in records.values():
             contact_id = record.values.get(conversion.contact_field)
@@ -229,10 +239,8 @@ class Cycle:
         if pair.match is not None:
             groups = group_by_key(records, pair.match.salesforce)
             keys = list(groups)
-            everyone = group_by_key(self.sf.find_by_emails(
-                pair.salesforce, keys, [pair.match.salesforce]), pair.match.salesforce)
-            counterparts = group_by_key(self.hs.find_by_emails(
-                pair.hubspot, keys, self._fields("hubspot", pair.hubspot)), pair.match.hubspot)
+            everyone = self._by_key("salesforce", pair.salesforce, pair.match.salesforce, keys)
+            counterparts = self._by_key("hubspot", pair.hubspot, pair.match.hubspot, keys)
         else:
             groups, everyone, counterparts = {}, {}, {}
         keyed = {r.id for rs in groups.values() for r in rs}
@@ -261,6 +269,20 @@ class Cycle:
         for record in records:
             if record.id not in keyed:
                 self._create_in_hubspot(session, pair, record, None, pending)
+
+    def _by_key(self, system: str, obj: str, key_field: str, keys: list[str]
+                ) -> dict[str, list[Record]]:
+        """Records of ``obj`` by match key. After a read from the beginning every record is
+        already in hand, so no lookup is spent; otherwise the few keys are looked up."""
+        if not keys:
+            return {}
+        if (system, obj) in self.full_read:
+            wanted = set(keys)
+            return {k: v for k, v in group_by_key(self.changed[(system, obj)], key_field).items()
+                    if k in wanted}
+        connector = self.sf if system == "salesforce" else self.hs
+        return group_by_key(connector.find_by_emails(obj, keys, self._fields(system, obj)),
+                            key_field)
 
     def _create_in_hubspot(self, session: Session, pair: ObjectPair, record: Record,
                            key: str | None, pending: dict[tuple[str, str], _Pending]) -> None:
@@ -314,9 +336,8 @@ class Cycle:
             key = match_key(record.values.get(pair.match.hubspot))
             if key is None:
                 continue
-            found = self.sf.find_by_emails(pair.salesforce, [key],
-                                           self._fields("salesforce", pair.salesforce))
-            found = [r for r in found if match_key(r.values.get(pair.match.salesforce)) == key]
+            found = self._by_key("salesforce", pair.salesforce, pair.match.salesforce,
+                                 [key]).get(key, [])
             if len(found) > 1:
                 self._gap(session, "duplicate_match", pair.name, record.id, {
                     "key": key, "salesforce_ids": sorted(r.id for r in found)})
@@ -504,8 +525,9 @@ def _json(value: Any) -> Any:
 
 
 def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
-              dry_run: bool = False, until: dt.datetime | None = None) -> CycleReport:
-    return Cycle(store, mapping, salesforce, hubspot, dry_run).run(until)
+              dry_run: bool = False, until: dt.datetime | None = None,
+              refresh_schemas: bool = True) -> CycleReport:
+    return Cycle(store, mapping, salesforce, hubspot, dry_run, refresh_schemas).run(until)
 
 
 def describe_plan(report: CycleReport) -> Iterable[str]:

@@ -44,7 +44,8 @@ def get_watermark(session: Session, system: str, obj: str) -> Watermark | None:
     if row is None:
         return None
     seen = frozenset((str(i), _aware(dt.datetime.fromisoformat(c))) for i, c in row.seen)
-    return Watermark(cursor=_aware(row.cursor), seen=seen)
+    return Watermark(cursor=_aware(row.cursor), seen=seen,
+                     read_until=_aware(row.read_until) if row.read_until else None)
 
 
 def put_watermark(session: Session, system: str, obj: str, mark: Watermark) -> None:
@@ -52,9 +53,10 @@ def put_watermark(session: Session, system: str, obj: str, mark: Watermark) -> N
     row = session.get(WatermarkRow, (system, obj))
     if row is None:
         session.add(WatermarkRow(system=system, object=obj, cursor=mark.cursor, seen=seen,
-                                 updated_at=now()))
+                                 read_until=mark.read_until, updated_at=now()))
     else:
-        row.cursor, row.seen, row.updated_at = mark.cursor, seen, now()
+        row.cursor, row.seen, row.read_until, row.updated_at = (
+            mark.cursor, seen, mark.read_until, now())
 
 
 # -- links and what was last synced ------------------------------------------------------------

@@ -54,6 +54,7 @@ class WatermarkRow(Base):
     object: Mapped[str] = mapped_column(String(64), primary_key=True)
     cursor: Mapped[dt.datetime]
     seen: Mapped[list[Any]] = mapped_column(JSON)
+    read_until: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]
 
 

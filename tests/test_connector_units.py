@@ -167,3 +167,17 @@ def test_both_connectors_satisfy_the_contract_and_hubspot_has_timeouts() -> None
         "timeout"]
     assert timeout.read_timeout == 7
     assert sf.http.default_timeout == 60.0  # type: ignore[attr-defined]
+
+
+def test_quiet_cycles_do_not_reread_the_last_burst() -> None:
+    lookback = dt.timedelta(seconds=300)
+    burst = [rec(i, 0) for i in range(100)]  # written together at T0
+    mark = advance(Watermark(cursor=T0 - dt.timedelta(hours=1)), burst, lookback,
+                   until=T0 + dt.timedelta(seconds=1))
+    assert mark.start(lookback) == T0 - lookback + dt.timedelta(seconds=1)  # late arrivals
+    quiet = advance(mark, [], lookback, until=T0 + dt.timedelta(minutes=10))
+    tick = dt.timedelta(seconds=1)
+    assert quiet.start(lookback, tick) == T0 + tick  # ten quiet minutes on: nothing re-read
+    assert all(quiet.skips(r) for r in burst)  # and what sits on it is not read twice
+    legacy = Watermark(cursor=T0)
+    assert legacy.start(lookback) == T0 - lookback

@@ -71,7 +71,8 @@ def test_watermarks_round_trip(store: Store) -> None:
         state.put_watermark(session, "salesforce", "Lead", mark)
     with store.session() as session:
         assert state.get_watermark(session, "salesforce", "Lead") == mark
-    later = Watermark(cursor=T0 + dt.timedelta(minutes=1))
+    later = Watermark(cursor=T0 + dt.timedelta(minutes=1), read_until=T0 + dt.timedelta(
+        minutes=2))
     with store.session() as session, session.begin():
         state.put_watermark(session, "salesforce", "Lead", later)
     with store.session() as session:
@@ -151,3 +152,27 @@ def test_one_agent_at_a_time(store: Store) -> None:
     # agent-b is killed; its lock expires and agent-a takes over
     assert state.acquire_lock(store, "stale", "agent-b", dt.timedelta(seconds=-1))
     assert state.acquire_lock(store, "stale", "agent-a", ttl)
+
+
+def test_an_older_store_upgrades_in_place(store: Store) -> None:
+    from alembic import command
+    from sqlalchemy import select
+
+    from sync_agent.store import alembic_config, migrate
+    from sync_agent.tables import WatermarkRow
+
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO watermarks (system, object, cursor, seen, updated_at) VALUES "
+            "('hubspot', 'contacts', '2026-11-01 12:00:00+00:00', '[]', "
+            "'2026-11-01 12:00:00+00:00')"))
+    migrate(store.engine)
+    with store.session() as session:
+        row = session.scalars(select(WatermarkRow)).one()
+        assert row.read_until is None
+        mark = state.get_watermark(session, "hubspot", "contacts")
+        assert mark is not None
+        assert mark.cursor == T0

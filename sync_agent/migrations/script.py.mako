@@ -1,7 +1,7 @@
 """${message}
 
 Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n or "(none)"}
+Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
