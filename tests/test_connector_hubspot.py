@@ -80,13 +80,13 @@ def test_lookback_catches_writes_the_search_index_showed_late(make_sandbox: Any)
 
 
 def test_search_lag_hides_fresh_writes_until_the_index_catches_up(make_sandbox: Any) -> None:
-    box = make_sandbox(search_lag_seconds=0.8, hubspot_per_ten_seconds=0,
+    box = make_sandbox(search_lag_seconds=1.5, hubspot_per_ten_seconds=0,
                        hubspot_search_per_second=0)
     hs = connector(box)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     made = hs.upsert("contacts", contacts(1, "fresh"))[0].id
     assert made not in [r.id for r in hs.read_changed("contacts", start, soon(), FIELDS)]
-    time.sleep(0.9)
+    time.sleep(1.6)
     assert made in [r.id for r in hs.read_changed("contacts", start, soon(), FIELDS)]
 
 

@@ -117,14 +117,14 @@ def test_search_caps_at_10000_results(make_sandbox: Any) -> None:
 
 
 def test_search_lags_writes(make_sandbox: Any) -> None:
-    box = make_sandbox(search_lag_seconds=0.6, hubspot_per_ten_seconds=0,
+    box = make_sandbox(search_lag_seconds=1.5, hubspot_per_ten_seconds=0,
                        hubspot_search_per_second=0)
     hs = hubspot_client(box)
     cid = create_contact(hs, email="lagging@example.com")
     query = [{"propertyName": "email", "operator": "EQ", "value": "lagging@example.com"}]
     assert search(hs, query).total == 0
     assert hs.crm.contacts.basic_api.get_by_id(cid).id == cid  # reads by id are immediate
-    time.sleep(0.7)
+    time.sleep(1.6)
     assert [r.id for r in search(hs, query).results] == [cid]
 
 
