@@ -281,6 +281,37 @@ def sync_once(
 
 
 @app.command()
+def run(
+    mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
+    interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 60.0,
+    health_port: Annotated[int, typer.Option(help="Local port for /healthz and /metrics.")]
+    = 9464,
+    env_file: EnvFile = None,
+    db: Database = None,
+) -> None:
+    """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
+    from connectors.build import build_connectors
+    from mapping.validate import check_file
+    from sync_agent.service import Agent, json_logging, run_forever
+    from sync_agent.store import open_store
+
+    json_logging()
+    parsed, problems = check_file(mapping)
+    if parsed is None:
+        for problem in problems:
+            typer.echo(str(problem))
+        raise typer.Exit(1)
+    try:
+        settings = load_settings(_env_file(env_file))
+    except ValidationError:
+        console.print("[red]connection settings are missing[/red]: give --env-file")
+        raise typer.Exit(2) from None
+    salesforce, hubspot = build_connectors(settings)
+    agent = Agent(open_store(db), parsed, salesforce, hubspot, interval)
+    run_forever(agent, health_port)
+
+
+@app.command()
 def gaps(db: Database = None,
          kind: Annotated[str | None, typer.Option(help="Only this kind of gap.")] = None,
          limit: Annotated[int, typer.Option(help="Rows to show per kind.")] = 10) -> None:
