@@ -176,3 +176,33 @@ def test_an_older_store_upgrades_in_place(store: Store) -> None:
         mark = state.get_watermark(session, "hubspot", "contacts")
         assert mark is not None
         assert mark.cursor == T0
+
+
+def test_agents_starting_together_migrate_once(store: Store) -> None:
+    import threading
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    store.engine.dispose()
+    errors: list[BaseException] = []
+    if url.startswith("sqlite"):
+        fresh_url = url.replace("state.db", "together.db")
+    else:  # a brand-new database, so that the agents really race to create the tables
+        name = "together" + uuid.uuid4().hex[:8]
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        fresh_url = url.rsplit("/", 1)[0] + f"/{name}"
+
+    def open_one() -> None:
+        try:
+            open_store(fresh_url).engine.dispose()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
