@@ -23,10 +23,6 @@ TEXT = {"string", "email", "phone", "url", "textarea", "picklist", "combobox", "
         "reference", "enumeration", "phone_number", "multipicklist"}
 NUMBER = {"int", "double", "currency", "percent", "number"}
 TIME = {"date", "datetime"}
-WRITES_SALESFORCE = {Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
-                     Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_HUBSPOT}
-WRITES_HUBSPOT = {Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
-                  Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_SALESFORCE}
 
 
 def _family(kind: str) -> str:
@@ -111,11 +107,11 @@ def _check_rule(check: LiveChecker, mapping: MappingFile, rule: FieldRule, sf: O
     hs_field = check.field("hubspot", hs, rule.hubspot, (*path, "hubspot"))
     if sf_field is None or hs_field is None or rule.rule is Rule.NONE:
         return
-    if rule.rule in WRITES_SALESFORCE and not sf_field.updateable:
+    if rule.rule.writes("salesforce") and not sf_field.updateable:
         check.add((*path, "rule"), f"rule {rule.rule.value} writes {sf.object}.{sf_field.name}, "
                   "which Salesforce does not let the integration user update",
                   "use always_salesforce or none for this field")
-    if rule.rule in WRITES_HUBSPOT and not hs_field.updateable:
+    if rule.rule.writes("hubspot") and not hs_field.updateable:
         check.add((*path, "rule"), f"rule {rule.rule.value} writes {hs.object}.{hs_field.name}, "
                   "which is read-only in HubSpot", "use always_hubspot or none for this field")
     coerced = any(isinstance(t, Coerce) for t in rule.transforms) or rule.stage_map
@@ -123,12 +119,12 @@ def _check_rule(check: LiveChecker, mapping: MappingFile, rule: FieldRule, sf: O
         check.add((*path, "transforms"), f"{sf_field.name} is {sf_field.type} but "
                   f"{hs_field.name} is {hs_field.type}", "add a coerce transform",
                   "warning")
-    if sf_field.calculated and rule.rule in WRITES_HUBSPOT:
+    if sf_field.calculated and rule.rule.writes("hubspot"):
         check.add((*path, "salesforce"), f"{sf_field.name} is a formula field: its changes never "
                   "bump SystemModstamp, so they are not noticed", "map the fields it is "
                   "computed from, or accept that it syncs only when the record changes",
                   "warning")
-    if (rule.rule in WRITES_SALESFORCE and _family(sf_field.type) == "text"
+    if (rule.rule.writes("salesforce") and _family(sf_field.type) == "text"
             and sf_field.length and sf_field.length < 255 and hs_field.type == "string"
             and not any(isinstance(t, Truncate) for t in rule.transforms)
             and not sf_field.picklist_values and sf_field.type not in ("id", "reference")):
@@ -139,9 +135,9 @@ def _check_rule(check: LiveChecker, mapping: MappingFile, rule: FieldRule, sf: O
         return  # stage maps are checked as a whole below
     vmap = next((t for t in rule.transforms if isinstance(t, ValueMap)), None)
     stage = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
-    if rule.rule in WRITES_SALESFORCE and sf_field.restricted_picklist:
+    if rule.rule.writes("salesforce") and sf_field.restricted_picklist:
         _coverage(check, rule, hs_field, sf_field, "salesforce", stage, path)
-    if rule.rule in WRITES_HUBSPOT and hs_field.picklist_values and (
+    if rule.rule.writes("hubspot") and hs_field.picklist_values and (
             vmap is not None or hs_field.restricted_picklist):
         _coverage(check, rule, sf_field, hs_field, "hubspot", stage, path)
 

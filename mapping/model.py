@@ -35,6 +35,11 @@ class Rule(StrEnum):
     ALWAYS_HUBSPOT = "always_hubspot"
     NONE = "none"  # mapped for reference only: never written
 
+    def writes(self, side: Literal["salesforce", "hubspot"]) -> bool:
+        """Whether this rule may write the field on ``side``: the one place that says so."""
+        never = Rule.ALWAYS_SALESFORCE if side == "salesforce" else Rule.ALWAYS_HUBSPOT
+        return self is not Rule.NONE and self is not never
+
 
 class Trim(Strict):
     kind: Literal["trim"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -23,7 +23,6 @@ from mapping.model import (
     ObjectPair,
     Owners,
     Recycle,
-    Rule,
     SlaRule,
     StageMap,
     ValueMap,
@@ -214,28 +213,24 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
             check.add((*base, "conversion", "to_pair"),
                       f"no object pair named {pair.conversion.to_pair!r}",
                       f"use one of {sorted(names)}")
-        writes_sf: dict[str, int] = {}
-        writes_hs: dict[str, int] = {}
+        written: dict[tuple[str, str], int] = {}
         for f_index, rule in enumerate(pair.fields):
             if rule is None:
                 continue
             path = (*base, "fields", f_index)
-            if rule.rule in (Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
-                             Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_HUBSPOT):
-                if rule.salesforce in writes_sf:
-                    check.add((*path, "salesforce"),
-                              f"Salesforce field {pair.salesforce}.{rule.salesforce} is written "
-                              f"by two rules (also field #{writes_sf[rule.salesforce]})",
+            sides: tuple[tuple[Literal["salesforce", "hubspot"], str, str], ...] = (
+                ("salesforce", "Salesforce field", pair.salesforce),
+                ("hubspot", "HubSpot property", pair.hubspot))
+            for side, label, obj in sides:
+                target = getattr(rule, side)
+                if not rule.rule.writes(side):
+                    continue
+                if (side, target) in written:
+                    check.add((*path, side),
+                              f"{label} {obj}.{target} is written by two rules (also field "
+                              f"#{written[(side, target)]})",
                               "keep one rule per target field, or set one rule to none")
-                writes_sf[rule.salesforce] = f_index
-            if rule.rule in (Rule.TWO_WAY, Rule.PREFER_HUBSPOT_UNLESS_BLANK,
-                             Rule.PREFER_SALESFORCE_UNLESS_BLANK, Rule.ALWAYS_SALESFORCE):
-                if rule.hubspot in writes_hs:
-                    check.add((*path, "hubspot"),
-                              f"HubSpot property {pair.hubspot}.{rule.hubspot} is written by two "
-                              f"rules (also field #{writes_hs[rule.hubspot]})",
-                              "keep one rule per target field, or set one rule to none")
-                writes_hs[rule.hubspot] = f_index
+                written[(side, target)] = f_index
             if rule.stage_map is not None:
                 smap = maps.get(rule.stage_map)
                 if smap is None:
@@ -255,7 +250,7 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
         for _, pair in pairs:
             if pair.name in score.pairs and any(
                     r is not None and r.salesforce == score.salesforce_field
-                    and r.rule is not Rule.ALWAYS_SALESFORCE and r.rule is not Rule.NONE
+                    and r.rule.writes("salesforce")
                     for r in pair.fields):
                 check.add(("lead_score", "salesforce_field"),
                           f"{pair.salesforce}.{score.salesforce_field} is written by the lead "
