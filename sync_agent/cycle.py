@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import Record, Watermark, WriteRecord, WriteResult, advance
 from mapping.model import MappingFile, ObjectPair, Rule
-from mapping.rules import FieldChange, PairPlanner, apply, synced
+from mapping.rules import FieldChange, PairPlanner, Side, apply, synced
 from mapping.transforms import Unmapped
 from sync_agent import state
 from sync_agent.identity import group_by_key, match_key, passes
@@ -265,10 +265,10 @@ class Cycle:
                 link = self._link(session, pair, record.id, hs_record.id, key)
                 self._plan_pair(session, pair, link, record, hs_record, pending)
                 continue
-            self._create_in_hubspot(session, pair, record, key, pending)
+            self._create(session, pair, record, "hubspot", pending)
         for record in records:
             if record.id not in keyed:
-                self._create_in_hubspot(session, pair, record, None, pending)
+                self._create(session, pair, record, "hubspot", pending)
 
     def _by_key(self, system: str, obj: str, key_field: str, keys: list[str]
                 ) -> dict[str, list[Record]]:
@@ -284,34 +284,53 @@ class Cycle:
         return group_by_key(connector.find_by_emails(obj, keys, self._fields(system, obj)),
                             key_field)
 
-    def _create_in_hubspot(self, session: Session, pair: ObjectPair, record: Record,
-                           key: str | None, pending: dict[tuple[str, str], _Pending]) -> None:
-        known = state.open_gap_detail(session, "missing_in_hubspot", pair.name, record.id)
+    def _create(self, session: Session, pair: ObjectPair, record: Record, into: Side,
+                pending: dict[tuple[str, str], _Pending]) -> None:
+        """Create ``record``'s counterpart in ``into`` if the mapping allows it, and link the
+        two once the write succeeds; otherwise report it missing there."""
+        source: Side = "hubspot" if into == "salesforce" else "salesforce"
+        missing = f"missing_in_{into}"
+        known = state.open_gap_detail(session, missing, pair.name, record.id)
         if known and known.get("deleted_counterpart"):
-            return  # someone deleted its HubSpot record: a person decides, not the agent
-        if not passes(pair.create_in_hubspot, record.values):
-            self._gap(session, "missing_in_hubspot", pair.name, record.id, {"key": key})
+            return  # someone deleted its counterpart: a person decides, not the agent
+        key = (match_key(record.values.get(getattr(pair.match, source)))
+               if pair.match is not None else None)
+        rule = pair.create_in_hubspot if into == "hubspot" else pair.create_in_salesforce
+        if not passes(rule, record.values):
+            self._gap(session, missing, pair.name, record.id, {"key": key})
             return
         planner = self.planners[pair.name]
-        target: dict[str, Any] = {}
-        plan = planner.plan(record.values, target, None, 1.0, 0.0)
-        values = {c.field: c.new for c in plan.changes if c.side == "hubspot"}
-        values.update(_defaults(planner, "hubspot", values))
-        self.report.plan.append(PlannedWrite(pair.name, "hubspot", pair.hubspot, None,
-                                             plan.changes, create=True))
-        sf_values = dict(record.values)
+        if into == "hubspot":
+            plan = planner.plan(record.values, {}, None, 1.0, 0.0)
+        else:
+            plan = planner.plan({}, record.values, None, 0.0, 1.0)
+        values = {c.field: c.new for c in plan.changes if c.side == into}
+        values.update(_defaults(planner, into, values))
+        match: tuple[str, str] | None = None
+        if pair.match is not None and key:
+            if into == "hubspot":
+                match = (pair.match.hubspot, key)  # an upsert on email: a re-run cannot duplicate
+            else:
+                values.setdefault(pair.match.salesforce, key)
+        obj = pair.hubspot if into == "hubspot" else pair.salesforce
+        self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
+                                             create=True))
+        known_values = dict(record.values)
 
         def linked(result: WriteResult, session: Session = session) -> None:
             assert result.id is not None
-            hs_values = dict(values)
-            link = self._link(session, pair, record.id, result.id, key)
+            created = dict(values)
+            sf_values, hs_values = ((created, known_values) if into == "salesforce"
+                                    else (known_values, created))
+            sf_id, hs_id = ((result.id, record.id) if into == "salesforce"
+                            else (record.id, result.id))
+            link = self._link(session, pair, sf_id, hs_id, key)
             apply(plan, sf_values, hs_values)
             state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
-            self.report.created[f"hubspot.{pair.hubspot}"] += 1
+            self.report.created[f"{into}.{obj}"] += 1
 
-        match = (pair.match.hubspot, key) if pair.match is not None and key else None
-        self._queue(pending, "hubspot", pair.hubspot,
-                    WriteRecord(values=values, match=match), linked, pair, record.id, plan)
+        self._queue(pending, into, obj, WriteRecord(values=values, match=match), linked, pair,
+                    record.id, plan)
 
     def _unlinked_hubspot(self, session: Session,
                           changed: dict[tuple[str, str], list[Record]],
@@ -350,40 +369,11 @@ class Cycle:
                 return
         for pair in pairs:
             if passes(pair.create_in_salesforce, record.values):
-                self._create_in_salesforce(session, pair, record, pending)
+                self._create(session, pair, record, "salesforce", pending)
                 return
         first = pairs[0]
         self._gap(session, "missing_in_salesforce", first.name, record.id, {
             "key": match_key(record.values.get(first.match.hubspot)) if first.match else None})
-
-    def _create_in_salesforce(self, session: Session, pair: ObjectPair, record: Record,
-                              pending: dict[tuple[str, str], _Pending]) -> None:
-        known = state.open_gap_detail(session, "missing_in_salesforce", pair.name, record.id)
-        if known and known.get("deleted_counterpart"):
-            return  # someone deleted its Salesforce record: a person decides, not the agent
-        planner = self.planners[pair.name]
-        target: dict[str, Any] = {}
-        plan = planner.plan(target, record.values, None, 0.0, 1.0)
-        values = {c.field: c.new for c in plan.changes if c.side == "salesforce"}
-        values.update(_defaults(planner, "salesforce", values))
-        if pair.match is not None:
-            values.setdefault(pair.match.salesforce,
-                              match_key(record.values.get(pair.match.hubspot)))
-        self.report.plan.append(PlannedWrite(pair.name, "salesforce", pair.salesforce, None,
-                                             plan.changes, create=True))
-        hs_values = dict(record.values)
-        key = match_key(record.values.get(pair.match.hubspot)) if pair.match else None
-
-        def linked(result: WriteResult, session: Session = session) -> None:
-            assert result.id is not None
-            sf_values = dict(values)
-            link = self._link(session, pair, result.id, record.id, key)
-            apply(plan, sf_values, hs_values)
-            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
-            self.report.created[f"salesforce.{pair.salesforce}"] += 1
-
-        self._queue(pending, "salesforce", pair.salesforce, WriteRecord(values=values), linked,
-                    pair, record.id, plan)
 
     def _sync_linked(self, session: Session, pair: ObjectPair,
                      linked: dict[int, tuple[str, str]], sf_changed: dict[str, Record],
