@@ -14,8 +14,10 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from connectors.records import (
+    Activity,
     DeletedRecords,
     ObjectSchema,
+    Person,
     Record,
     Watermark,
     WriteRecord,
@@ -85,3 +87,12 @@ class Connector(Protocol):
         ...
 
     def delete(self, object_name: str, ids: list[str]) -> list[WriteResult]: ...
+
+    def people(self) -> list[Person]:
+        """Users (Salesforce) or owners (HubSpot), cached until ``clear_cache()``."""
+        ...
+
+    def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
+        """Sales activity on these records since ``since`` (Salesforce Tasks; HubSpot's last
+        activity date)."""
+        ...

@@ -40,10 +40,12 @@ from connectors.errors import (
 )
 from connectors.pacing import RollingWindow
 from connectors.records import (
+    Activity,
     DeletedRecord,
     DeletedRecords,
     FieldInfo,
     ObjectSchema,
+    Person,
     Record,
     Stage,
     Watermark,
@@ -61,6 +63,7 @@ BATCH_SIZE = 100  # HubSpot batch endpoints take at most 100 inputs
 SEARCH_PAGE = 200  # search pages hold at most 200 results
 SEARCH_CAP = 10_000  # search never returns more than 10,000 results for one query
 LIFECYCLE = "lifecyclestage"
+ACTIVITY = "notes_last_updated"
 RATE_LIMIT_PAUSE = 1.0  # a 429 without Retry-After: HubSpot's windows free up within seconds
 T = TypeVar("T")
 
@@ -145,6 +148,7 @@ class HubSpotConnector:
         self.calls: Counter[str] = Counter()
         self.rate_limited = 0
         self._schemas: dict[str, ObjectSchema] = {}
+        self._people: list[Person] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
     def _once(self, endpoint: str, call: Callable[[], T]) -> T:
@@ -175,6 +179,7 @@ class HubSpotConnector:
 
     def clear_cache(self) -> None:
         self._schemas.clear()
+        self._people = None
 
     # -- schema --------------------------------------------------------------------------
     def describe(self, object_type: str) -> ObjectSchema:
@@ -192,7 +197,8 @@ class HubSpotConnector:
                 p.options or [], key=lambda o: o.display_order if o.display_order is not None
                 else 0)),
             restricted_picklist=p.type == "enumeration" and not p.external_options,
-            calculated=bool(p.calculated), unique=bool(p.has_unique_value)) for p in props}
+            calculated=bool(p.calculated), unique=bool(p.has_unique_value),
+            forward_only=p.name == LIFECYCLE) for p in props}
         pipelines: dict[str, list[Stage]] = {}
         if name == "deals":
             found = self._call("pipelines.list",
@@ -493,6 +499,27 @@ class HubSpotConnector:
             if page.paging is None or page.paging.next is None:
                 return out
             after = page.paging.next.after
+
+    def people(self) -> list[Person]:
+        """Active and archived owners, to match Salesforce users by email."""
+        if self._people is None:
+            self._people = [Person(id=o["id"], email=o["email"],
+                                   name=f"{o['firstName'] or ''} {o['lastName'] or ''}".strip(),
+                                   active=not o["archived"]) for o in self.owners()]
+        return self._people
+
+    def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
+        """HubSpot's last activity date (``notes_last_updated``) where it is at or after
+        ``since``."""
+        name = self._object(object_name)
+        if name != "contacts" or not ids:
+            return []
+        out = []
+        for record in self._batch_read(name, sorted(set(ids)), [ACTIVITY]):
+            raw = record.values.get(ACTIVITY)
+            if raw and _parse(str(raw)) >= since:
+                out.append(Activity(record_id=record.id, id=ACTIVITY, at=_parse(str(raw))))
+        return out
 
     def associate(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> int:
         """Default (unlabeled) associations, 100 per call; returns how many were made."""

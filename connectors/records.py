@@ -61,6 +61,28 @@ class FieldInfo(BaseModel):
     calculated: bool = False  # formula fields: never bump the change cursor
     unique: bool = False
     external_id: bool = False
+    forward_only: bool = False  # HubSpot's lifecycle stage: an earlier value is ignored
+
+
+class Person(BaseModel):
+    """A Salesforce user or a HubSpot owner: the same person when the emails match."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    email: str | None
+    name: str
+    active: bool = True
+
+
+class Activity(BaseModel):
+    """Sales activity on a record (a Salesforce Task): an SLA clock stops at the first one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str
+    id: str
+    at: dt.datetime
 
 
 class Stage(BaseModel):

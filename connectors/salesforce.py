@@ -34,10 +34,12 @@ from connectors.errors import (
 from connectors.http import make_session
 from connectors.pacing import DailyBudget
 from connectors.records import (
+    Activity,
     DeletedRecord,
     DeletedRecords,
     FieldInfo,
     ObjectSchema,
+    Person,
     Record,
     Watermark,
     WriteError,
@@ -110,6 +112,7 @@ class SalesforceConnector:
         self.calls: Counter[str] = Counter()
         self._client: Salesforce | None = None
         self._schemas: dict[str, ObjectSchema] = {}
+        self._people: list[Person] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -155,8 +158,9 @@ class SalesforceConnector:
         return dt.timedelta(seconds=self.settings.lookback_seconds)
 
     def clear_cache(self) -> None:
-        """Forget describes: called at the start of each cycle."""
+        """Forget describes and users: called at the start of each cycle that refreshes."""
         self._schemas.clear()
+        self._people = None
 
     # -- schema --------------------------------------------------------------------------
     def describe(self, object_name: str) -> ObjectSchema:
@@ -334,6 +338,31 @@ class SalesforceConnector:
                                wanted[start:start + EMAILS_PER_QUERY])
             out += [self._to_record(object_name, row) for _, page in self._query_pages(soql)
                     for row in page]
+        return out
+
+    def people(self) -> list[Person]:
+        """Every user (owners of records), to match HubSpot owners by email."""
+        if self._people is None:
+            soql = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
+            self._people = [Person(id=str(row["Id"]), email=row.get("Email"),
+                                   name=str(row.get("Name") or ""),
+                                   active=bool(row.get("IsActive", True)))
+                            for _, page in self._query_pages(soql) for row in page]
+        return self._people
+
+    def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
+        """Tasks on these leads or contacts (``WhoId``) created at or after ``since``."""
+        _identifier(object_name)
+        out: list[Activity] = []
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), EMAILS_PER_QUERY):
+            soql = format_soql(
+                "SELECT Id, WhoId, CreatedDate FROM Task WHERE WhoId IN {} AND CreatedDate >= {}"
+                " ORDER BY CreatedDate", wanted[start:start + EMAILS_PER_QUERY],
+                since.astimezone(dt.UTC).replace(microsecond=0))
+            out += [Activity(record_id=str(row["WhoId"]), id=str(row["Id"]),
+                             at=parse_datetime(str(row["CreatedDate"])))
+                    for _, page in self._query_pages(soql) for row in page]
         return out
 
     # -- writes --------------------------------------------------------------------------

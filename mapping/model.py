@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 
@@ -184,10 +186,28 @@ WORKING_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
 class BusinessHours(Strict):
+    """When the SLA clock runs: ``start`` to ``end`` o'clock on ``days``, in ``timezone``."""
+
     start: int = Field(9, ge=0, le=23)
     end: int = Field(17, ge=1, le=24)
-    days: list[Weekday] = Field(default_factory=lambda: list(WORKING_DAYS))
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKING_DAYS), min_length=1)
     timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                             "Europe/Berlin") from None
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> BusinessHours:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
 
 
 class CreateTask(Strict):

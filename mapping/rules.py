@@ -16,7 +16,7 @@ Semantics, per mapped field:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,10 +82,12 @@ def compile_fields(rules: list[FieldRule], mapping: MappingFile) -> list[Compile
     return out
 
 
-def pair_rules(mapping: MappingFile, pair_name: str) -> list[FieldRule]:
-    """The pair's field rules, plus the lead score rule where it applies."""
+def pair_rules(mapping: MappingFile, pair_name: str,
+               extra: Sequence[FieldRule] = ()) -> list[FieldRule]:
+    """The pair's field rules, plus the lead score rule where it applies and ``extra`` rules
+    built from live data (the owner map)."""
     pair = next(p for p in mapping.objects if p.name == pair_name)
-    rules = list(pair.fields)
+    rules = [*pair.fields, *extra]
     score = mapping.lead_score
     if score is not None and pair_name in score.pairs:
         from mapping.model import Coerce
@@ -99,8 +101,9 @@ def pair_rules(mapping: MappingFile, pair_name: str) -> list[FieldRule]:
 class PairPlanner:
     """Plans one object pair's fields; build once per mapping, call per linked pair."""
 
-    def __init__(self, mapping: MappingFile, pair_name: str) -> None:
-        self.fields = compile_fields(pair_rules(mapping, pair_name), mapping)
+    def __init__(self, mapping: MappingFile, pair_name: str,
+                 extra: Sequence[FieldRule] = ()) -> None:
+        self.fields = compile_fields(pair_rules(mapping, pair_name, extra), mapping)
 
     def plan(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
              last: Mapping[str, tuple[Any, Any]] | None = None,

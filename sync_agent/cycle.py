@@ -18,11 +18,21 @@ from sqlalchemy.orm import Session
 
 from connectors.contract import Connector
 from connectors.records import Record, Watermark, WriteRecord, WriteResult, advance
-from mapping.model import MappingFile, ObjectPair, Rule
-from mapping.rules import FieldChange, PairPlanner, Side, apply, synced
+from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
+from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
-from sync_agent import state
+from sync_agent import sla, state
 from sync_agent.identity import group_by_key, match_key, passes
+from sync_agent.owners import OwnerDirectory, owner_rule
+from sync_agent.stages import (
+    StageBook,
+    StageField,
+    drift,
+    hold_backward,
+    maps_on,
+    recycles,
+    stage_fields,
+)
 from sync_agent.store import Store
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -75,7 +85,33 @@ class Cycle:
         self.full_read: set[tuple[str, str]] = set()  # objects read from the beginning
         self.changed: dict[tuple[str, str], list[Record]] = {}
         self.report = CycleReport()
-        self.planners = {p.name: PairPlanner(mapping, p.name) for p in mapping.objects}
+        self.planners: dict[str, PairPlanner] = {}
+        self.directory = OwnerDirectory({}, {})
+        self.stages = StageBook()
+        self.stage_fields: dict[str, list[StageField]] = {
+            p.name: stage_fields(mapping, p) for p in mapping.objects}
+        self.now = dt.datetime.now(dt.UTC)
+        self.open_keys: set[tuple[str, str]] = set()
+        self.remembered: set[int] = set()
+
+    def _prepare(self) -> None:
+        """The owner map comes from both systems' user lists, so the planners are built per
+        cycle (the lists are cached by the connectors between schema refreshes)."""
+        self.directory = OwnerDirectory.load(self.sf, self.hs)
+        for pair in self.mapping.objects:
+            extra: list[FieldRule] = []
+            rule = owner_rule(self.mapping, pair, self.directory, self.sf, self.hs)
+            if rule is not None:
+                extra.append(rule)
+            self.planners[pair.name] = PairPlanner(self.mapping, pair.name, extra)
+
+    def _owner_field(self, system: str) -> str:
+        owners = self.mapping.owners
+        return owners.salesforce_field if system == "salesforce" else owners.hubspot_property
+
+    def _forward_only(self, pair: ObjectPair) -> set[str]:
+        return {name for name, f in self.hs.describe(pair.hubspot).fields.items()
+                if f.forward_only}
 
     # -- fields each object needs ------------------------------------------------------------
     def _fields(self, system: str, obj: str) -> list[str]:
@@ -90,18 +126,23 @@ class Cycle:
                              else pair.match.hubspot)
             if pair.conversion is not None and system == "salesforce":
                 names += [pair.conversion.converted_field, pair.conversion.contact_field]
+        if names:
+            names += [field for _, _, field in maps_on(self.mapping, system, obj)]
         names = [n for n in dict.fromkeys(names) if n != "Id"]
         return names
 
     # -- the cycle -------------------------------------------------------------------------
     def run(self, until: dt.datetime | None = None) -> CycleReport:
         end = until or dt.datetime.now(dt.UTC)
+        self.now = end
+        calls_before = Counter(self.sf.calls) + Counter(self.hs.calls)
         if self.refresh_schemas:  # a long-running agent refreshes schemas now and then
             self.sf.clear_cache()
             self.hs.clear_cache()
-        calls_before = Counter(self.sf.calls) + Counter(self.hs.calls)
+        self._prepare()
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
+            self.open_keys = state.open_gap_keys(session)
             changed: dict[tuple[str, str], list[Record]] = {}
             marks: dict[tuple[str, str], Watermark] = {}
             for system, connector, objects in (
@@ -116,6 +157,9 @@ class Cycle:
                                                           self._fields(system, obj)))
                     changed[(system, obj)] = records
                     self.report.read[f"{system}.{obj}"] += len(records)
+                    for record in records:
+                        self.stages.observe(self.mapping, system, obj, record.id, record.values,
+                                            self._owner_field(system), record.cursor)
             self._deletes(session, marks)
             self.changed = changed
             pending: dict[tuple[str, str], _Pending] = {}
@@ -124,6 +168,9 @@ class Cycle:
                 self._pair(session, pair, changed, pending, handled_hs)
             self._unlinked_hubspot(session, changed, pending, handled_hs)
             self._flush(session, pending, run.id if run else None)
+            self.stages.flush(session, self.now)
+            if self.mapping.sla:
+                self._cold_leads(session, run.id if run else None)
             for (system, obj), records in changed.items():
                 connector = self.sf if system == "salesforce" else self.hs
                 new_mark = advance(marks[(system, obj)], records, connector.lookback, end)
@@ -152,13 +199,14 @@ class Cycle:
             pairs = [p for p in self.mapping.objects
                      if (p.salesforce if system == "salesforce" else p.hubspot) == obj]
             links = [link for p in pairs for link in state.links_of(session, p.name)]
-            if not links or mark.cursor == EPOCH:
-                continue  # nothing linked yet, so nothing can have gone
+            if mark.cursor == EPOCH:
+                continue  # never read before, so nothing known can have gone
             connector = self.sf if system == "salesforce" else self.hs
             since = mark.cursor - connector.lookback
             answer = connector.read_deleted(obj, since)
             gone: dict[str, str | None] = {d.id: d.merged_into for d in answer.records}
-            if not answer.complete:
+            state.end_visits(session, system, list(gone), self.now)
+            if not answer.complete and links:
                 live = set(connector.list_ids(obj))
                 for link in links:
                     record_id = link.sf_id if system == "salesforce" else link.hs_id
@@ -229,7 +277,7 @@ class Cycle:
                 state.move_link(session, link, pair=target.name, sf_object=target.salesforce,
                                 sf_id=str(contact_id))
                 self.report.converted += 1
-            state.close_gaps(session, pair.name, record.id, (
+            self._close(session, pair.name, record.id, (
                 "missing_in_hubspot", "duplicate_match", "sync_error"))
         return kept
 
@@ -326,7 +374,9 @@ class Cycle:
                             else (record.id, result.id))
             link = self._link(session, pair, sf_id, hs_id, key)
             apply(plan, sf_values, hs_values)
-            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
+            self._remember(session, link.id, synced(planner, sf_values, hs_values), {})
+            self.stages.observe(self.mapping, into, obj, result.id, created,
+                                self._owner_field(into), self.now)
             self.report.created[f"{into}.{obj}"] += 1
 
         self._queue(pending, into, obj, WriteRecord(values=values, match=match), linked, pair,
@@ -403,16 +453,29 @@ class Cycle:
     def _plan_pair(self, session: Session, pair: ObjectPair, link: Any, sf_record: Record,
                    hs_record: Record, pending: dict[tuple[str, str], _Pending]) -> None:
         planner = self.planners[pair.name]
+        fields = self.stage_fields[pair.name]
         last = state.synced_values(session, link.id)
-        plan = planner.plan(sf_record.values, hs_record.values, last,
+        sf_view, hs_view = dict(sf_record.values), dict(hs_record.values)
+        recycled = recycles(fields, sf_view, hs_view, last)
+        for turn in recycled:
+            (sf_view if turn.side == "salesforce" else hs_view)[turn.field] = turn.new
+        plan = planner.plan(sf_view, hs_view, last,
                             sf_record.cursor.timestamp(), hs_record.cursor.timestamp())
+        planned = {(c.side, c.field) for c in plan.changes}
+        plan = Plan(changes=plan.changes + [
+            FieldChange(t.side, t.field, t.old, t.new, "recycle",
+                        f"stage map {t.stage_map} recycles {t.old} to {t.new}",
+                        f"recycle>{t.field}")
+            for t in recycled if (t.side, t.field) not in planned], warnings=plan.warnings)
+        plan, held = hold_backward(plan, fields, self._forward_only(pair), bool(recycled))
         sf_values, hs_values = dict(sf_record.values), dict(hs_record.values)
+        apply(plan, sf_values, hs_values)
+        self._check_drift(session, pair, sf_record.id, hs_record.id, sf_values, hs_values, held)
+        after_sync = synced(planner, sf_values, hs_values)
         if not plan.changes:
             self.report.in_sync += 1
-            state.remember_synced(session, link.id, synced(planner, sf_values, hs_values))
+            self._remember(session, link.id, after_sync, last)
             return
-        apply(plan, sf_values, hs_values)
-        after_sync = synced(planner, sf_values, hs_values)
         for system, obj, record_id in (("salesforce", pair.salesforce, sf_record.id),
                                        ("hubspot", pair.hubspot, hs_record.id)):
             changes = [c for c in plan.changes if c.side == system]
@@ -420,23 +483,86 @@ class Cycle:
                 continue
             self.report.plan.append(PlannedWrite(pair.name, system, obj, record_id, changes))
             current = hs_record.values if system == "hubspot" else sf_record.values
+            values_after = hs_values if system == "hubspot" else sf_values
 
-            def remember(result: WriteResult, session: Session = session,
-                         link_id: int = link.id) -> None:
-                state.remember_synced(session, link_id, after_sync)
+            def remember(result: WriteResult, session: Session = session, link_id: int = link.id,
+                         system: str = system, obj: str = obj, record_id: str = record_id,
+                         values_after: dict[str, Any] = values_after) -> None:
+                self._remember(session, link_id, after_sync, last)
+                self.stages.observe(self.mapping, system, obj, record_id, values_after,
+                                    self._owner_field(system), self.now)
 
             self._queue(pending, system, obj, WriteRecord(
                 id=record_id, values={c.field: c.new for c in changes}, current=dict(current)),
                 remember, pair, record_id, plan, changes)
 
+    def _check_drift(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,
+                     sf_values: dict[str, Any], hs_values: dict[str, Any],
+                     held: dict[str, str]) -> None:
+        """Open a stage_drift gap while the two funnel positions disagree; close it when they
+        agree again."""
+        fields = self.stage_fields[pair.name]
+        if not fields:
+            return
+        found = drift(fields, sf_values, hs_values, held)
+        if found:
+            self._gap(session, "stage_drift", pair.name, sf_id,
+                      {"hubspot_id": hs_id, "stage_maps": found})
+        else:
+            self._close(session, pair.name, sf_id, ("stage_drift",))
+
+    # -- cold leads ------------------------------------------------------------------------
+    def _cold_leads(self, session: Session, run_id: int | None) -> None:
+        """SLA rules: find cold leads, keep their gaps, carry out the actions of new ones."""
+        cold = sla.find_cold(session, self.mapping, self.sf, self.now)
+        outcome = sla.reconcile(session, self.mapping, cold)
+        self.report.gaps[sla.KIND] += len(outcome.opened)
+        writes, skipped = sla.action_writes(self.mapping, outcome, self.directory,
+                                            self.now.date())
+        for lead, why in skipped:
+            known = state.open_gap_detail(session, sla.KIND, lead.rule.pair, lead.sf_id) or {}
+            state.open_gap(session, sla.KIND, lead.rule.pair, lead.sf_id,
+                           {"not_done": [*known.get("not_done", []), why]})
+        pending: dict[tuple[str, str], _Pending] = {}
+        pair_of = {p.name: p for p in self.mapping.objects}
+        for write in writes:
+            self.report.plan.append(PlannedWrite(write.lead.rule.pair, write.system,
+                                                 write.object, write.record_id, write.changes,
+                                                 create=write.record_id is None))
+
+            def done(result: WriteResult, session: Session = session,
+                     write: sla.ActionWrite = write) -> None:
+                if write.kind == "clear_property":
+                    return
+                known = state.open_gap_detail(session, sla.KIND, write.lead.rule.pair,
+                                              write.lead.sf_id) or {}
+                extra: dict[str, Any] = {"done": [*known.get("done", []),
+                                                  *write.kind.split("+")]}
+                if write.kind == "create_task" and result.id:
+                    extra["tasks"] = [*known.get("tasks", []), result.id]
+                state.open_gap(session, sla.KIND, write.lead.rule.pair, write.lead.sf_id,
+                               extra)
+
+            self._queue(pending, write.system, write.object,
+                        WriteRecord(id=write.record_id, values=write.values), done,
+                        pair_of[write.lead.rule.pair], write.lead.sf_id, None, write.changes,
+                        closes=())
+        self._flush(session, pending, run_id)
+        self.stages.flush(session, self.now)
+
     # -- writing -------------------------------------------------------------------------
     def _queue(self, pending: dict[tuple[str, str], _Pending], system: str, obj: str,
                write: WriteRecord, on_success: Any, pair: ObjectPair, source_id: str,
-               plan: Any, changes: list[FieldChange] | None = None) -> None:
+               plan: Plan | None, changes: list[FieldChange] | None = None,
+               closes: tuple[str, ...] = ("sync_error", "missing_in_hubspot",
+                                          "missing_in_salesforce")) -> None:
+        """Queue one write; ``closes`` are the gap kinds its success settles."""
         batch = pending.setdefault((system, obj), _Pending())
         batch.records.append(write)
-        batch.after.append((on_success, pair, source_id, changes or [
-            c for c in plan.changes if c.side == system]))
+        if changes is None:
+            assert plan is not None
+            changes = [c for c in plan.changes if c.side == system]
+        batch.after.append((on_success, pair, source_id, changes, closes))
 
     def _flush(self, session: Session, pending: dict[tuple[str, str], _Pending],
                run_id: int | None) -> None:
@@ -447,13 +573,12 @@ class Cycle:
                 continue
             connector = self.sf if system == "salesforce" else self.hs
             results = connector.upsert(obj, batch.records)
-            for write, result, (on_success, pair, source_id, changes) in zip(
+            for write, result, (on_success, pair, source_id, changes, closes) in zip(
                     batch.records, results, batch.after, strict=True):
                 if result.ok:
                     on_success(result)
                     self.report.written[f"{system}.{obj}"] += 1
-                    state.close_gaps(session, pair.name, source_id, (
-                        "sync_error", "missing_in_hubspot", "missing_in_salesforce"))
+                    self._close(session, pair.name, source_id, closes)
                     state.record_writes(session, run_id, ({
                         "system": system, "object": obj, "record_id": result.id or "",
                         "field": c.field, "old": _json(c.old), "new": _json(c.new),
@@ -479,15 +604,30 @@ class Cycle:
         link = state.add_link(session, pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id,
                               key)
         self.report.linked += 1
-        state.close_gaps(session, pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
-        state.close_gaps(session, pair.name, hs_id, ("missing_in_salesforce",
+        self._close(session, pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
+        self._close(session, pair.name, hs_id, ("missing_in_salesforce",
                                                      "duplicate_match"))
         return link
 
     def _gap(self, session: Session, kind: str, pair: str, key: str,
              detail: dict[str, Any]) -> None:
         self.report.gaps[kind] += 1
+        self.open_keys.add((pair, key))
         state.open_gap(session, kind, pair, key, detail)
+
+    def _remember(self, session: Session, link_id: int, values: dict[str, tuple[Any, Any]],
+                  known: dict[str, tuple[Any, Any]]) -> None:
+        """What both sides hold after this cycle, once per link (a pair written on both sides
+        reports success twice with the same values)."""
+        if link_id not in self.remembered:
+            self.remembered.add(link_id)
+            state.remember_synced(session, link_id, values, known)
+
+    def _close(self, session: Session, pair: str, key: str, kinds: Iterable[str]) -> None:
+        """Close a record's gaps of these kinds; records with no open gap cost no statement
+        (a first sync settles tens of thousands of records)."""
+        if (pair, key) in self.open_keys:
+            state.close_gaps(session, pair, key, kinds)
 
 
 def _defaults(planner: PairPlanner, side: str, values: dict[str, Any]) -> dict[str, Any]:

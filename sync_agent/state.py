@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from sync_agent.tables import (
     Link,
     Lock,
     Run,
+    StageVisit,
     SyncedField,
     WatermarkRow,
 )
@@ -92,22 +93,30 @@ def move_link(session: Session, link: Link, *, pair: str | None = None,
 
 
 def synced_values(session: Session, link_id: int) -> dict[str, tuple[Any, Any]]:
-    rows = session.scalars(select(SyncedField).where(SyncedField.link_id == link_id))
-    return {r.field_key: (r.sf_value, r.hs_value) for r in rows}
+    rows = session.execute(select(SyncedField.field_key, SyncedField.sf_value,
+                                  SyncedField.hs_value).where(SyncedField.link_id == link_id))
+    return {key: (sf_value, hs_value) for key, sf_value, hs_value in rows}
 
 
-def remember_synced(session: Session, link_id: int,
-                    values: dict[str, tuple[Any, Any]]) -> None:
-    existing = {r.field_key: r for r in session.scalars(
-        select(SyncedField).where(SyncedField.link_id == link_id))}
+def remember_synced(session: Session, link_id: int, values: dict[str, tuple[Any, Any]],
+                    known: dict[str, tuple[Any, Any]] | None = None) -> None:
+    """Store what both sides hold now. ``known`` is what ``synced_values`` returned for this
+    link in this transaction (saves a read); only fields that moved are written."""
+    if known is None:
+        known = synced_values(session, link_id)
     stamp = now()
+    inserts, updates = [], []
     for key, (sf_value, hs_value) in values.items():
-        row = existing.get(key)
-        if row is None:
-            session.add(SyncedField(link_id=link_id, field_key=key, sf_value=sf_value,
-                                    hs_value=hs_value, synced_at=stamp))
-        else:
-            row.sf_value, row.hs_value, row.synced_at = sf_value, hs_value, stamp
+        row = {"link_id": link_id, "field_key": key, "sf_value": sf_value,
+               "hs_value": hs_value, "synced_at": stamp}
+        if key not in known:
+            inserts.append(row)
+        elif known[key] != (sf_value, hs_value):
+            updates.append(row)
+    if inserts:
+        session.execute(insert(SyncedField), inserts)
+    if updates:
+        session.execute(update(SyncedField), updates)
 
 
 # -- runs and the ledger ---------------------------------------------------------------------
@@ -234,6 +243,12 @@ def close_gaps(session: Session, pair: str, key: str, kinds: Iterable[str]) -> i
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def open_gap_keys(session: Session) -> set[tuple[str, str]]:
+    """(pair, key) of every open gap."""
+    return {(p, k) for p, k in session.execute(select(Gap.pair, Gap.key).where(
+        Gap.closed_at.is_(None)))}
+
+
 def open_gaps(session: Session) -> list[Gap]:
     return list(session.scalars(select(Gap).where(Gap.closed_at.is_(None))
                                 .order_by(Gap.kind, Gap.pair, Gap.key)))
@@ -251,3 +266,11 @@ def open_gap_detail(session: Session, kind: str, pair: str, key: str) -> dict[st
     gap = session.scalars(select(Gap).where(Gap.kind == kind, Gap.pair == pair, Gap.key == key,
                                             Gap.closed_at.is_(None))).first()
     return dict(gap.detail) if gap is not None else None
+
+
+def end_visits(session: Session, system: str, record_ids: list[str], at: dt.datetime) -> None:
+    """Deleted or merged-away records leave the funnel."""
+    for start in range(0, len(record_ids), 500):
+        session.execute(update(StageVisit).where(
+            StageVisit.system == system, StageVisit.record_id.in_(record_ids[start:start + 500]),
+            StageVisit.left_at.is_(None)).values(left_at=at))

@@ -135,3 +135,42 @@ class Lock(Base):
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+
+
+class StageVisit(Base):
+    """A record's stay at one funnel stage: when it arrived, when it left (null while it is
+    there), and its owner. Funnel reports, SLA clocks and SLA compliance read these."""
+
+    __tablename__ = "stage_visits"
+    __table_args__ = (Index("ix_stage_visits_record", "system", "record_id", "left_at"),
+                      Index("ix_stage_visits_current", "stage_map", "position", "left_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    object: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(32))
+    stage_map: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str | None] = mapped_column(String(120))
+    position: Mapped[int | None] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(40))
+    entered_at: Mapped[dt.datetime]
+    left_at: Mapped[dt.datetime | None]
+
+
+class Backfill(Base):
+    """One backfill of one object: its Bulk API 2.0 job and how far its results were applied,
+    so a killed backfill resumes at the next unapplied page instead of starting over."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    object: Mapped[str] = mapped_column(String(64))
+    since: Mapped[dt.datetime | None]
+    job_id: Mapped[str | None] = mapped_column(String(40))
+    locator: Mapped[str | None] = mapped_column(String(200))  # next results page; null = first
+    total: Mapped[int | None] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]

@@ -1,0 +1,255 @@
+"""Cold leads: SLA rules over the stage visits, and the actions they trigger.
+
+A lead is cold when it has sat at the rule's stage for more than ``within_business_hours``
+(counted in business hours) with no sales activity (a Salesforce Task on it) since it arrived.
+Activity the agent itself created (its own follow-up Task) does not count. The gap closes when
+the lead leaves the stage or someone acts on it; a property the rule set in HubSpot is cleared
+then, so HubSpot lists show only leads that are cold now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.contract import Connector
+from mapping.model import (
+    CreateTask,
+    MappingFile,
+    RecycleToNurture,
+    Reroute,
+    SetProperty,
+    SlaRule,
+    StageMap,
+)
+from mapping.rules import FieldChange, Side
+from sync_agent import state
+from sync_agent.business_hours import deadline
+from sync_agent.owners import OwnerDirectory
+from sync_agent.tables import Gap, StageVisit
+
+KIND = "cold_lead"
+
+
+@dataclass
+class ColdLead:
+    rule: SlaRule
+    sf_id: str
+    hs_id: str | None
+    stage: str | None
+    owner: str | None
+    entered_at: dt.datetime
+    due_at: dt.datetime
+
+    def detail(self) -> dict[str, Any]:
+        return {"rule": self.rule.name, "stage": self.stage, "owner": self.owner,
+                "hubspot_id": self.hs_id, "entered_at": self.entered_at.isoformat(),
+                "due_at": self.due_at.isoformat()}
+
+
+@dataclass
+class ActionWrite:
+    """One write an action needs, in the shape the cycle's writer takes."""
+
+    system: Side
+    object: str
+    record_id: str | None  # None creates
+    values: dict[str, Any]
+    changes: list[FieldChange]
+    lead: ColdLead
+    kind: str
+
+
+@dataclass
+class SlaOutcome:
+    cold: dict[str, ColdLead] = field(default_factory=dict)
+    opened: list[ColdLead] = field(default_factory=list)
+    closed: list[Gap] = field(default_factory=list)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def sla_position(smap: StageMap, stage: str) -> int | None:
+    """The rule's stage may be named by either side's value."""
+    found = smap.position("hubspot", stage)
+    return found if found is not None else smap.position("salesforce", stage)
+
+
+def find_cold(session: Session, mapping: MappingFile, salesforce: Connector,
+              now: dt.datetime) -> dict[str, ColdLead]:
+    """Leads past their SLA with no activity since they reached the stage, by Salesforce id."""
+    cold: dict[str, ColdLead] = {}
+    ours = _our_tasks(session)
+    for rule in mapping.sla:
+        smap = mapping.stage_maps.get(rule.stage_map)
+        pair = next((p for p in mapping.objects if p.name == rule.pair), None)
+        if smap is None or pair is None:
+            continue  # validation refuses this; a hand-built mapping might not
+        where = sla_position(smap, rule.stage)
+        if where is None:
+            continue
+        due: list[ColdLead] = []
+        for visit in session.scalars(select(StageVisit).where(
+                StageVisit.system == "salesforce", StageVisit.object == pair.salesforce,
+                StageVisit.stage_map == rule.stage_map, StageVisit.position == where,
+                StageVisit.left_at.is_(None))):
+            entered = _aware(visit.entered_at)
+            at = deadline(entered, rule.within_business_hours, mapping.business_hours)
+            if at <= now and visit.record_id not in cold:
+                link = state.find_link(session, pair.name, sf_id=visit.record_id)
+                due.append(ColdLead(rule, visit.record_id, link.hs_id if link else None,
+                                    visit.stage, visit.owner, entered, at))
+        if not due:
+            continue
+        since = min(c.entered_at for c in due)
+        active: dict[str, dt.datetime] = {}
+        for activity in salesforce.activity(pair.salesforce, [c.sf_id for c in due], since):
+            if activity.id not in ours:
+                active[activity.record_id] = max(activity.at,
+                                                 active.get(activity.record_id, activity.at))
+        for lead in due:
+            touched = active.get(lead.sf_id)
+            if touched is None or touched < lead.entered_at:
+                cold[lead.sf_id] = lead
+    return cold
+
+
+def _our_tasks(session: Session) -> set[str]:
+    """Task ids the agent created for cold leads (open or closed gaps)."""
+    out: set[str] = set()
+    for detail in session.scalars(select(Gap.detail).where(Gap.kind == KIND)):
+        out.update(detail.get("tasks", []))
+    return out
+
+
+def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
+              ) -> SlaOutcome:
+    """Open gaps for new cold leads, touch the known ones, close those no longer cold."""
+    outcome = SlaOutcome(cold=cold)
+    for pair in {r.pair for r in mapping.sla}:
+        for gap in session.scalars(select(Gap).where(Gap.kind == KIND, Gap.pair == pair,
+                                                     Gap.closed_at.is_(None))):
+            if gap.key in cold and cold[gap.key].rule.pair == pair:
+                gap.last_seen_at = state.now()
+            else:
+                gap.closed_at = state.now()
+                outcome.closed.append(gap)
+    for lead in cold.values():
+        if state.open_gap(session, KIND, lead.rule.pair, lead.sf_id, lead.detail()):
+            outcome.opened.append(lead)
+    return outcome
+
+
+def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDirectory,
+                  today: dt.date) -> tuple[list[ActionWrite], list[tuple[ColdLead, str]]]:
+    """The writes the opened gaps' actions need, plus undoing ``set_hubspot_property`` for the
+    closed ones; and the actions that could not be carried out, with why."""
+    writes: list[ActionWrite] = []
+    skipped: list[tuple[ColdLead, str]] = []
+    pairs = {p.name: p for p in mapping.objects}
+    for lead in outcome.opened:
+        pair = pairs[lead.rule.pair]
+        smap = mapping.stage_maps[lead.rule.stage_map]
+        reason = (f"cold lead: at {lead.stage} since {lead.entered_at:%Y-%m-%d %H:%M} UTC, "
+                  f"due {lead.due_at:%Y-%m-%d %H:%M} UTC")
+        tag = f"sla:{lead.rule.name}"
+
+        def change(side: Side, name: str, new: Any, reason: str = reason,
+                   tag: str = tag) -> FieldChange:
+            return FieldChange(side, name, None, new, tag, reason, f"sla>{name}")
+
+        for action in lead.rule.actions:
+            if isinstance(action, CreateTask):
+                values: dict[str, Any] = {
+                    "Subject": action.subject, "Priority": action.priority,
+                    "Status": "Not Started", "WhoId": lead.sf_id,
+                    "ActivityDate": today.isoformat(),
+                    "Description": f"stagesync SLA {lead.rule.name}: {reason}."}
+                if lead.owner:
+                    values["OwnerId"] = lead.owner
+                writes.append(ActionWrite("salesforce", "Task", None, values,
+                                          [change("salesforce", "Subject", action.subject)],
+                                          lead, action.kind))
+            elif isinstance(action, SetProperty):
+                if lead.hs_id is None:
+                    skipped.append((lead, f"{action.kind}: the lead has no HubSpot record"))
+                    continue
+                writes.append(ActionWrite("hubspot", pair.hubspot, lead.hs_id,
+                                          {action.property: action.value},
+                                          [change("hubspot", action.property, action.value)],
+                                          lead, action.kind))
+            elif isinstance(action, Reroute):
+                user = directory.user_by_email(action.owner_email)
+                owner = directory.owner_by_email(action.owner_email)
+                if user is None:
+                    skipped.append((lead, f"reroute: no active Salesforce user has the email "
+                                          f"{action.owner_email}"))
+                else:
+                    writes.append(ActionWrite(
+                        "salesforce", pair.salesforce, lead.sf_id, {"OwnerId": user.id},
+                        [change("salesforce", "OwnerId", user.id)], lead, action.kind))
+                if owner is not None and lead.hs_id is not None:
+                    writes.append(ActionWrite(
+                        "hubspot", pair.hubspot, lead.hs_id,
+                        {mapping.owners.hubspot_property: owner.id},
+                        [change("hubspot", mapping.owners.hubspot_property, owner.id)], lead,
+                        action.kind))
+            elif isinstance(action, RecycleToNurture):
+                sf_field = smap.salesforce_field.partition(".")[2]
+                hs_field = smap.hubspot_field.partition(".")[2]
+                to_hs = action.hubspot_stage or _counterpart(smap, action.salesforce_stage)
+                writes.append(ActionWrite(
+                    "salesforce", pair.salesforce, lead.sf_id, {sf_field: action.salesforce_stage},
+                    [change("salesforce", sf_field, action.salesforce_stage)], lead, action.kind))
+                if to_hs and lead.hs_id is not None:
+                    writes.append(ActionWrite(
+                        "hubspot", pair.hubspot, lead.hs_id, {hs_field: to_hs},
+                        [change("hubspot", hs_field, to_hs)], lead, action.kind))
+    writes = _merged(writes)
+    for gap in outcome.closed:
+        rule = next((r for r in mapping.sla if r.name == gap.detail.get("rule")), None)
+        hs_id = gap.detail.get("hubspot_id")
+        if rule is None or not hs_id:
+            continue
+        for action in rule.actions:
+            if isinstance(action, SetProperty):
+                lead = ColdLead(rule, gap.key, hs_id, gap.detail.get("stage"), None,
+                                state.now(), state.now())
+                writes.append(ActionWrite(
+                    "hubspot", pairs[rule.pair].hubspot, hs_id, {action.property: ""},
+                    [FieldChange("hubspot", action.property, action.value, "",
+                                 f"sla:{rule.name}", "no longer cold",
+                                 f"sla>{action.property}")], lead, "clear_property"))
+    return writes, skipped
+
+
+def _merged(writes: list[ActionWrite]) -> list[ActionWrite]:
+    """One write per record: Salesforce refuses a batch naming a record twice, and two actions
+    (reroute and recycle) may touch the same lead."""
+    out: list[ActionWrite] = []
+    by_record: dict[tuple[str, str, str], ActionWrite] = {}
+    for write in writes:
+        if write.record_id is None:
+            out.append(write)
+            continue
+        key = (write.system, write.object, write.record_id)
+        first = by_record.get(key)
+        if first is None:
+            by_record[key] = write
+            out.append(write)
+            continue
+        first.values.update(write.values)
+        first.changes.extend(write.changes)
+        first.kind = f"{first.kind}+{write.kind}"
+    return out
+
+
+def _counterpart(smap: StageMap, salesforce_stage: str) -> str | None:
+    where = smap.position("salesforce", salesforce_stage)
+    return smap.stages[where].hubspot[0] if where is not None else None

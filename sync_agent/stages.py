@@ -1,0 +1,214 @@
+"""Funnel stages in the engine: where each record sits, drift between the two sides, recycling,
+and HubSpot's forward-only lifecycle stage.
+
+- Every record a cycle reads (and every value it writes) is an observation of its stage; the
+  ``stage_visits`` table keeps each stay (arrived, left, owner) for SLA clocks and reports.
+- Drift: a linked pair whose two stages sit at different funnel positions after the plan
+  (an unmapped value, a rule that does not write, a move HubSpot would ignore).
+- HubSpot ignores a lifecycle stage earlier than the current one. The native connector does
+  not move it back either, so a backward move is held and reported as drift: a person decides.
+  Recycling (the stage map's ``recycle`` rules, the SLA ``recycle`` action) is the deliberate
+  way back, and may move it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from mapping.model import MappingFile, ObjectPair, StageMap
+from mapping.rules import FieldChange, Plan, Side
+from mapping.transforms import blank
+from sync_agent.tables import StageVisit
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class StageField:
+    """A stage map as one object pair uses it: which field holds the stage on each side."""
+
+    name: str
+    smap: StageMap
+    sf_field: str
+    hs_field: str
+
+    def field(self, side: Side) -> str:
+        return self.sf_field if side == "salesforce" else self.hs_field
+
+
+def stage_fields(mapping: MappingFile, pair: ObjectPair) -> list[StageField]:
+    out: list[StageField] = []
+    for rule in pair.fields:
+        smap = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
+        if smap is not None and rule.stage_map is not None:
+            out.append(StageField(rule.stage_map, smap, rule.salesforce, rule.hubspot))
+    return out
+
+
+def maps_on(mapping: MappingFile, system: str, obj: str) -> list[tuple[str, StageMap, str]]:
+    """(name, map, field) of every stage map whose field lives on ``system``'s ``obj``."""
+    out = []
+    for name, smap in mapping.stage_maps.items():
+        where = smap.salesforce_field if system == "salesforce" else smap.hubspot_field
+        owner_obj, _, field = where.partition(".")
+        if owner_obj == obj and field:
+            out.append((name, smap, field))
+    return out
+
+
+def position(smap: StageMap, side: Side, value: Any) -> int | None:
+    return None if blank(value) else smap.position(side, str(value))
+
+
+# -- observations -----------------------------------------------------------------------------
+@dataclass
+class Observation:
+    system: str
+    object: str
+    record_id: str
+    stage_map: str
+    stage: str | None
+    position: int | None
+    owner: str | None
+    at: dt.datetime  # when the record was last modified (read) or written (by us)
+
+
+class StageBook:
+    """A cycle's stage observations; the last one per record and map wins."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, str], Observation] = {}
+
+    def observe(self, mapping: MappingFile, system: str, obj: str, record_id: str,
+                values: Mapping[str, Any], owner_field: str, at: dt.datetime) -> None:
+        side: Side = "salesforce" if system == "salesforce" else "hubspot"
+        for name, smap, field in maps_on(mapping, system, obj):
+            if field not in values:
+                continue
+            stage = values.get(field)
+            owner = values.get(owner_field)
+            self.seen[(system, record_id, name)] = Observation(
+                system, obj, record_id, name, None if blank(stage) else str(stage),
+                position(smap, side, stage), None if blank(owner) else str(owner), at)
+
+    def flush(self, session: Session, now: dt.datetime) -> int:
+        """Record the observations as stage visits; returns how many stays began."""
+        started = 0
+        items = list(self.seen.values())
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start:start + CHUNK]
+            ids = {o.record_id for o in chunk}
+            current = {(v.system, v.record_id, v.stage_map): v for v in session.scalars(
+                select(StageVisit).where(StageVisit.record_id.in_(ids),
+                                         StageVisit.left_at.is_(None)))}
+            rows = []
+            for obs in chunk:
+                visit = current.get((obs.system, obs.record_id, obs.stage_map))
+                if visit is not None and visit.stage == obs.stage:
+                    if visit.owner != obs.owner:
+                        visit.owner = obs.owner
+                    continue
+                arrived = min(obs.at, now)
+                if visit is not None:
+                    entered = visit.entered_at if visit.entered_at.tzinfo else (
+                        visit.entered_at.replace(tzinfo=dt.UTC))
+                    arrived = max(arrived, entered)
+                    visit.left_at = arrived
+                rows.append({"system": obs.system, "object": obs.object,
+                             "record_id": obs.record_id, "stage_map": obs.stage_map,
+                             "stage": obs.stage, "position": obs.position, "owner": obs.owner,
+                             "entered_at": arrived, "left_at": None})
+            if rows:
+                session.execute(insert(StageVisit), rows)
+                started += len(rows)
+        self.seen.clear()
+        return started
+
+
+# -- recycling, forward-only holds and drift ----------------------------------------------------
+@dataclass(frozen=True)
+class Recycled:
+    side: Side
+    field: str
+    old: str
+    new: str
+    stage_map: str
+
+
+def recycles(fields: Iterable[StageField], sf: Mapping[str, Any], hs: Mapping[str, Any],
+             last: Mapping[str, tuple[Any, Any]]) -> list[Recycled]:
+    """The stage map ``recycle`` rules this pair's stages trigger: a record that *moved* to a
+    recycled stage since the last sync. Records found there by a first sync stay put; a first
+    sync never recycles half a database."""
+    out = []
+    for sfield in fields:
+        seen = last.get(f"{sfield.sf_field}>{sfield.hs_field}")
+        if seen is None:
+            continue
+        for rule in sfield.smap.recycle:
+            values = sf if rule.side == "salesforce" else hs
+            name = sfield.field(rule.side)
+            before = seen[0] if rule.side == "salesforce" else seen[1]
+            if values.get(name) == rule.from_stage and before != rule.from_stage:
+                out.append(Recycled(rule.side, name, rule.from_stage, rule.to_stage,
+                                    sfield.name))
+    return out
+
+
+def hold_backward(plan: Plan, fields: Iterable[StageField], forward_only: set[str],
+                  recycled: bool) -> tuple[Plan, dict[str, str]]:
+    """Drop HubSpot writes that would move a forward-only stage back (HubSpot would ignore
+    them). Returns the plan to apply and, per stage map, why a move was held."""
+    if recycled or not forward_only:
+        return plan, {}
+    by_field = {f.hs_field: f for f in fields if f.hs_field in forward_only}
+    held: dict[str, str] = {}
+    kept: list[FieldChange] = []
+    for change in plan.changes:
+        sfield = by_field.get(change.field) if change.side == "hubspot" else None
+        if sfield is not None:
+            before = position(sfield.smap, "hubspot", change.old)
+            after = position(sfield.smap, "hubspot", change.new)
+            if before is not None and after is not None and after < before:
+                held[sfield.name] = (
+                    f"HubSpot moves {change.field} only forward: {change.old!r} was not set "
+                    f"back to {change.new!r} ({change.reason}); recycle the record or change "
+                    "one side")
+                continue
+        kept.append(change)
+    if not held:
+        return plan, {}
+    return Plan(changes=kept, warnings=plan.warnings), held
+
+
+def drift(fields: Iterable[StageField], sf: Mapping[str, Any], hs: Mapping[str, Any],
+          held: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Stage maps whose two stages sit at different funnel positions, with the reason."""
+    out: dict[str, dict[str, Any]] = {}
+    for sfield in fields:
+        s, h = sf.get(sfield.sf_field), hs.get(sfield.hs_field)
+        if blank(s) and blank(h):
+            continue
+        smap = sfield.smap
+        if str(s) in smap.ignore_salesforce or str(h) in smap.ignore_hubspot:
+            continue
+        sp, hp = position(smap, "salesforce", s), position(smap, "hubspot", h)
+        if sp == hp:
+            continue
+        if sfield.name in held:
+            reason = held[sfield.name]
+        elif sp is None or hp is None:
+            side, value = ("Salesforce", s) if sp is None else ("HubSpot", h)
+            reason = (f"{side} stage {value!r} is not in stage map {sfield.name}"
+                      if not blank(value) else f"{side} has no stage")
+        else:
+            reason = "the field rule does not carry the stage across"
+        out[sfield.name] = {"salesforce": s, "hubspot": h, "salesforce_position": sp,
+                            "hubspot_position": hp, "reason": reason}
+    return out
