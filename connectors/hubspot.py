@@ -375,6 +375,7 @@ class HubSpotConnector:
         one bad record never sinks the other 99.
         """
         name = self._object(object_type)
+        records = self._resolve_matches(name, records)
         self._clear_backward_lifecycle(name, records)
         results: dict[int, WriteResult] = {}
         groups: dict[str, list[int]] = {"create": [], "update": [], "upsert": []}
@@ -385,6 +386,48 @@ class HubSpotConnector:
             for start in range(0, len(indexes), BATCH_SIZE):
                 self._write(name, kind, records, indexes[start:start + BATCH_SIZE], results)
         return [results[i] for i in range(len(records))]
+
+    def _resolve_matches(self, name: str, records: list[WriteRecord]) -> list[WriteRecord]:
+        """HubSpot upserts only on unique properties. A match on another property (a company's
+        ``salesforceaccountid``) is looked up by search first, so a re-run after a crash
+        updates the record it created instead of creating it twice."""
+        fields = self.describe(name).fields
+        loose = [r for r in records if r.match and not r.id and not (
+            r.match[0] in fields and fields[r.match[0]].unique)]
+        if not loose:
+            return records
+        found: dict[tuple[str, str], str] = {}
+        for prop in sorted({r.match[0] for r in loose if r.match}):
+            values = [r.match[1] for r in loose if r.match and r.match[0] == prop]
+            for record in self.find_by(name, prop, values, [prop]):
+                found.setdefault((prop, str(record.values.get(prop))), record.id)
+        loose_ids = {id(r) for r in loose}
+        out = []
+        for rec in records:
+            if id(rec) in loose_ids and rec.match is not None:
+                existing = found.get((rec.match[0], rec.match[1]))
+                rec = rec.model_copy(update={"id": existing, "match": None})
+            out.append(rec)
+        return out
+
+    def find_by(self, object_type: str, prop: str, values: Iterable[str],
+                fields: Iterable[str] | None = None) -> list[Record]:
+        """Records whose ``prop`` equals one of ``values``: search, 100 values per filter."""
+        name = self._object(object_type)
+        properties = list(dict.fromkeys([*self._properties(name, fields), prop]))
+        wanted = sorted({v for v in values if v})
+        out: list[Record] = []
+        for start in range(0, len(wanted), BATCH_SIZE):
+            base = [{"propertyName": prop, "operator": "IN",
+                     "values": wanted[start:start + BATCH_SIZE]}]
+            page = self._search_page(name, base, properties, SEARCH_PAGE)
+            out += [self._to_record(name, item) for item in page.results]
+            while len(page.results) == SEARCH_PAGE:
+                page = self._search_page(name, [*base, {
+                    "propertyName": "hs_object_id", "operator": "GT",
+                    "value": str(page.results[-1].id)}], properties, SEARCH_PAGE)
+                out += [self._to_record(name, item) for item in page.results]
+        return out
 
     def _inputs(self, kind: str, records: list[WriteRecord], chunk: list[int]
                 ) -> list[dict[str, Any]]:

@@ -83,6 +83,7 @@ class Activity(BaseModel):
     record_id: str
     id: str
     at: dt.datetime
+    note: str | None = None  # a Task's description: how the agent knows its own Tasks
 
 
 class Stage(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -227,20 +227,10 @@ Database = Annotated[str | None, typer.Option(
     envvar="STAGESYNC_DATABASE_URL")]
 
 
-@sync_app.command("once")
-def sync_once(
-    mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the plan (record, field, old -> new, rule); write nothing.")]
-    = False,
-    env_file: EnvFile = None,
-    db: Database = None,
-) -> None:
-    """Run one sync cycle now."""
+def _engine(mapping: Path, env_file: Path | None) -> tuple[Any, Any, Any]:
+    """The checked mapping and both connectors, or a clear message and exit."""
     from connectors.build import build_connectors
     from mapping.validate import check_file
-    from sync_agent.cycle import describe_plan, run_cycle
-    from sync_agent.store import open_store
 
     parsed, problems = check_file(mapping)
     if parsed is None:
@@ -255,6 +245,26 @@ def sync_once(
                       "the sandbox")
         raise typer.Exit(2) from None
     salesforce, hubspot = build_connectors(settings)
+    return parsed, salesforce, hubspot
+
+
+MappingOption = Annotated[Path, typer.Option("--mapping", help="The mapping file.")]
+
+
+@sync_app.command("once")
+def sync_once(
+    mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (record, field, old -> new, rule); write nothing.")]
+    = False,
+    env_file: EnvFile = None,
+    db: Database = None,
+) -> None:
+    """Run one sync cycle now."""
+    from sync_agent.cycle import describe_plan, run_cycle
+    from sync_agent.store import open_store
+
+    parsed, salesforce, hubspot = _engine(mapping, env_file)
     store = open_store(db)
     try:
         report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run)
@@ -383,6 +393,151 @@ def status(db: Database = None) -> None:
                     str(now - cursor).split(".")[0])
     console.print(lag)
     console.print(f"dead letters waiting for retry: {waiting}")
+
+
+@app.command()
+def backfill(
+    object_name: Annotated[str, typer.Option(
+        "--object", help="The Salesforce object to bring across (Lead, Contact, ...).")],
+    since: Annotated[str | None, typer.Option(
+        help="Only records changed since this date (YYYY-MM-DD, UTC).")] = None,
+    mapping: MappingOption = DEFAULT_MAPPING,
+    page_size: Annotated[int, typer.Option(help="Records per page (one commit each).")]
+    = 2000,
+    env_file: EnvFile = None,
+    db: Database = None,
+) -> None:
+    """Bring every record of one Salesforce object across through Bulk API 2.0. Resumable: run
+    it again after a crash or Ctrl-C and it continues at the first unapplied page."""
+    import datetime as dt
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from sync_agent.backfill import BackfillError, run_backfill
+    from sync_agent.store import open_store
+
+    start: dt.datetime | None = None
+    if since is not None:
+        try:
+            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(0), dt.UTC)
+        except ValueError:
+            console.print(f"[red]--since {since!r} is not a date[/red]: use YYYY-MM-DD")
+            raise typer.Exit(2) from None
+    parsed, salesforce, hubspot = _engine(mapping, env_file)
+    store = open_store(db)
+    began = [0.0, 0]
+    with Progress(TextColumn(f"backfill {object_name}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]} records/s"), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("backfill", total=None, rate="-")
+
+        def progress(done: int, total: int | None) -> None:
+            import time
+
+            now = time.monotonic()
+            if not began[0]:
+                began[0], began[1] = now, done
+            elapsed = now - began[0]
+            rate = (done - began[1]) / elapsed if elapsed > 0 else 0.0
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        try:
+            result = run_backfill(store, parsed, salesforce, hubspot, object_name, start,
+                                  page_size, progress)
+        except (BackfillError, ConnectorError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    report = result.report
+    console.print(
+        f"backfill of {object_name} {'resumed and ' if result.resumed else ''}finished: "
+        f"{result.done} record(s) in {result.pages} page(s) this run, job {result.job_id}; "
+        f"linked {report.linked}, created {sum(report.created.values())}, "
+        f"written {sum(report.written.values())}, refused {report.failed}, "
+        f"gaps {sum(report.gaps.values())}")
+
+
+@app.command()
+def retry(
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Retry every waiting dead letter, not only those due.")] = False,
+    mapping: MappingOption = DEFAULT_MAPPING,
+    env_file: EnvFile = None,
+    db: Database = None,
+) -> None:
+    """Retry dead letters: each refused record is synced again as it is now."""
+    from sync_agent.dead_letters import retry_dead_letters
+    from sync_agent.store import open_store
+
+    parsed, salesforce, hubspot = _engine(mapping, env_file)
+    try:
+        result = retry_dead_letters(open_store(db), parsed, salesforce, hubspot, everything)
+    except ConnectorError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
+                  f"{result.failed} refused again (backed off), {result.gone} whose record "
+                  "no longer exists")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    mapping: MappingOption = DEFAULT_MAPPING,
+    html: Annotated[Path | None, typer.Option(
+        help="Also write the report with charts to this HTML file.")] = None,
+    db: Database = None,
+) -> None:
+    """The funnel both tools share: records per stage on each side, conversion between
+    stages, SLA compliance and cold leads by owner (from the state store; no API calls)."""
+    from mapping.validate import check_file
+    from sync_agent.report import build_report, write_html
+    from sync_agent.store import open_store
+
+    parsed, problems = check_file(mapping)
+    if parsed is None:
+        for problem in problems:
+            typer.echo(str(problem))
+        raise typer.Exit(1)
+    with open_store(db).session() as session:
+        found = build_report(session, parsed)
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    for funnel in found.funnels:
+        table = Table(title=f"funnel: {funnel.stage_map}")
+        for column in ("stage (Salesforce / HubSpot)", "Salesforce", "HubSpot",
+                       "to next (SF)", "to next (HS)"):
+            table.add_column(column, justify="left" if column.startswith("stage") else "right")
+        for row in funnel.rows:
+            table.add_row(row.label, str(row.counts["salesforce"]), str(row.counts["hubspot"]),
+                          percent(row.conversion["salesforce"]),
+                          percent(row.conversion["hubspot"]))
+        for side, values in funnel.unmapped.items():
+            for value, count in values.most_common():
+                table.add_row(f"(not in the map) {value}",
+                              *((str(count), "") if side == "salesforce" else ("", str(count))),
+                              "", "")
+        console.print(table)
+    for sla in found.slas:
+        table = Table(title=f"SLA {sla.rule}: compliance {percent(sla.compliance)} "
+                            f"({sla.reached} reached, {sla.breached} went cold, "
+                            f"{sla.open_now} cold now)")
+        table.add_column("owner")
+        table.add_column("cold leads now", justify="right")
+        for owner, count in sla.by_owner.most_common():
+            table.add_row(owner, str(count))
+        console.print(table)
+    if html is not None:
+        write_html(found, html)
+        console.print(f"HTML report written to {html}")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -21,7 +21,7 @@ from connectors.records import Record, Watermark, WriteRecord, WriteResult, adva
 from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
 from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
-from sync_agent import sla, state
+from sync_agent import failpoints, sla, state
 from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.owners import OwnerDirectory, owner_rule
 from sync_agent.stages import (
@@ -93,8 +93,10 @@ class Cycle:
         self.now = dt.datetime.now(dt.UTC)
         self.open_keys: set[tuple[str, str]] = set()
         self.remembered: set[int] = set()
+        self.failed_sources: set[tuple[str, str]] = set()
+        self.retrying: dict[tuple[str, str], Any] = {}  # (pair, source id) -> dead letter
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         """The owner map comes from both systems' user lists, so the planners are built per
         cycle (the lists are cached by the connectors between schema refreshes)."""
         self.directory = OwnerDirectory.load(self.sf, self.hs)
@@ -139,7 +141,7 @@ class Cycle:
         if self.refresh_schemas:  # a long-running agent refreshes schemas now and then
             self.sf.clear_cache()
             self.hs.clear_cache()
-        self._prepare()
+        self.prepare()
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
             self.open_keys = state.open_gap_keys(session)
@@ -160,6 +162,7 @@ class Cycle:
                     for record in records:
                         self.stages.observe(self.mapping, system, obj, record.id, record.values,
                                             self._owner_field(system), record.cursor)
+            failpoints.hit("cycle.read")
             self._deletes(session, marks)
             self.changed = changed
             pending: dict[tuple[str, str], _Pending] = {}
@@ -187,8 +190,36 @@ class Cycle:
                     "created": dict(self.report.created), "linked": self.report.linked,
                     "failed": self.report.failed, "gaps": dict(self.report.gaps)},
                     self.report.calls)
+                failpoints.hit("cycle.commit")
                 session.commit()
         return self.report
+
+    def apply_records(self, session: Session, system: str, obj: str, records: list[Record],
+                      run_id: int | None) -> None:
+        """Sync given records of one object (a backfill page) as a cycle syncs changes:
+        identity, creates, field rules, gaps; no watermark moves. Call ``prepare()`` first."""
+        self.changed = {(s, o): [] for s, objects in (
+            ("salesforce", {p.salesforce for p in self.mapping.objects}),
+            ("hubspot", {p.hubspot for p in self.mapping.objects})) for o in objects}
+        self.changed[(system, obj)] = records
+        self.open_keys = state.open_gap_keys(session)
+        self.remembered = set()
+        for record in records:
+            self.stages.observe(self.mapping, system, obj, record.id, record.values,
+                                self._owner_field(system), record.cursor)
+        self.report.read[f"{system}.{obj}"] += len(records)
+        pending: dict[tuple[str, str], _Pending] = {}
+        handled_hs: set[tuple[str, str]] = set()
+        for pair in self.mapping.objects:
+            if (pair.salesforce if system == "salesforce" else pair.hubspot) == obj:
+                self._pair(session, pair, self.changed, pending, handled_hs)
+        self._unlinked_hubspot(session, self.changed, pending, handled_hs)
+        self._flush(session, pending, run_id)
+        self.stages.flush(session, self.now)
+
+    def fields_of(self, system: str, obj: str) -> list[str]:
+        """The fields the engine reads of ``obj``: every mapped one, keys, stages, owner."""
+        return self._fields(system, obj)
 
     # -- deletes and merges ----------------------------------------------------------------
     def _deletes(self, session: Session, marks: dict[tuple[str, str], Watermark]) -> None:
@@ -360,6 +391,10 @@ class Cycle:
                 match = (pair.match.hubspot, key)  # an upsert on email: a re-run cannot duplicate
             else:
                 values.setdefault(pair.match.salesforce, key)
+        elif into == "hubspot":
+            carried = next((f.hs for f in planner.fields if f.sf == "Id"), None)
+            if carried is not None:  # the Salesforce id travels: a re-run finds the record
+                match = (carried, record.id)
         obj = pair.hubspot if into == "hubspot" else pair.salesforce
         self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
                                              create=True))
@@ -377,7 +412,8 @@ class Cycle:
             self._remember(session, link.id, synced(planner, sf_values, hs_values), {})
             self.stages.observe(self.mapping, into, obj, result.id, created,
                                 self._owner_field(into), self.now)
-            self.report.created[f"{into}.{obj}"] += 1
+            if result.created is not False:  # False: found by the id it carries (a re-run)
+                self.report.created[f"{into}.{obj}"] += 1
 
         self._queue(pending, into, obj, WriteRecord(values=values, match=match), linked, pair,
                     record.id, plan)
@@ -515,6 +551,8 @@ class Cycle:
     def _cold_leads(self, session: Session, run_id: int | None) -> None:
         """SLA rules: find cold leads, keep their gaps, carry out the actions of new ones."""
         cold = sla.find_cold(session, self.mapping, self.sf, self.now)
+        for lead in cold.values():
+            lead.owner_name = self.directory.name("salesforce", lead.owner)
         outcome = sla.reconcile(session, self.mapping, cold)
         self.report.gaps[sla.KIND] += len(outcome.opened)
         writes, skipped = sla.action_writes(self.mapping, outcome, self.directory,
@@ -573,6 +611,7 @@ class Cycle:
                 continue
             connector = self.sf if system == "salesforce" else self.hs
             results = connector.upsert(obj, batch.records)
+            failpoints.hit(f"cycle.write.{system}.{obj}")
             for write, result, (on_success, pair, source_id, changes, closes) in zip(
                     batch.records, results, batch.after, strict=True):
                 if result.ok:
@@ -587,13 +626,24 @@ class Cycle:
                 self.report.failed += 1
                 error = result.error
                 assert error is not None
-                state.add_dead_letter(
-                    session, system=system, obj=obj, record_id=write.id,
-                    operation="update" if write.id else "create",
-                    payload={"values": _json(write.values),
-                             "match": list(write.match) if write.match else None},
-                    code=error.code, message=error.message,
-                    field=error.fields[0] if error.fields else None)
+                self.failed_sources.add((pair.name, source_id))
+                letter = self.retrying.get((pair.name, source_id))
+                if letter is not None:  # a retry failed again: the same letter, backed off
+                    state.retried(letter, False, f"{error.code}: {error.message}")
+                else:
+                    other = pair.hubspot if system == "salesforce" else pair.salesforce
+                    source = ({"system": system, "object": obj} if write.id else {
+                        "system": "hubspot" if system == "salesforce" else "salesforce",
+                        "object": other})
+                    state.add_dead_letter(
+                        session, system=system, obj=obj, record_id=write.id,
+                        operation="update" if write.id else "create",
+                        payload={"values": _json(write.values),
+                                 "match": list(write.match) if write.match else None,
+                                 "source": {**source, "id": source_id, "pair": pair.name},
+                                 "replay": any(c.rule.startswith("sla:") for c in changes)},
+                        code=error.code, message=error.message,
+                        field=error.fields[0] if error.fields else None)
                 self._gap(session, "sync_error", pair.name, source_id, {
                     "system": system, "object": obj, "code": error.code,
                     "message": error.message, "fields": list(error.fields)})

@@ -33,6 +33,7 @@ from sync_agent.owners import OwnerDirectory
 from sync_agent.tables import Gap, StageVisit
 
 KIND = "cold_lead"
+MARK = "stagesync SLA"  # starts the description of every Task the agent creates
 
 
 @dataclass
@@ -44,9 +45,13 @@ class ColdLead:
     owner: str | None
     entered_at: dt.datetime
     due_at: dt.datetime
+    owner_name: str | None = None  # the owner's email, for reports
+    tasks: list[str] = field(default_factory=list)  # the agent's own Tasks on it already
 
     def detail(self) -> dict[str, Any]:
         return {"rule": self.rule.name, "stage": self.stage, "owner": self.owner,
+                "tasks": self.tasks,
+                "owner_name": self.owner_name,
                 "hubspot_id": self.hs_id, "entered_at": self.entered_at.isoformat(),
                 "due_at": self.due_at.isoformat()}
 
@@ -85,7 +90,6 @@ def find_cold(session: Session, mapping: MappingFile, salesforce: Connector,
               now: dt.datetime) -> dict[str, ColdLead]:
     """Leads past their SLA with no activity since they reached the stage, by Salesforce id."""
     cold: dict[str, ColdLead] = {}
-    ours = _our_tasks(session)
     for rule in mapping.sla:
         smap = mapping.stage_maps.get(rule.stage_map)
         pair = next((p for p in mapping.objects if p.name == rule.pair), None)
@@ -109,23 +113,19 @@ def find_cold(session: Session, mapping: MappingFile, salesforce: Connector,
             continue
         since = min(c.entered_at for c in due)
         active: dict[str, dt.datetime] = {}
+        ours: dict[str, list[tuple[str, dt.datetime]]] = {}
         for activity in salesforce.activity(pair.salesforce, [c.sf_id for c in due], since):
-            if activity.id not in ours:
-                active[activity.record_id] = max(activity.at,
-                                                 active.get(activity.record_id, activity.at))
+            if (activity.note or "").startswith(MARK):  # the agent's follow-up, not a rep's
+                ours.setdefault(activity.record_id, []).append((activity.id, activity.at))
+                continue
+            active[activity.record_id] = max(activity.at,
+                                             active.get(activity.record_id, activity.at))
         for lead in due:
             touched = active.get(lead.sf_id)
             if touched is None or touched < lead.entered_at:
+                lead.tasks = [i for i, at in ours.get(lead.sf_id, []) if at >= lead.entered_at]
                 cold[lead.sf_id] = lead
     return cold
-
-
-def _our_tasks(session: Session) -> set[str]:
-    """Task ids the agent created for cold leads (open or closed gaps)."""
-    out: set[str] = set()
-    for detail in session.scalars(select(Gap.detail).where(Gap.kind == KIND)):
-        out.update(detail.get("tasks", []))
-    return out
 
 
 def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
@@ -166,11 +166,13 @@ def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDir
 
         for action in lead.rule.actions:
             if isinstance(action, CreateTask):
+                if lead.tasks:  # created before a crash: the follow-up exists already
+                    continue
                 values: dict[str, Any] = {
                     "Subject": action.subject, "Priority": action.priority,
                     "Status": "Not Started", "WhoId": lead.sf_id,
                     "ActivityDate": today.isoformat(),
-                    "Description": f"stagesync SLA {lead.rule.name}: {reason}."}
+                    "Description": f"{MARK} {lead.rule.name}: {reason}."}
                 if lead.owner:
                     values["OwnerId"] = lead.owner
                 writes.append(ActionWrite("salesforce", "Task", None, values,
