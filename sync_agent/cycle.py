@@ -94,6 +94,8 @@ class Cycle:
         self.open_keys: set[tuple[str, str]] = set()
         self.remembered: set[int] = set()
         self.failed_sources: set[tuple[str, str]] = set()
+        self.prior_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.new_intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]] = {}
         self.retrying: dict[tuple[str, str], Any] = {}  # (pair, source id) -> dead letter
 
     def prepare(self) -> None:
@@ -145,6 +147,7 @@ class Cycle:
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
             self.open_keys = state.open_gap_keys(session)
+            self.prior_intents = state.load_intents(session)
             changed: dict[tuple[str, str], list[Record]] = {}
             marks: dict[tuple[str, str], Watermark] = {}
             for system, connector, objects in (
@@ -170,6 +173,11 @@ class Cycle:
             for pair in self.mapping.objects:
                 self._pair(session, pair, changed, pending, handled_hs)
             self._unlinked_hubspot(session, changed, pending, handled_hs)
+            if not self.dry_run:
+                # Write-ahead: links found by matching, settled pairs and the intents of the
+                # writes below are committed before any vendor write.
+                state.put_intents(session, self.new_intents, self.prior_intents)
+                session.commit()
             self._flush(session, pending, run.id if run else None)
             self.stages.flush(session, self.now)
             if self.mapping.sla:
@@ -190,6 +198,7 @@ class Cycle:
                     "created": dict(self.report.created), "linked": self.report.linked,
                     "failed": self.report.failed, "gaps": dict(self.report.gaps)},
                     self.report.calls)
+                state.clear_intents(session)
                 failpoints.hit("cycle.commit")
                 session.commit()
         return self.report
@@ -490,7 +499,8 @@ class Cycle:
                    hs_record: Record, pending: dict[tuple[str, str], _Pending]) -> None:
         planner = self.planners[pair.name]
         fields = self.stage_fields[pair.name]
-        last = state.synced_values(session, link.id)
+        stored = state.synced_values(session, link.id)
+        last = self._with_intent(pair, planner, sf_record, hs_record, stored)
         sf_view, hs_view = dict(sf_record.values), dict(hs_record.values)
         recycled = recycles(fields, sf_view, hs_view, last)
         for turn in recycled:
@@ -510,8 +520,9 @@ class Cycle:
         after_sync = synced(planner, sf_values, hs_values)
         if not plan.changes:
             self.report.in_sync += 1
-            self._remember(session, link.id, after_sync, last)
+            self._remember(session, link.id, after_sync, stored)
             return
+        self.new_intents[(pair.name, sf_record.id, hs_record.id)] = after_sync
         for system, obj, record_id in (("salesforce", pair.salesforce, sf_record.id),
                                        ("hubspot", pair.hubspot, hs_record.id)):
             changes = [c for c in plan.changes if c.side == system]
@@ -524,13 +535,30 @@ class Cycle:
             def remember(result: WriteResult, session: Session = session, link_id: int = link.id,
                          system: str = system, obj: str = obj, record_id: str = record_id,
                          values_after: dict[str, Any] = values_after) -> None:
-                self._remember(session, link_id, after_sync, last)
+                self._remember(session, link_id, after_sync, stored)
                 self.stages.observe(self.mapping, system, obj, record_id, values_after,
                                     self._owner_field(system), self.now)
 
             self._queue(pending, system, obj, WriteRecord(
                 id=record_id, values={c.field: c.new for c in changes}, current=dict(current)),
                 remember, pair, record_id, plan, changes)
+
+    def _with_intent(self, pair: ObjectPair, planner: PairPlanner, sf_record: Record,
+                     hs_record: Record, stored: dict[str, tuple[Any, Any]]
+                     ) -> dict[str, tuple[Any, Any]]:
+        """History for planning: what was stored, plus a crashed cycle's intents for fields
+        that hold exactly what it meant to write (its writes landed; it died before saying
+        so)."""
+        intent = self.prior_intents.get((pair.name, sf_record.id, hs_record.id))
+        if not intent:
+            return stored
+        last = dict(stored)
+        for f in planner.fields:
+            meant = intent.get(f.key)
+            if meant is not None and [sf_record.values.get(f.sf),
+                                      hs_record.values.get(f.hs)] == list(meant):
+                last[f.key] = (meant[0], meant[1])
+        return last
 
     def _check_drift(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,
                      sf_values: dict[str, Any], hs_values: dict[str, Any],

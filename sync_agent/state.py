@@ -17,6 +17,7 @@ from sync_agent.store import Store
 from sync_agent.tables import (
     DeadLetter,
     Gap,
+    Intent,
     LedgerEntry,
     Link,
     Lock,
@@ -274,3 +275,27 @@ def end_visits(session: Session, system: str, record_ids: list[str], at: dt.date
         session.execute(update(StageVisit).where(
             StageVisit.system == system, StageVisit.record_id.in_(record_ids[start:start + 500]),
             StageVisit.left_at.is_(None)).values(left_at=at))
+
+
+# -- write intents (write-ahead, for crash recovery) ----------------------------------------------
+def load_intents(session: Session) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(i.pair, i.sf_id, i.hs_id): dict(i.values) for i in session.scalars(select(Intent))}
+
+
+def put_intents(session: Session,
+                intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]],
+                replacing: Iterable[tuple[str, str, str]] = ()) -> None:
+    stamp = now()
+    for pair, sf_id, hs_id in set(replacing) & set(intents):
+        session.execute(delete(Intent).where(Intent.pair == pair, Intent.sf_id == sf_id,
+                                             Intent.hs_id == hs_id))
+    rows = [{"pair": pair, "sf_id": sf_id, "hs_id": hs_id, "created_at": stamp,
+             "values": {k: list(v) for k, v in values.items()}}
+            for (pair, sf_id, hs_id), values in intents.items()]
+    if rows:
+        session.execute(insert(Intent), rows)
+
+
+def clear_intents(session: Session) -> None:
+    """A cycle committed: every intent is settled (one cycle runs at a time: the lock)."""
+    session.execute(delete(Intent))

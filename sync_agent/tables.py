@@ -174,3 +174,18 @@ class Backfill(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | finished | failed
     started_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
+
+
+class Intent(Base):
+    """What a pair's fields will hold once this cycle's writes land, committed before the
+    writes. After a crash between the writes and the cycle's commit, the next cycle treats a
+    field whose two values equal its intent as synced: the agent recognises its own writes
+    even though it never recorded them, and modification times it caused decide nothing."""
+
+    __tablename__ = "intents"
+
+    pair: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sf_id: Mapped[str] = mapped_column(String(18), primary_key=True)
+    hs_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime]

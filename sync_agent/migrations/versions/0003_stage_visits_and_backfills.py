@@ -1,4 +1,4 @@
-"""stage visits and backfills
+"""stage visits, backfills and write intents
 
 Revision ID: 0003
 Revises: 0002
@@ -32,6 +32,14 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('intents',
+    sa.Column('pair', sa.String(length=64), nullable=False),
+    sa.Column('sf_id', sa.String(length=18), nullable=False),
+    sa.Column('hs_id', sa.String(length=32), nullable=False),
+    sa.Column('values', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('pair', 'sf_id', 'hs_id')
+    )
     op.create_table('stage_visits',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('system', sa.String(length=16), nullable=False),
@@ -61,5 +69,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_stage_visits_current')
 
     op.drop_table('stage_visits')
+    op.drop_table('intents')
     op.drop_table('backfills')
     # ### end Alembic commands ###
