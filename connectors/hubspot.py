@@ -391,6 +391,8 @@ class HubSpotConnector:
         """HubSpot upserts only on unique properties. A match on another property (a company's
         ``salesforceaccountid``) is looked up by search first, so a re-run after a crash
         updates the record it created instead of creating it twice."""
+        if not any(r.match and not r.id and r.match[0] != "email" for r in records):
+            return records  # contacts upsert on email natively
         fields = self.describe(name).fields
         loose = [r for r in records if r.match and not r.id and not (
             r.match[0] in fields and fields[r.match[0]].unique)]

@@ -170,9 +170,14 @@ def advance(mark: Watermark, records: Iterable[Record], lookback: dt.timedelta,
     the engine persists."""
     newest = mark.cursor
     seen = set(mark.seen)
+    # A record stamped in the read's own second may change again within that second and keep
+    # its stamp (Salesforce stamps to the second): it is not marked seen, so the next read,
+    # which starts ``lookback`` before this one, takes it again.
+    still_open = until.replace(microsecond=0) if until is not None else None
     for record in records:
         newest = max(newest, record.cursor)
-        seen.add((record.id, record.cursor))
+        if still_open is None or record.cursor < still_open:
+            seen.add((record.id, record.cursor))
     moved = Watermark(cursor=newest, read_until=until or mark.read_until)
     horizon = moved.start(lookback)
     return moved.model_copy(update={"seen": frozenset(s for s in seen if s[1] >= horizon)})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: the sandbox (both emulators, seeded with messy data), the default mapping, one full
-# cycle, the gaps it found, then a scripted change on each side and a second, incremental cycle
-# that carries them across. Uses only the settings file the sandbox writes.
+# cycle, the gaps it found and the funnel report, then a scripted change on each side and a
+# second, incremental cycle that carries them across. Uses only the settings file the sandbox
+# writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.stagesync/demo
@@ -33,6 +34,8 @@ step "stagesync sync once   (the first, full cycle)"
 "$bin/stagesync" sync once --mapping "$mapping" --env-file "$env_file" --db "$db"
 step "stagesync gaps"
 "$bin/stagesync" gaps --db "$db" --limit 3
+step "stagesync report   (the funnel both tools share; charts in $state/report.html)"
+"$bin/stagesync" report --mapping "$mapping" --db "$db" --html "$state/report.html"
 step "a change on each side"
 sleep 1
 "$bin/python" scripts/demo_change.py "$env_file" "$db"

@@ -392,6 +392,12 @@ def status(db: Database = None) -> None:
         lag.add_row(mark.system, mark.object, cursor.strftime("%Y-%m-%d %H:%M:%S"),
                     str(now - cursor).split(".")[0])
     console.print(lag)
+    quota = next((r.counts.get("salesforce_api") for r in runs
+                  if r.counts.get("salesforce_api") and r.counts["salesforce_api"][1]), None)
+    if quota:
+        used, limit = quota
+        console.print(f"Salesforce API requests today: {used:,} of {limit:,} "
+                      f"({used / limit:.1%}), as of the last cycle")
     console.print(f"dead letters waiting for retry: {waiting}")
 
 

@@ -196,7 +196,8 @@ class Cycle:
                 state.finish_run(session, run, "ok", {
                     "read": dict(self.report.read), "written": dict(self.report.written),
                     "created": dict(self.report.created), "linked": self.report.linked,
-                    "failed": self.report.failed, "gaps": dict(self.report.gaps)},
+                    "failed": self.report.failed, "gaps": dict(self.report.gaps),
+                    "salesforce_api": list(getattr(self.sf, "api_usage", (None, None)))},
                     self.report.calls)
                 state.clear_intents(session)
                 failpoints.hit("cycle.commit")

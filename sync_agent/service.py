@@ -29,6 +29,7 @@ from connectors.errors import ConnectorError, QuotaExhaustedError
 from mapping.model import MappingFile
 from sync_agent import state
 from sync_agent.cycle import run_cycle
+from sync_agent.dead_letters import retry_dead_letters
 from sync_agent.store import Store
 
 log = logging.getLogger("stagesync.agent")
@@ -132,6 +133,13 @@ class Agent:
                                refresh_schemas=refresh)
             if refresh:
                 self.schemas_at = now
+            with self.store.session() as session:
+                due = bool(state.due_dead_letters(session))
+            if due:  # refused records whose backoff has passed are synced again as they are
+                retried = retry_dead_letters(self.store, self.mapping, self.sf, self.hs)
+                log.info("dead letters retried", extra={
+                    "tried": retried.tried, "resolved": retried.resolved,
+                    "refused_again": retried.failed})
             with self.metrics.lock:
                 self.metrics.cycles += 1
                 self.metrics.last_cycle_end = dt.datetime.now(dt.UTC).timestamp()

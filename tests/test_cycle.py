@@ -196,6 +196,9 @@ def test_gaps_and_status_show_what_the_cycles_found(make_sandbox: Any, tmp_path:
     assert "recent runs" in status.output
     assert "salesforce │ Lead" in status.output
     assert "dead letters waiting for retry: 0" in status.output
+    used = box.admin("salesforce", "GET", "/salesforce/counts")
+    assert "Salesforce API requests today:" in status.output
+    assert "of 1,000,000" in status.output, used
 
 
 def test_merges_move_links_and_deletes_leave_gaps(make_sandbox: Any, tmp_path: Path) -> None:
