@@ -94,6 +94,7 @@ class Cycle:
         self.open_keys: set[tuple[str, str]] = set()
         self.remembered: set[int] = set()
         self.failed_sources: set[tuple[str, str]] = set()
+        self.carried: dict[tuple[str, str], dict[str, str]] = {}
         self.prior_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.new_intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]] = {}
         self.retrying: dict[tuple[str, str], Any] = {}  # (pair, source id) -> dead letter
@@ -401,10 +402,14 @@ class Cycle:
                 match = (pair.match.hubspot, key)  # an upsert on email: a re-run cannot duplicate
             else:
                 values.setdefault(pair.match.salesforce, key)
-        elif into == "hubspot":
+        existing: str | None = None
+        if match is None and into == "hubspot":
             carried = next((f.hs for f in planner.fields if f.sf == "Id"), None)
             if carried is not None:  # the Salesforce id travels: a re-run finds the record
-                match = (carried, record.id)
+                if ("hubspot", pair.hubspot) in self.full_read:  # every record is in hand
+                    existing = self._carried(pair.hubspot, carried).get(record.id)
+                else:
+                    match = (carried, record.id)
         obj = pair.hubspot if into == "hubspot" else pair.salesforce
         self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
                                              create=True))
@@ -425,8 +430,17 @@ class Cycle:
             if result.created is not False:  # False: found by the id it carries (a re-run)
                 self.report.created[f"{into}.{obj}"] += 1
 
-        self._queue(pending, into, obj, WriteRecord(values=values, match=match), linked, pair,
-                    record.id, plan)
+        self._queue(pending, into, obj, WriteRecord(id=existing, values=values, match=match),
+                    linked, pair, record.id, plan)
+
+    def _carried(self, hs_object: str, prop: str) -> dict[str, str]:
+        """HubSpot ids by the Salesforce id they carry, from a read of every record."""
+        key = (hs_object, prop)
+        if key not in self.carried:
+            self.carried[key] = {str(r.values[prop]): r.id
+                                 for r in self.changed[("hubspot", hs_object)]
+                                 if r.values.get(prop)}
+        return self.carried[key]
 
     def _unlinked_hubspot(self, session: Session,
                           changed: dict[tuple[str, str], list[Record]],
