@@ -260,17 +260,33 @@ def sync_once(
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
-    """Run one sync cycle now."""
+    """Run one sync cycle now (not while an agent on the same store is mid-cycle)."""
+    import datetime as dt
+    import os
+    import socket
+
+    from sync_agent import state
     from sync_agent.cycle import describe_plan, run_cycle
+    from sync_agent.service import LOCK
     from sync_agent.store import open_store
 
     parsed, salesforce, hubspot = _engine(mapping, env_file)
     store = open_store(db)
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    ttl = dt.timedelta(minutes=30)
+    if not state.acquire_lock(store, LOCK, holder, ttl) and not (
+            state.take_over_dead_lock(store, LOCK, socket.gethostname())
+            and state.acquire_lock(store, LOCK, holder, ttl)):
+        console.print("[red]another agent is running a cycle on this store[/red]: try again "
+                      "when it is done (stagesync status)")
+        raise typer.Exit(3)
     try:
         report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run)
     except ConnectorError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    finally:
+        state.release_lock(store, LOCK, holder)
     if dry_run:
         lines = list(describe_plan(report))
         for line in lines:

@@ -5,6 +5,7 @@ transaction, so one cycle's writes and its watermark advance commit together (or
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -209,6 +210,25 @@ def acquire_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> boo
         with store.session() as session, session.begin():
             row = session.get(Lock, name)
             return row is not None and row.holder == holder
+
+
+def take_over_dead_lock(store: Store, name: str, host: str) -> bool:
+    """Free a lock whose holder (``host:pid``) ran on this host and is gone (killed)."""
+    with store.session() as session, session.begin():
+        row = session.get(Lock, name)
+        if row is None:
+            return True
+        held_host, _, pid = row.holder.rpartition(":")
+        if held_host != host or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            session.delete(row)
+            return True
+        except PermissionError:
+            return False
+        return False
 
 
 def renew_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:

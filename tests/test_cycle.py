@@ -244,3 +244,35 @@ def test_merges_move_links_and_deletes_leave_gaps(make_sandbox: Any, tmp_path: P
     assert report.merged + report.unlinked >= 1
     assert "deleted" in gaps[("missing_in_salesforce", hs_c)]["reason"]
     assert ("missing_in_hubspot", archived_sf) in gaps
+
+
+def test_sync_once_waits_for_a_running_agent(make_sandbox: Any, tmp_path: Path) -> None:
+    box, _, _, _ = fresh(make_sandbox, tmp_path)
+    db = f"sqlite:///{tmp_path / 'locked.db'}"
+    store = open_store(db)
+    assert state.acquire_lock(store, "cycle", "the-service", dt.timedelta(minutes=5))
+    common = ["--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file), "--db", db]
+    busy = CliRunner().invoke(app, ["sync", "once", *common])
+    assert busy.exit_code == 3
+    assert "another agent is running a cycle" in busy.output
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0  # nothing ran
+    state.release_lock(store, "cycle", "the-service")
+    assert CliRunner().invoke(app, ["sync", "once", *common]).exit_code == 0
+
+
+def test_a_killed_agents_lock_is_taken_over(make_sandbox: Any, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    box, _, _, _ = fresh(make_sandbox, tmp_path)
+    db = f"sqlite:///{tmp_path / 'stale.db'}"
+    store = open_store(db)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = f"{socket.gethostname()}:{gone.stdout.strip()}"  # a process that has exited
+    assert state.acquire_lock(store, "cycle", dead, dt.timedelta(minutes=30))
+    common = ["--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file), "--db", db]
+    result = CliRunner().invoke(app, ["sync", "once", *common])
+    assert result.exit_code == 0, result.output
