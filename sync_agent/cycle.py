@@ -3,7 +3,8 @@
 Reads go from each object's stored watermark to the cycle's start. Every record read ends in
 exactly one place: in sync already, written (ledger), refused (dead letter and gap), or
 reported (gap). The watermarks advance in the same transaction as the ledger, so a crash
-before the commit re-reads everything, and re-planning finds applied writes already in sync.
+before the commit re-reads everything; the intents of the cycle's writes are committed before
+the writes, so re-planning recognises the writes that landed as the agent's own.
 """
 
 from __future__ import annotations
@@ -179,10 +180,19 @@ class Cycle:
                 # writes below are committed before any vendor write.
                 state.put_intents(session, self.new_intents, self.prior_intents)
                 session.commit()
-            self._flush(session, pending, run.id if run else None)
-            self.stages.flush(session, self.now)
-            if self.mapping.sla:
-                self._cold_leads(session, run.id if run else None)
+            try:
+                self._flush(session, pending, run.id if run else None)
+                self.stages.flush(session, self.now)
+                if self.mapping.sla:
+                    self._cold_leads(session, run.id if run else None)
+            except Exception as exc:
+                session.rollback()  # the intents stay: the next cycle recognises what landed
+                if run is not None:
+                    state.finish_run(session, run, "failed", {"read": dict(self.report.read)},
+                                     dict(Counter(self.sf.calls) + Counter(self.hs.calls)
+                                          - calls_before), error=str(exc)[:2000])
+                    session.commit()
+                raise
             for (system, obj), records in changed.items():
                 connector = self.sf if system == "salesforce" else self.hs
                 new_mark = advance(marks[(system, obj)], records, connector.lookback, end)

@@ -159,7 +159,8 @@ class Agent:
         except ConnectorError as exc:
             self.metrics.failures += 1
             self.metrics.last_error = str(exc)
-            log.error("cycle failed; nothing was committed", extra={"error": str(exc)})
+            log.error("cycle failed; the watermarks did not move, so the next cycle reads again",
+                      extra={"error": str(exc)})
         finally:
             state.release_lock(self.store, LOCK, self.holder)
 

@@ -276,3 +276,24 @@ def test_a_killed_agents_lock_is_taken_over(make_sandbox: Any, tmp_path: Path) -
     common = ["--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file), "--db", db]
     result = CliRunner().invoke(app, ["sync", "once", *common])
     assert result.exit_code == 0, result.output
+
+
+def test_a_cycle_that_fails_mid_write_is_recorded_and_the_next_one_recovers(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    import pytest
+
+    from connectors.errors import ConnectorError
+
+    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    box.faults("hubspot", "hubspot.batch.*=500@1.0")  # HubSpot writes fail, retries exhausted
+    with pytest.raises(ConnectorError):
+        run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        failed = session.scalars(select(Run)).one()
+        assert failed.status == "failed"
+        assert failed.error
+        assert state.get_watermark(session, "salesforce", "Lead") is None  # will read again
+    box.faults("hubspot", "")
+    recovered = run_cycle(store, MAPPING, sf, hs)
+    assert recovered.created["hubspot.contacts"] > 0
+    assert recovered.failed == 0
