@@ -38,6 +38,16 @@ def _stream(templates: list[tuple[Any, ...]], rng: random.Random) -> Iterator[tu
         yield sf, hs, last
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. ``VmHWM`` belongs to the address space, which exec
+    replaces; ``ru_maxrss`` would carry over the parent's high-water mark (Linux keeps it
+    across fork and exec), so a bench run after bigger ones would report their peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _run(queue: Any) -> None:
     from mapping.model import FieldRule, Rule, ValueMap
     from mapping.rules import PairPlanner, Plan, apply, synced
@@ -78,7 +88,7 @@ def _run(queue: Any) -> None:
         drifting += bool(drift(fields, sf_after, hs_after, held))
         changes += len(plan.changes)
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     queue.put((PAIRS / elapsed, peak_mb, changes, drifting, len(planner.fields)))
 
 
