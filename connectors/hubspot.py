@@ -262,16 +262,21 @@ class HubSpotConnector:
             yield from self._window(object_type, start, middle, properties)
             yield from self._window(object_type, middle + 1, end, properties)
             return
-        records = [self._to_record(object_type, item) for item in first.results]
-        page = first
-        while len(page.results) == SEARCH_PAGE:
-            last = str(page.results[-1].id)
-            page = self._search_page(object_type, [*base, {
-                "propertyName": "hs_object_id", "operator": "GT", "value": last}],
-                properties, SEARCH_PAGE)
-            records += [self._to_record(object_type, item) for item in page.results]
+        records = list(self._pages_from(object_type, base, properties, first))
         records.sort(key=lambda r: (r.cursor, int(r.id)))
         yield records
+
+    def _pages_from(self, object_type: str, base: list[dict[str, Any]],
+                    properties: list[str], first: Any) -> Iterator[Record]:
+        """A search's records from its first page on, paging by ``hs_object_id > last``
+        (never an offset, so no query passes the 10,000-result cap)."""
+        page = first
+        yield from (self._to_record(object_type, item) for item in page.results)
+        while len(page.results) == SEARCH_PAGE:
+            page = self._search_page(object_type, [*base, {
+                "propertyName": "hs_object_id", "operator": "GT",
+                "value": str(page.results[-1].id)}], properties, SEARCH_PAGE)
+            yield from (self._to_record(object_type, item) for item in page.results)
 
     def _cursor_range(self, object_type: str, base: list[dict[str, Any]]) -> tuple[int, int]:
         """The first and last modification time (ms) inside a window: two one-row searches."""
@@ -422,13 +427,8 @@ class HubSpotConnector:
         for start in range(0, len(wanted), BATCH_SIZE):
             base = [{"propertyName": prop, "operator": "IN",
                      "values": wanted[start:start + BATCH_SIZE]}]
-            page = self._search_page(name, base, properties, SEARCH_PAGE)
-            out += [self._to_record(name, item) for item in page.results]
-            while len(page.results) == SEARCH_PAGE:
-                page = self._search_page(name, [*base, {
-                    "propertyName": "hs_object_id", "operator": "GT",
-                    "value": str(page.results[-1].id)}], properties, SEARCH_PAGE)
-                out += [self._to_record(name, item) for item in page.results]
+            first = self._search_page(name, base, properties, SEARCH_PAGE)
+            out += self._pages_from(name, base, properties, first)
         return out
 
     def _inputs(self, kind: str, records: list[WriteRecord], chunk: list[int]

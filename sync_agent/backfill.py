@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,9 +54,7 @@ def _open_job(store: Store, obj: str, since: dt.datetime | None) -> tuple[int, b
         for row in session.scalars(select(Backfill).where(
                 Backfill.system == "salesforce", Backfill.object == obj,
                 Backfill.status == "running").order_by(Backfill.id.desc())):
-            stored = row.since.replace(tzinfo=dt.UTC) if row.since and not row.since.tzinfo \
-                else row.since
-            if stored == since:
+            if (state._aware(row.since) if row.since else None) == since:
                 return row.id, True
         row = Backfill(system="salesforce", object=obj, since=since, job_id=None, locator=None,
                        total=None, done=0, status="running", started_at=state.now())
@@ -112,6 +111,7 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
         progress(done, total)
     pages = 0
     while True:
+        before = Counter(sf.calls) + Counter(hs.calls)
         records, following = sf.bulk_page(obj, job_id, locator, page_size)
         with store.session() as session:
             run = state.start_run(session, "backfill")
@@ -123,7 +123,8 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
             if following is None:
                 row.status, row.finished_at = "finished", state.now()
             state.finish_run(session, run, "ok", {"read": len(records),
-                                                  "written": dict(cycle.report.written)}, {})
+                                                  "written": dict(cycle.report.written)},
+                             cycle.calls_since(before))
             failpoints.hit("backfill.commit")
             session.commit()
             done = row.done

@@ -43,20 +43,3 @@ def deadline(start: dt.datetime, within: float, hours: BusinessHours) -> dt.date
                 remaining -= available
         day += dt.timedelta(days=1)
     raise ValueError(f"no business hours in {MAX_DAYS} days: check business_hours.days")
-
-
-def elapsed(start: dt.datetime, end: dt.datetime, hours: BusinessHours) -> float:
-    """Business hours between two moments (0 when ``end`` is not after ``start``)."""
-    zone = ZoneInfo(hours.timezone)
-    begin, finish = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
-    total = dt.timedelta()
-    day = begin.astimezone(zone).date()
-    last = finish.astimezone(zone).date()
-    while day <= last:
-        window = _opening(day, hours, zone)
-        if window is not None:
-            lo, hi = max(begin, window[0]), min(finish, window[1])
-            if hi > lo:
-                total += hi - lo
-        day += dt.timedelta(days=1)
-    return total.total_seconds() / 3600

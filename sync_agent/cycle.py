@@ -35,6 +35,7 @@ from sync_agent.stages import (
     stage_fields,
 )
 from sync_agent.store import Store
+from sync_agent.tables import DeadLetter
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -96,9 +97,10 @@ class Cycle:
         self.remembered: set[int] = set()
         self.failed_sources: set[tuple[str, str]] = set()
         self.carried: dict[tuple[str, str], dict[str, str]] = {}
+        self.forward_only: dict[str, set[str]] = {}
         self.prior_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.new_intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]] = {}
-        self.retrying: dict[tuple[str, str], Any] = {}  # (pair, source id) -> dead letter
+        self.retrying: dict[tuple[str, str], DeadLetter] = {}  # (pair, source id) -> letter
 
     def prepare(self) -> None:
         """The owner map comes from both systems' user lists, so the planners are built per
@@ -116,11 +118,20 @@ class Cycle:
         return owners.salesforce_field if system == "salesforce" else owners.hubspot_property
 
     def _forward_only(self, pair: ObjectPair) -> set[str]:
-        return {name for name, f in self.hs.describe(pair.hubspot).fields.items()
+        """HubSpot fields that only move forward (lifecycle stage), once per object a cycle."""
+        if pair.hubspot not in self.forward_only:
+            self.forward_only[pair.hubspot] = {
+                name for name, f in self.hs.describe(pair.hubspot).fields.items()
                 if f.forward_only}
+        return self.forward_only[pair.hubspot]
+
+    def calls_since(self, before: Counter[str]) -> dict[str, int]:
+        """API calls per endpoint made by both connectors since ``before`` was taken."""
+        return dict(Counter(self.sf.calls) + Counter(self.hs.calls) - before)
 
     # -- fields each object needs ------------------------------------------------------------
-    def _fields(self, system: str, obj: str) -> list[str]:
+    def fields_of(self, system: str, obj: str) -> list[str]:
+        """The fields the engine reads of ``obj``: every mapped one, keys, stages, owner."""
         names: list[str] = []
         for pair in self.mapping.objects:
             if (pair.salesforce if system == "salesforce" else pair.hubspot) != obj:
@@ -161,7 +172,7 @@ class Cycle:
                     if mark.cursor == EPOCH:
                         self.full_read.add((system, obj))
                     records = list(connector.read_changed(obj, mark, end,
-                                                          self._fields(system, obj)))
+                                                          self.fields_of(system, obj)))
                     changed[(system, obj)] = records
                     self.report.read[f"{system}.{obj}"] += len(records)
                     for record in records:
@@ -189,8 +200,7 @@ class Cycle:
                 session.rollback()  # the intents stay: the next cycle recognises what landed
                 if run is not None:
                     state.finish_run(session, run, "failed", {"read": dict(self.report.read)},
-                                     dict(Counter(self.sf.calls) + Counter(self.hs.calls)
-                                          - calls_before), error=str(exc)[:2000])
+                                     self.calls_since(calls_before), error=str(exc)[:2000])
                     session.commit()
                 raise
             for (system, obj), records in changed.items():
@@ -198,8 +208,7 @@ class Cycle:
                 new_mark = advance(marks[(system, obj)], records, connector.lookback, end)
                 if not self.dry_run:
                     state.put_watermark(session, system, obj, new_mark)
-            calls = Counter(self.sf.calls) + Counter(self.hs.calls)
-            self.report.calls = dict(calls - calls_before)
+            self.report.calls = self.calls_since(calls_before)
             if self.dry_run:
                 session.rollback()
             else:
@@ -237,10 +246,6 @@ class Cycle:
         self._unlinked_hubspot(session, self.changed, pending, handled_hs)
         self._flush(session, pending, run_id)
         self.stages.flush(session, self.now)
-
-    def fields_of(self, system: str, obj: str) -> list[str]:
-        """The fields the engine reads of ``obj``: every mapped one, keys, stages, owner."""
-        return self._fields(system, obj)
 
     # -- deletes and merges ----------------------------------------------------------------
     def _deletes(self, session: Session, marks: dict[tuple[str, str], Watermark]) -> None:
@@ -381,7 +386,7 @@ class Cycle:
             return {k: v for k, v in group_by_key(self.changed[(system, obj)], key_field).items()
                     if k in wanted}
         connector = self.sf if system == "salesforce" else self.hs
-        return group_by_key(connector.find_by_emails(obj, keys, self._fields(system, obj)),
+        return group_by_key(connector.find_by_emails(obj, keys, self.fields_of(system, obj)),
                             key_field)
 
     def _create(self, session: Session, pair: ObjectPair, record: Record, into: Side,
@@ -505,10 +510,10 @@ class Cycle:
         hs_records = dict(hs_changed)
         if need_sf:
             sf_records.update({r.id: r for r in self.sf.read_by_ids(
-                pair.salesforce, need_sf, self._fields("salesforce", pair.salesforce))})
+                pair.salesforce, need_sf, self.fields_of("salesforce", pair.salesforce))})
         if need_hs:
             hs_records.update({r.id: r for r in self.hs.read_by_ids(
-                pair.hubspot, need_hs, self._fields("hubspot", pair.hubspot))})
+                pair.hubspot, need_hs, self.fields_of("hubspot", pair.hubspot))})
         for link_id, (sf_id, hs_id) in linked.items():
             sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
             if sf_record is None or hs_record is None:

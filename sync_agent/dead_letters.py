@@ -11,7 +11,7 @@ counts the attempt and backs off (5 min, 30 min, 2 h, then 12 h).
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from connectors.contract import Connector
@@ -36,6 +36,7 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
     """Retry the letters that are due (all unresolved ones with ``everything``)."""
     result = RetryResult()
     cycle = Cycle(store, mapping, sf, hs)
+    before = Counter(sf.calls) + Counter(hs.calls)
     cycle.prepare()
     with store.session() as session:
         run = state.start_run(session, "retry")
@@ -75,7 +76,7 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
         state.finish_run(session, run, "ok", {"tried": result.tried,
                                               "resolved": result.resolved,
                                               "failed": result.failed, "gone": result.gone},
-                         dict(cycle.report.calls))
+                         cycle.calls_since(before))
         session.commit()
     return result
 

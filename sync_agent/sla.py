@@ -71,7 +71,6 @@ class ActionWrite:
 
 @dataclass
 class SlaOutcome:
-    cold: dict[str, ColdLead] = field(default_factory=dict)
     opened: list[ColdLead] = field(default_factory=list)
     closed: list[Gap] = field(default_factory=list)
 
@@ -131,7 +130,7 @@ def find_cold(session: Session, mapping: MappingFile, salesforce: Connector,
 def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
               ) -> SlaOutcome:
     """Open gaps for new cold leads, touch the known ones, close those no longer cold."""
-    outcome = SlaOutcome(cold=cold)
+    outcome = SlaOutcome()
     for pair in {r.pair for r in mapping.sla}:
         for gap in session.scalars(select(Gap).where(Gap.kind == KIND, Gap.pair == pair,
                                                      Gap.closed_at.is_(None))):

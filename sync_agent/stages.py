@@ -84,11 +84,14 @@ class StageBook:
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str, str], Observation] = {}
+        self.maps: dict[tuple[str, str], list[tuple[str, StageMap, str]]] = {}
 
     def observe(self, mapping: MappingFile, system: str, obj: str, record_id: str,
                 values: Mapping[str, Any], owner_field: str, at: dt.datetime) -> None:
         side: Side = "salesforce" if system == "salesforce" else "hubspot"
-        for name, smap, field in maps_on(mapping, system, obj):
+        if (system, obj) not in self.maps:  # called for every record read: look up once
+            self.maps[(system, obj)] = maps_on(mapping, system, obj)
+        for name, smap, field in self.maps[(system, obj)]:
             if field not in values:
                 continue
             stage = values.get(field)

@@ -32,6 +32,13 @@ def gap(store: Any, kind: str, key: str) -> Gap | None:
                                .order_by(Gap.id.desc())).first()
 
 
+def set_status_and_sync(sf: Any, hs: Any, store: Any, lead: str, status: str) -> None:
+    """A rep changes the lead's status in Salesforce; the next cycle runs."""
+    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": status})])
+    next_second()
+    run_cycle(store, MAPPING, sf, hs)
+
+
 def tasks_on(sf: Any, lead_id: str) -> list[Any]:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     return sf.activity("Lead", [lead_id], since)
@@ -96,9 +103,7 @@ def test_a_cold_lead_gap_closes_when_the_lead_moves_on(make_sandbox: Any,
     box.admin("salesforce", "POST", "/salesforce/age", {"id": lead, "minutes": WEEK})
     run_cycle(store, MAPPING, sf, hs)
     assert gap(store, "cold_lead", lead) is not None
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": "Qualified"})])
-    next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    set_status_and_sync(sf, hs, store, lead, "Qualified")
     found = gap(store, "cold_lead", lead)
     assert found is not None
     assert found.closed_at is not None
@@ -137,19 +142,14 @@ def test_reroute_and_recycle_actions(make_sandbox: Any, tmp_path: Path) -> None:
 
 def test_a_backward_lifecycle_move_is_held_as_stage_drift(make_sandbox: Any,
                                                           tmp_path: Path) -> None:
-    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    _, sf, hs, store = fresh(make_sandbox, tmp_path)
     lead = new_lead(sf, "no.going.back@example.com", "Working")
     run_cycle(store, MAPPING, sf, hs)
     contact = hs_of(store, lead)
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": "Qualified"})])
-    next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    set_status_and_sync(sf, hs, store, lead, "Qualified")
     assert hs.read_by_ids("contacts", [contact], ["lifecyclestage"])[0].values[
         "lifecyclestage"] == "salesqualifiedlead"
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": "Working"})])
-    next_second()
-    box.reset_requests()
-    run_cycle(store, MAPPING, sf, hs)
+    set_status_and_sync(sf, hs, store, lead, "Working")
     values = hs.read_by_ids("contacts", [contact], ["lifecyclestage", "hs_lead_status"])[0].values
     assert values["lifecyclestage"] == "salesqualifiedlead"  # held, not silently ignored
     assert values["hs_lead_status"] == "IN_PROGRESS"  # the other stage map still follows
@@ -160,9 +160,7 @@ def test_a_backward_lifecycle_move_is_held_as_stage_drift(make_sandbox: Any,
     assert detail["salesforce"] == "Working"
     assert detail["hubspot"] == "salesqualifiedlead"
     assert "only forward" in detail["reason"]
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": "Qualified"})])
-    next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    set_status_and_sync(sf, hs, store, lead, "Qualified")
     closed = gap(store, "stage_drift", lead)
     assert closed is not None
     assert closed.closed_at is not None
@@ -173,9 +171,7 @@ def test_the_stage_map_recycles_an_unqualified_lead(make_sandbox: Any, tmp_path:
     lead = new_lead(sf, "try.again@example.com", "Working")
     run_cycle(store, MAPPING, sf, hs)
     contact = hs_of(store, lead)
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Status": "Unqualified"})])
-    next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    set_status_and_sync(sf, hs, store, lead, "Unqualified")
     assert sf.read_by_ids("Lead", [lead], ["Status"])[0].values["Status"] == "Nurturing"
     values = hs.read_by_ids("contacts", [contact], ["lifecyclestage", "hs_lead_status"])[0].values
     assert (values["lifecyclestage"], values["hs_lead_status"]) == ("lead", "OPEN")
