@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench cassettes clean
+.PHONY: demo test lint types unit bench chaos cassettes clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Kill the agent and fault its APIs, compare with an unhurt twin (about 12 minutes; part of
+# `make bench` too). `$(BIN)/python -m bench.bench_chaos --quick` is a smoke run.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.bench_chaos
 
 # Re-record tests/cassettes from the sandbox (not part of `make test`, which replays them).
 cassettes: $(STAMP)

@@ -375,9 +375,10 @@ class HubSpotConnector:
     def upsert(self, object_type: str, records: list[WriteRecord]) -> list[WriteResult]:
         """Create (no id), update (id) or upsert by a unique property (match), 100 per call.
 
-        Results are matched to inputs by ``objectWriteTraceId``; a 207 fails only the records
-        it names. A request refused whole (400) is halved until the bad record stands alone, so
-        one bad record never sinks the other 99.
+        HubSpot's results echo no ``objectWriteTraceId`` and come in no promised order, so
+        they are matched to inputs by what was sent (``match_results``); errors do name the
+        trace id, so a 207 fails only the records it names. A request refused whole (400) is
+        halved until the bad record stands alone, so one bad record never sinks the other 99.
         """
         name = self._object(object_type)
         records = self._resolve_matches(name, records)
@@ -419,17 +420,24 @@ class HubSpotConnector:
 
     def find_by(self, object_type: str, prop: str, values: Iterable[str],
                 fields: Iterable[str] | None = None) -> list[Record]:
-        """Records whose ``prop`` equals one of ``values``: search, 100 values per filter."""
+        """Records whose ``prop`` equals one of ``values``: search, 100 values per filter.
+
+        HubSpot compares ``IN`` values for string properties against the lower-cased stored
+        value, so the values go lower-cased (a Salesforce id is mixed-case); what comes back is
+        then kept only where it equals a wanted value exactly, as text compares elsewhere.
+        Search lags writes: a record written seconds ago may be missing, so callers look in
+        the state store and full reads first."""
         name = self._object(object_type)
         properties = list(dict.fromkeys([*self._properties(name, fields), prop]))
-        wanted = sorted({v for v in values if v})
+        exact = {str(v) for v in values if v}
+        wanted = sorted({v.lower() for v in exact})
         out: list[Record] = []
         for start in range(0, len(wanted), BATCH_SIZE):
             base = [{"propertyName": prop, "operator": "IN",
                      "values": wanted[start:start + BATCH_SIZE]}]
             first = self._search_page(name, base, properties, SEARCH_PAGE)
             out += self._pages_from(name, base, properties, first)
-        return out
+        return [r for r in out if str(r.values.get(prop) or "") in exact]
 
     def _inputs(self, kind: str, records: list[WriteRecord], chunk: list[int]
                 ) -> list[dict[str, Any]]:
@@ -444,6 +452,7 @@ class HubSpotConnector:
                 item["idProperty"], item["id"] = rec.match
                 if rec.match[0] == "email":
                     item["id"] = rec.match[1].strip().lower()
+                values.setdefault(item["idProperty"], item["id"])  # echoed: matches the result
             else:
                 item["associations"] = []
             inputs.append(item)
@@ -475,13 +484,15 @@ class HubSpotConnector:
                                             error=_error_from(exc))
             return
         by_id = {records[i].id: i for i in chunk if records[i].id}
-        for item in answer.results or []:
-            index = int(item.object_write_trace_id) if getattr(
-                item, "object_write_trace_id", None) is not None else by_id.get(str(item.id))
-            if index is not None:
-                created = getattr(item, "new", None) if kind == "upsert" else kind == "create"
-                results[index] = WriteResult(index=index, id=str(item.id), created=created)
-        for error in getattr(answer, "errors", None) or []:
+        errors = list(getattr(answer, "errors", None) or [])
+        failed = {int(t) for e in errors for t in (e.context or {}).get("objectWriteTraceId", [])
+                  if str(t).isdigit()}
+        matched = match_results(kind, [(i, inputs[n]) for n, i in enumerate(chunk)
+                                       if i not in failed], answer.results or [])
+        for index, item in matched:
+            created = getattr(item, "new", None) if kind == "upsert" else kind == "create"
+            results[index] = WriteResult(index=index, id=str(item.id), created=created)
+        for error in errors:
             context = error.context or {}
             targets = [int(t) for t in context.get("objectWriteTraceId", [])] or [
                 by_id[i] for i in context.get("ids", []) + context.get("id", []) if i in by_id]
@@ -607,6 +618,61 @@ class HubSpotConnector:
             system=SYSTEM, endpoint=self.settings.host, api_version="CRM v3",
             identity=f"private app; {len(owners)} owners, {len(deals.pipelines)} deal "
             f"pipeline(s) with {stages} stages", objects=objects, calls=sum(self.calls.values()))
+
+
+def _comparable(value: Any) -> str:
+    """A property value as HubSpot echoes it back: text trimmed and folded, numbers as
+    numbers (``5`` sent comes back ``5`` or ``5.0``)."""
+    text = str(value if value is not None else "").strip()
+    try:
+        return repr(float(text)) if text and text.lstrip("-").replace(".", "", 1).isdigit() \
+            else text.casefold()
+    except ValueError:
+        return text.casefold()
+
+
+def _signature(properties: dict[str, Any], names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_comparable(properties.get(n)) for n in names)
+
+
+def match_results(kind: str, sent: list[tuple[int, dict[str, Any]]], results: list[Any]
+                  ) -> list[tuple[int, Any]]:
+    """Pair batch results with the inputs that produced them, by what was sent.
+
+    Updates carry their id. A created record echoes the properties it was created with, so
+    each result is matched on the sent properties that tell the inputs apart: the upsert key
+    or a carried Salesforce id first, then the whole set of sent values. Inputs that are
+    indistinguishable are interchangeable (either result is right for either). A result that
+    matches no input is left out rather than guessed: the caller reports that input as having
+    no result, and the carried id finds the record on the next cycle."""
+    if kind == "update":
+        by_id = {str(item["id"]): index for index, item in sent}
+        return [(by_id[str(r.id)], r) for r in results if str(r.id) in by_id]
+    free: dict[tuple[str, ...], list[int]] = {}
+    keys: dict[int, tuple[str, ...]] = {}
+    names = sorted(set.intersection(*(set(item["properties"]) for _, item in sent))) if sent \
+        else []
+    key_names = [n for n in names if n == "email" or (n.startswith("salesforce") and
+                                                      n.endswith("id"))]
+    chosen = next((n for n in key_names if len({_comparable(item["properties"][n])
+                                                 for _, item in sent}) == len(sent)), None)
+    fields = [chosen] if chosen else names
+    for index, item in sent:
+        keys[index] = _signature(item["properties"], fields)
+        free.setdefault(keys[index], []).append(index)
+    out: list[tuple[int, Any]] = []
+    unmatched = []
+    for result in results:
+        echoed = dict(result.properties or {})
+        waiting = free.get(_signature(echoed, fields))
+        if waiting:
+            out.append((waiting.pop(0), result))
+        else:
+            unmatched.append(result)
+    left = [i for group in free.values() for i in group]
+    if len(left) == 1 and len(unmatched) == 1:  # the one input left made the one result left
+        out.append((left[0], unmatched[0]))
+    return out
 
 
 def _set_timeout(api: Any, seconds: float) -> None:

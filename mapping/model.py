@@ -266,6 +266,17 @@ class LeadScore(Strict):
     pairs: list[str]
 
 
+class Safety(Strict):
+    """Guards against a runaway cycle. An incremental cycle that would create counterparts
+    for more old records (ones that existed at the last sync, so the change set does not
+    explain them as new) than ``max_create_share`` of a pair's links plus ``create_floor``
+    creates none of them and opens a ``create_guard`` gap: a lost link table or a mapping
+    change that suddenly admits thousands of records is for a person to confirm."""
+
+    max_create_share: float = Field(0.1, ge=0)
+    create_floor: int = Field(100, ge=0)
+
+
 class MappingFile(Strict):
     version: Literal[1]
     objects: list[ObjectPair]
@@ -274,3 +285,4 @@ class MappingFile(Strict):
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
     owners: Owners = Field(default_factory=Owners)
     lead_score: LeadScore | None = None
+    safety: Safety = Field(default_factory=Safety)

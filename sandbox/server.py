@@ -38,9 +38,19 @@ from sandbox.tls import ensure_tls_files
 SETTINGS_FILE = "sandbox.env"
 
 
+DEFAULT_SEARCH_LAG_SECONDS = 3.0
+
+
 @dataclass
 class SandboxConfig:
-    """How to run the sandbox. Ports of 0 pick free ones."""
+    """How to run the sandbox. Ports of 0 pick free ones.
+
+    The defaults answer as the live APIs do. Each departure from that is a named lenience a
+    test must ask for (and say why): ``search_lag_seconds=0`` (HubSpot search sees writes at
+    once), ``batch_trace_ids`` (batch results echo ``objectWriteTraceId``),
+    ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
+    case). Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
+    """
 
     host: str = "127.0.0.1"
     salesforce_port: int = 0
@@ -50,7 +60,10 @@ class SandboxConfig:
     faults: str = ""
     hubspot_per_ten_seconds: int = 100
     hubspot_search_per_second: int = 5
-    search_lag_seconds: float = 0.0
+    search_lag_seconds: float = DEFAULT_SEARCH_LAG_SECONDS
+    batch_trace_ids: bool = False
+    batch_results_in_input_order: bool = False
+    case_insensitive_in: bool = False
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
@@ -154,8 +167,11 @@ class SandboxServer:
 
         self.org = Org(duplicate_rule=config.duplicate_rule,
                        api_daily_max=config.salesforce_daily_api_max)
-        self.portal = Portal(search_lag=config.search_lag_seconds)
+        # Seeded records predate the sandbox, so the search index already holds them: seed
+        # without lag, then let later writes lag.
+        self.portal = Portal(search_lag=0.0)
         self.seeded = seed(self.org, self.portal, config.seed, config.sizes)
+        self.portal.search_lag = config.search_lag_seconds
 
         self.salesforce_log = RequestLog()
         self.hubspot_log = RequestLog()
@@ -167,7 +183,10 @@ class SandboxServer:
             self.org, self.credentials, self.salesforce_url, self.salesforce_faults,
             self.salesforce_log)
         self.hubspot_app, self.hubspot = build_hubspot(
-            self.portal, self.hubspot_token, self.limiter, self.hubspot_faults, self.hubspot_log)
+            self.portal, self.hubspot_token, self.limiter, self.hubspot_faults, self.hubspot_log,
+            seed=config.seed, batch_trace_ids=config.batch_trace_ids,
+            batch_results_in_input_order=config.batch_results_in_input_order,
+            case_insensitive_in=config.case_insensitive_in)
         self._add_admin(self.salesforce_app, self.salesforce_log, self.salesforce_faults)
         self._add_admin(self.hubspot_app, self.hubspot_log, self.hubspot_faults)
         self._servers: list[uvicorn.Server] = []

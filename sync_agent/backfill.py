@@ -78,6 +78,32 @@ def _wait(sf: SalesforceConnector, job_id: str) -> int | None:
         attempt += 1
 
 
+def _decide_held(store: Store, cycle: Cycle, obj: str, progress: Progress | None) -> None:
+    """Creates held because a killed run may have made them already: once HubSpot search can
+    be trusted to show such a record (the search lookback has passed since the create was
+    first planned), the held records are synced again, which links or creates each once."""
+    pairs = {p.name for p in cycle.mapping.objects if p.salesforce == obj}
+    with store.session() as session:
+        held = {key: at for key, at in state.load_pending_creates(session).items()
+                if key[0] in pairs and key[1] == "hubspot"}
+    if not held:
+        return
+    wait = (max(held.values()) + cycle.hs.lookback - dt.datetime.now(dt.UTC)).total_seconds()
+    if wait > 0:
+        if progress:
+            print(f"waiting {wait:.0f} s for HubSpot search to show what the interrupted run "
+                  f"may have created ({len(held)} held)", flush=True)
+        time.sleep(wait)
+    ids = sorted({source for _, _, source in held})
+    records = cycle.sf.read_by_ids(obj, ids, cycle.fields_of("salesforce", obj))
+    with store.session() as session:
+        run = state.start_run(session, "backfill")
+        cycle.now = dt.datetime.now(dt.UTC)
+        cycle.apply_records(session, "salesforce", obj, records, run.id)
+        state.finish_run(session, run, "ok", {"read": len(records)}, {})
+        session.commit()
+
+
 def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
                  hs: Connector, obj: str, since: dt.datetime | None = None,
                  page_size: int = PAGE, progress: Progress | None = None) -> BackfillResult:
@@ -134,4 +160,5 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
             progress(done, total)
         if following is None:
             break
+    _decide_held(store, cycle, obj, progress)
     return BackfillResult(obj, job_id, resumed, total, done, pages, cycle.report)

@@ -13,7 +13,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,16 @@ from sync_agent.store import Store
 from sync_agent.tables import DeadLetter
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CreateKey = tuple[str, str, str]  # (pair, side created in, source record id)
+CREATED = {"salesforce": "CreatedDate", "hubspot": "createdate"}
+
+
+@runtime_checkable
+class FindsByProperty(Protocol):
+    """A connector that can look records up by any property (HubSpot search)."""
+
+    def find_by(self, object_type: str, prop: str, values: Iterable[str],
+                fields: Iterable[str] | None = None) -> list[Record]: ...
 
 
 @dataclass
@@ -62,6 +72,7 @@ class CycleReport:
     in_sync: int = 0
     failed: int = 0
     gaps: Counter[str] = field(default_factory=Counter)
+    held: int = 0  # creates held while a crashed cycle's create may still be in flight
     plan: list[PlannedWrite] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -96,11 +107,23 @@ class Cycle:
         self.open_keys: set[tuple[str, str]] = set()
         self.remembered: set[int] = set()
         self.failed_sources: set[tuple[str, str]] = set()
-        self.carried: dict[tuple[str, str], dict[str, str]] = {}
+        self.carried: dict[tuple[str, str], dict[str, list[Record]]] = {}
         self.forward_only: dict[str, set[str]] = {}
         self.prior_intents: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.new_intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]] = {}
         self.retrying: dict[tuple[str, str], DeadLetter] = {}  # (pair, source id) -> letter
+        # Creates: the ones an earlier (maybe crashed) cycle planned, this cycle's, held ones.
+        self.prior_creates: dict[CreateKey, dt.datetime] = {}
+        self.new_creates: dict[CreateKey, dt.datetime] = {}
+        self.held: set[CreateKey] = set()
+        # Every link this cycle makes or write it plans, by record, checked before any
+        # write: one record is never claimed by two (the plan must be recordable).
+        self.claimed_hs: dict[tuple[str, str], str] = {}  # (hs object, hs id) -> claimant
+        self.claimed_sf: dict[tuple[str, str], str] = {}  # (pair, sf id) -> claimant
+        self.marks: dict[tuple[str, str], Watermark] = {}
+        # (pair, side created in) -> the sources of its creates, and whether each is new
+        # since the last sync (the change set explains it) or an old record.
+        self.create_sources: dict[tuple[str, Side], list[tuple[str, bool]]] = {}
 
     def prepare(self) -> None:
         """The owner map comes from both systems' user lists, so the planners are built per
@@ -145,6 +168,7 @@ class Cycle:
                 names += [pair.conversion.converted_field, pair.conversion.contact_field]
         if names:
             names += [field for _, _, field in maps_on(self.mapping, system, obj)]
+            names.append(CREATED[system])  # the create guard tells new records from old
         names = [n for n in dict.fromkeys(names) if n != "Id"]
         return names
 
@@ -179,6 +203,9 @@ class Cycle:
                         self.stages.observe(self.mapping, system, obj, record.id, record.values,
                                             self._owner_field(system), record.cursor)
             failpoints.hit("cycle.read")
+            self.marks = marks
+            self.prior_creates = state.load_pending_creates(session)
+            self._add_pending_sources(changed)
             self._deletes(session, marks)
             self.changed = changed
             pending: dict[tuple[str, str], _Pending] = {}
@@ -186,10 +213,12 @@ class Cycle:
             for pair in self.mapping.objects:
                 self._pair(session, pair, changed, pending, handled_hs)
             self._unlinked_hubspot(session, changed, pending, handled_hs)
+            self._guard_creates(session, pending)
             if not self.dry_run:
                 # Write-ahead: links found by matching, settled pairs and the intents of the
                 # writes below are committed before any vendor write.
                 state.put_intents(session, self.new_intents, self.prior_intents)
+                state.put_pending_creates(session, self.new_creates)
                 session.commit()
             try:
                 self._flush(session, pending, run.id if run else None)
@@ -220,6 +249,7 @@ class Cycle:
                     "salesforce_api": list(getattr(self.sf, "api_usage", (None, None)))},
                     self.report.calls)
                 state.clear_intents(session)
+                state.settle_pending_creates(session, self.held)
                 failpoints.hit("cycle.commit")
                 session.commit()
         return self.report
@@ -234,6 +264,8 @@ class Cycle:
         self.changed[(system, obj)] = records
         self.open_keys = state.open_gap_keys(session)
         self.remembered = set()
+        self.prior_creates = state.load_pending_creates(session)
+        self.new_creates, self.held = {}, set()
         for record in records:
             self.stages.observe(self.mapping, system, obj, record.id, record.values,
                                 self._owner_field(system), record.cursor)
@@ -244,8 +276,26 @@ class Cycle:
             if (pair.salesforce if system == "salesforce" else pair.hubspot) == obj:
                 self._pair(session, pair, self.changed, pending, handled_hs)
         self._unlinked_hubspot(session, self.changed, pending, handled_hs)
+        if not self.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
+            state.put_pending_creates(session, self.new_creates)
+            session.commit()
         self._flush(session, pending, run_id)
         self.stages.flush(session, self.now)
+        state.settle_pending_creates(session, self.held, only=set(self.new_creates))
+
+    def _add_pending_sources(self, changed: dict[tuple[str, str], list[Record]]) -> None:
+        """Sources of creates an earlier cycle planned and never settled (it died, or held
+        them) are synced again even when they did not change, so a held create is decided."""
+        for pair in self.mapping.objects:
+            for into, system, obj in (("hubspot", "salesforce", pair.salesforce),
+                                      ("salesforce", "hubspot", pair.hubspot)):
+                have = {r.id for r in changed[(system, obj)]}
+                missing = sorted({source for (name, side, source) in self.prior_creates
+                                  if name == pair.name and side == into and source not in have})
+                if missing:
+                    connector = self.sf if system == "salesforce" else self.hs
+                    changed[(system, obj)] += connector.read_by_ids(
+                        obj, missing, self.fields_of(system, obj))
 
     # -- deletes and merges ----------------------------------------------------------------
     def _deletes(self, session: Session, marks: dict[tuple[str, str], Watermark]) -> None:
@@ -341,6 +391,25 @@ class Cycle:
     def _link_or_create(self, session: Session, pair: ObjectPair, records: list[Record],
                         pending: dict[tuple[str, str], _Pending],
                         handled_hs: set[tuple[str, str]]) -> None:
+        """Unlinked Salesforce records: a HubSpot record carrying the Salesforce id is the
+        counterpart (whoever created it, whatever crashed before it was linked); then the
+        match key; only then a create."""
+        carried = self._carrying(session, pair, [r.id for r in records])
+        rest: list[Record] = []
+        for record in records:
+            found = carried.get(record.id, [])
+            if len(found) > 1:
+                self._gap(session, "duplicate_match", pair.name, record.id, {
+                    "hubspot_ids": sorted(r.id for r in found),
+                    "reason": f"several HubSpot {pair.hubspot} carry this Salesforce id"})
+                handled_hs.update((pair.hubspot, r.id) for r in found)
+                continue
+            if found:
+                handled_hs.add((pair.hubspot, found[0].id))
+                self._link_and_plan(session, pair, record, found[0], None, pending)
+                continue
+            rest.append(record)
+        records = rest
         if pair.match is not None:
             groups = group_by_key(records, pair.match.salesforce)
             keys = list(groups)
@@ -359,21 +428,44 @@ class Cycle:
             record = members[0]
             match = counterparts.get(key, [])
             if match:
-                hs_record = match[0]
-                if any(state.find_link(session, p.name, hs_id=hs_record.id)
-                       for p in self.mapping.objects if p.hubspot == pair.hubspot):
-                    self._gap(session, "duplicate_match", pair.name, record.id, {
-                        "key": key, "hubspot_id": hs_record.id,
-                        "reason": "the HubSpot record is already linked to another record"})
-                    continue
-                handled_hs.add((pair.hubspot, hs_record.id))
-                link = self._link(session, pair, record.id, hs_record.id, key)
-                self._plan_pair(session, pair, link, record, hs_record, pending)
+                handled_hs.add((pair.hubspot, match[0].id))
+                self._link_and_plan(session, pair, record, match[0], key, pending)
                 continue
             self._create(session, pair, record, "hubspot", pending)
         for record in records:
             if record.id not in keyed:
                 self._create(session, pair, record, "hubspot", pending)
+
+    def _link_and_plan(self, session: Session, pair: ObjectPair, sf_record: Record,
+                       hs_record: Record, key: str | None,
+                       pending: dict[tuple[str, str], _Pending]) -> None:
+        link = self._link(session, pair, sf_record.id, hs_record.id, key)
+        if link is not None:
+            self._plan_pair(session, pair, link, sf_record, hs_record, pending)
+
+    def _carried_field(self, pair: ObjectPair) -> str | None:
+        """The HubSpot property that carries the Salesforce id of ``pair``'s records."""
+        return next((f.hs for f in self.planners[pair.name].fields if f.sf == "Id"), None)
+
+    def _carrying(self, session: Session, pair: ObjectPair, sf_ids: list[str]
+                  ) -> dict[str, list[Record]]:
+        """HubSpot records carrying each of these Salesforce ids and not linked to another
+        record: from this cycle's read first, then (unless it read everything) one search."""
+        prop = self._carried_field(pair)
+        if prop is None or not sf_ids:
+            return {}
+        index = self._carried(pair.hubspot, prop)
+        found: dict[str, list[Record]] = {i: list(index[i]) for i in sf_ids if i in index}
+        rest = [i for i in sf_ids if i not in found]
+        if rest and ("hubspot", pair.hubspot) not in self.full_read and isinstance(
+                self.hs, FindsByProperty):
+            for record in self.hs.find_by(pair.hubspot, prop, rest,
+                                          self.fields_of("hubspot", pair.hubspot)):
+                found.setdefault(str(record.values.get(prop)), []).append(record)
+        pairs = [p.name for p in self.mapping.objects if p.hubspot == pair.hubspot]
+        return {sf_id: kept for sf_id, records in found.items() if (kept := [
+            r for r in records if not any(state.find_link(session, name, hs_id=r.id)
+                                          for name in pairs)])}
 
     def _by_key(self, system: str, obj: str, key_field: str, keys: list[str]
                 ) -> dict[str, list[Record]]:
@@ -392,7 +484,12 @@ class Cycle:
     def _create(self, session: Session, pair: ObjectPair, record: Record, into: Side,
                 pending: dict[tuple[str, str], _Pending]) -> None:
         """Create ``record``'s counterpart in ``into`` if the mapping allows it, and link the
-        two once the write succeeds; otherwise report it missing there."""
+        two once the write succeeds; otherwise report it missing there.
+
+        Every create must be findable again if the agent dies before recording it: a HubSpot
+        create carries the Salesforce id (or upserts on the email), a Salesforce create needs
+        the email. A create an earlier cycle planned and never settled is held while search
+        may still be missing the record it made."""
         source: Side = "hubspot" if into == "salesforce" else "salesforce"
         missing = f"missing_in_{into}"
         known = state.open_gap_detail(session, missing, pair.name, record.id)
@@ -403,6 +500,32 @@ class Cycle:
         rule = pair.create_in_hubspot if into == "hubspot" else pair.create_in_salesforce
         if not passes(rule, record.values):
             self._gap(session, missing, pair.name, record.id, {"key": key})
+            return
+        carried = self._carried_field(pair)
+        if into == "salesforce" and key is None:
+            self._gap(session, missing, pair.name, record.id, {
+                "key": None, "reason": "it has no email: a Salesforce record made from it "
+                "could not be found again after an interruption, so it is not created "
+                "(HubSpot's own connector also needs an email)"})
+            return
+        if into == "hubspot" and key is None and carried is None:
+            self._gap(session, missing, pair.name, record.id, {
+                "key": None, "reason": f"the mapping carries no Salesforce id into HubSpot "
+                f"{pair.hubspot} (a field with salesforce: Id), so a created record could "
+                "not be found again after an interruption"})
+            return
+        create_key: CreateKey = (pair.name, into, record.id)
+        planned = self.prior_creates.get(create_key)
+        upsert_on_key = into == "hubspot" and key is not None and pair.match is not None
+        if (planned is not None and into == "hubspot" and not upsert_on_key
+                and self.now - planned < self.hs.lookback):
+            self.held.add(create_key)  # its record may exist, unseen by search for now
+            self.report.held += 1
+            return
+        if into == "hubspot" and key is not None and not self._claim_key(pair, key, record.id):
+            self._gap(session, "duplicate_match", pair.name, record.id, {
+                "key": key, "reason": "another record creates a HubSpot record with this "
+                "email in the same cycle"})
             return
         planner = self.planners[pair.name]
         if into == "hubspot":
@@ -417,17 +540,12 @@ class Cycle:
                 match = (pair.match.hubspot, key)  # an upsert on email: a re-run cannot duplicate
             else:
                 values.setdefault(pair.match.salesforce, key)
-        existing: str | None = None
-        if match is None and into == "hubspot":
-            carried = next((f.hs for f in planner.fields if f.sf == "Id"), None)
-            if carried is not None:  # the Salesforce id travels: a re-run finds the record
-                if ("hubspot", pair.hubspot) in self.full_read:  # every record is in hand
-                    existing = self._carried(pair.hubspot, carried).get(record.id)
-                else:
-                    match = (carried, record.id)
         obj = pair.hubspot if into == "hubspot" else pair.salesforce
         self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
                                              create=True))
+        self.new_creates.setdefault(create_key, planned or dt.datetime.now(dt.UTC))
+        self.create_sources.setdefault((pair.name, into), []).append(
+            (record.id, self._is_new(record, source, pair)))
         known_values = dict(record.values)
 
         def linked(result: WriteResult, session: Session = session) -> None:
@@ -438,42 +556,141 @@ class Cycle:
             sf_id, hs_id = ((result.id, record.id) if into == "salesforce"
                             else (record.id, result.id))
             link = self._link(session, pair, sf_id, hs_id, key)
+            if link is None:
+                return  # the upsert found a record already claimed: a gap says so
             apply(plan, sf_values, hs_values)
             self._remember(session, link.id, synced(planner, sf_values, hs_values), {})
             self.stages.observe(self.mapping, into, obj, result.id, created,
                                 self._owner_field(into), self.now)
-            if result.created is not False:  # False: found by the id it carries (a re-run)
+            if result.created is not False:  # False: an upsert found the record (a re-run)
                 self.report.created[f"{into}.{obj}"] += 1
 
-        self._queue(pending, into, obj, WriteRecord(id=existing, values=values, match=match),
+        self._queue(pending, into, obj, WriteRecord(values=values, match=match),
                     linked, pair, record.id, plan)
 
-    def _carried(self, hs_object: str, prop: str) -> dict[str, str]:
-        """HubSpot ids by the Salesforce id they carry, from a read of every record."""
+    def _is_new(self, record: Record, system: Side, pair: ObjectPair) -> bool:
+        """Created since this object was last read (or never read): the change set explains
+        its create. A record whose creation time cannot be read counts as new."""
+        obj = pair.salesforce if system == "salesforce" else pair.hubspot
+        mark = self.marks.get((system, obj))
+        if mark is None or mark.cursor == EPOCH:
+            return True
+        raw = record.values.get(CREATED[system])
+        try:
+            created = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=dt.UTC)
+        connector = self.sf if system == "salesforce" else self.hs
+        return created >= mark.cursor - connector.lookback - dt.timedelta(seconds=1)
+
+    def _guard_creates(self, session: Session, pending: dict[tuple[str, str], _Pending]
+                       ) -> None:
+        """Before any write: a pair that would create counterparts for more old records than
+        the mapping's ``safety`` allows creates none of them this cycle (a gap says why)."""
+        safety = self.mapping.safety
+        pairs = {p.name: p for p in self.mapping.objects}
+        for (name, into), sources in self.create_sources.items():
+            old = [source for source, new in sources if not new]
+            links = len(state.links_of(session, name)) if old else 0
+            limit = safety.max_create_share * links + safety.create_floor
+            if len(old) <= limit:
+                self._close(session, name, f"creates:{into}", ("create_guard",))
+                continue
+            pair = pairs[name]
+            obj = pair.hubspot if into == "hubspot" else pair.salesforce
+            blocked = {source for source, _ in sources}
+            batch = pending.get((into, obj))
+            if batch is not None:
+                kept = [(w, a) for w, a in zip(batch.records, batch.after, strict=True)
+                        if not (w.id is None and a[1].name == name and a[2] in blocked)]
+                batch.records = [w for w, _ in kept]
+                batch.after = [a for _, a in kept]
+            for source in blocked:
+                self.new_creates.pop((name, into, source), None)
+            self.report.plan = [w for w in self.report.plan if not (
+                w.create and w.pair == name and w.system == into)]
+            self._gap(session, "create_guard", name, f"creates:{into}", {
+                "planned": len(sources), "old_records": len(old), "links": links,
+                "limit": int(limit), "reason": f"this cycle would create {len(old)} {into} "
+                f"{obj} records for records that existed at the last sync (limit "
+                f"{int(limit)}: safety.max_create_share x {links} links + "
+                "safety.create_floor); none were created. If this is meant (a mapping "
+                "change admitted them), raise the limit in the mapping's safety section or "
+                "run a backfill"})
+
+    def _carried(self, hs_object: str, prop: str) -> dict[str, list[Record]]:
+        """This cycle's HubSpot records by the Salesforce id they carry."""
         key = (hs_object, prop)
         if key not in self.carried:
-            self.carried[key] = {str(r.values[prop]): r.id
-                                 for r in self.changed[("hubspot", hs_object)]
-                                 if r.values.get(prop)}
+            index: dict[str, list[Record]] = {}
+            for r in self.changed[("hubspot", hs_object)]:
+                if r.values.get(prop):
+                    index.setdefault(str(r.values[prop]), []).append(r)
+            self.carried[key] = index
         return self.carried[key]
 
     def _unlinked_hubspot(self, session: Session,
                           changed: dict[tuple[str, str], list[Record]],
                           pending: dict[tuple[str, str], _Pending],
                           handled_hs: set[tuple[str, str]]) -> None:
-        """HubSpot records no pair has claimed: link by key, create where a pair allows it,
-        or report them missing in Salesforce."""
+        """HubSpot records no pair has claimed: the Salesforce record whose id they carry,
+        else link by key, create where a pair allows it, or report them missing."""
         for hs_object in sorted({p.hubspot for p in self.mapping.objects}):
             pairs = [p for p in self.mapping.objects if p.hubspot == hs_object]
-            for record in changed[("hubspot", hs_object)]:
-                if (hs_object, record.id) in handled_hs:
-                    continue
-                if any(state.find_link(session, p.name, hs_id=record.id) for p in pairs):
-                    continue
-                self._claim(session, pairs, record, pending)
+            unclaimed = [r for r in changed[("hubspot", hs_object)]
+                         if (hs_object, r.id) not in handled_hs
+                         and (hs_object, r.id) not in self.claimed_hs
+                         and not any(state.find_link(session, p.name, hs_id=r.id)
+                                     for p in pairs)]
+            carriers = self._carried_records(pairs, unclaimed)
+            for record in unclaimed:
+                self._claim(session, pairs, record, carriers, pending)
+
+    def _carried_records(self, pairs: list[ObjectPair], records: list[Record]
+                         ) -> dict[tuple[str, str], Record]:
+        """The Salesforce records these HubSpot records carry the ids of, by (pair, id):
+        from this cycle's read, the rest read by id in one call per object."""
+        out: dict[tuple[str, str], Record] = {}
+        for pair in pairs:
+            prop = self._carried_field(pair)
+            if prop is None:
+                continue
+            ids = {str(r.values[prop]) for r in records if r.values.get(prop)}
+            have = {r.id: r for r in self.changed[("salesforce", pair.salesforce)]
+                    if r.id in ids}
+            rest = sorted(ids - set(have))
+            if rest:
+                have.update({r.id: r for r in self.sf.read_by_ids(
+                    pair.salesforce, rest, self.fields_of("salesforce", pair.salesforce))})
+            out.update({(pair.name, sf_id): r for sf_id, r in have.items()})
+        return out
 
     def _claim(self, session: Session, pairs: list[ObjectPair], record: Record,
+               carriers: dict[tuple[str, str], Record],
                pending: dict[tuple[str, str], _Pending]) -> None:
+        for pair in pairs:  # a record that carries a Salesforce id is that record's counterpart
+            prop = self._carried_field(pair)
+            sf_id = str(record.values.get(prop) or "") if prop else ""
+            if not sf_id:
+                continue
+            sf_record = carriers.get((pair.name, sf_id))
+            if sf_record is None:
+                known = state.open_gap_detail(session, "missing_in_salesforce", pair.name,
+                                              record.id)
+                if known and known.get("deleted_counterpart"):
+                    return  # its Lead was deleted: the gap says so, a person decides
+                self._gap(session, "missing_in_salesforce", pair.name, record.id, {
+                    "carried_salesforce_id": sf_id,
+                    "reason": f"it carries the id of Salesforce {pair.salesforce} {sf_id}, "
+                    "which was not found; it is never used to create another"})
+                return
+            conversion = pair.conversion
+            if conversion is not None and sf_record.values.get(conversion.converted_field):
+                continue  # a converted Lead: the Contact's pair may claim it
+            self._link_and_plan(session, pair, sf_record, record, None, pending)
+            return
         for pair in pairs:
             if pair.match is None:
                 continue
@@ -487,11 +704,16 @@ class Cycle:
                     "key": key, "salesforce_ids": sorted(r.id for r in found)})
                 return
             if found:
-                if state.find_link(session, pair.name, sf_id=found[0].id):
+                if state.find_link(session, pair.name, sf_id=found[0].id) or (
+                        pair.name, found[0].id) in self.claimed_sf:
                     return
-                link = self._link(session, pair, found[0].id, record.id, key)
-                self._plan_pair(session, pair, link, found[0], record, pending)
+                self._link_and_plan(session, pair, found[0], record, key, pending)
                 return
+        if any(prop and record.values.get(prop) for prop in map(self._carried_field, pairs)):
+            self._gap(session, "missing_in_salesforce", pairs[0].name, record.id, {
+                "reason": "it carries the id of a converted Salesforce Lead whose Contact "
+                "is not linked; it is never used to create another"})
+            return
         for pair in pairs:
             if passes(pair.create_in_salesforce, record.values):
                 self._create(session, pair, record, "salesforce", pending)
@@ -505,7 +727,10 @@ class Cycle:
                      hs_changed: dict[str, Record],
                      pending: dict[tuple[str, str], _Pending]) -> None:
         need_sf = [sf_id for sf_id, _ in linked.values() if sf_id not in sf_changed]
-        need_hs = [hs_id for _, hs_id in linked.values() if hs_id not in hs_changed]
+        # HubSpot search serves an index that lags writes: a record it returns may hold the
+        # values of a few seconds ago. Linked records are read again by id (consistent), so
+        # a stale copy never decides a field.
+        need_hs = [hs_id for _, hs_id in linked.values()]
         sf_records = dict(sf_changed)
         hs_records = dict(hs_changed)
         if need_sf:
@@ -709,6 +934,15 @@ class Cycle:
     # -- helpers ---------------------------------------------------------------------------
     def _link(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,
               key: str | None) -> Any:
+        """Link two records, unless either is linked or claimed already: then the conflict
+        is a ``duplicate_match`` gap for a person, and nothing is written for it."""
+        conflict = self._conflict(session, pair, sf_id, hs_id)
+        if conflict is not None:
+            self._gap(session, "duplicate_match", pair.name, sf_id, {
+                "hubspot_id": hs_id, "reason": conflict})
+            return None
+        self.claimed_hs[(pair.hubspot, hs_id)] = f"{pair.name}:{sf_id}"
+        self.claimed_sf[(pair.name, sf_id)] = hs_id
         link = state.add_link(session, pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id,
                               key)
         self.report.linked += 1
@@ -716,6 +950,32 @@ class Cycle:
         self._close(session, pair.name, hs_id, ("missing_in_salesforce",
                                                      "duplicate_match"))
         return link
+
+    def _conflict(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str
+                  ) -> str | None:
+        """Why ``sf_id`` and ``hs_id`` cannot be linked in ``pair``, if they cannot."""
+        claimant = self.claimed_hs.get((pair.hubspot, hs_id))
+        if claimant is not None and claimant != f"{pair.name}:{sf_id}":
+            return f"HubSpot {pair.hubspot} {hs_id} is claimed by {claimant} in this cycle"
+        other = self.claimed_sf.get((pair.name, sf_id))
+        if other is not None and other != hs_id:
+            return f"Salesforce {pair.salesforce} {sf_id} is linked to HubSpot {other}"
+        for p in self.mapping.objects:
+            if p.hubspot == pair.hubspot:
+                link = state.find_link(session, p.name, hs_id=hs_id)
+                if link is not None and (p.name, link.sf_id) != (pair.name, sf_id):
+                    return (f"HubSpot {pair.hubspot} {hs_id} is already linked to "
+                            f"{p.salesforce} {link.sf_id}")
+        link = state.find_link(session, pair.name, sf_id=sf_id)
+        if link is not None and link.hs_id != hs_id:
+            return f"Salesforce {pair.salesforce} {sf_id} is already linked to {link.hs_id}"
+        return None
+
+    def _claim_key(self, pair: ObjectPair, key: str, sf_id: str) -> bool:
+        """One HubSpot upsert per email per cycle, whichever pair asks."""
+        claimant = self.claimed_hs.setdefault((pair.hubspot, f"email:{key}"),
+                                              f"{pair.name}:{sf_id}")
+        return claimant == f"{pair.name}:{sf_id}"
 
     def _gap(self, session: Session, kind: str, pair: str, key: str,
              detail: dict[str, Any]) -> None:

@@ -73,6 +73,9 @@ class ActionWrite:
 class SlaOutcome:
     opened: list[ColdLead] = field(default_factory=list)
     closed: list[Gap] = field(default_factory=list)
+    # Open gaps whose lead had no HubSpot record when they opened and has one now: their
+    # HubSpot-side actions are carried out now (a create held or delayed must not lose them).
+    linked_since: list[ColdLead] = field(default_factory=list)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -136,6 +139,10 @@ def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
                                                      Gap.closed_at.is_(None))):
             if gap.key in cold and cold[gap.key].rule.pair == pair:
                 gap.last_seen_at = state.now()
+                lead = cold[gap.key]
+                if not gap.detail.get("hubspot_id") and lead.hs_id is not None:
+                    gap.detail = {**gap.detail, "hubspot_id": lead.hs_id}
+                    outcome.linked_since.append(lead)
             else:
                 gap.closed_at = state.now()
                 outcome.closed.append(gap)
@@ -212,6 +219,15 @@ def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDir
                     writes.append(ActionWrite(
                         "hubspot", pair.hubspot, lead.hs_id, {hs_field: to_hs},
                         [change("hubspot", hs_field, to_hs)], lead, action.kind))
+    for lead in outcome.linked_since:
+        for action in lead.rule.actions:
+            if isinstance(action, SetProperty) and lead.hs_id is not None:
+                writes.append(ActionWrite(
+                    "hubspot", pairs[lead.rule.pair].hubspot, lead.hs_id,
+                    {action.property: action.value},
+                    [FieldChange("hubspot", action.property, None, action.value,
+                                 f"sla:{lead.rule.name}", "cold lead, now in HubSpot",
+                                 f"sla>{action.property}")], lead, action.kind))
     writes = _merged(writes)
     for gap in outcome.closed:
         rule = next((r for r in mapping.sla if r.name == gap.detail.get("rule")), None)

@@ -189,3 +189,19 @@ class Intent(Base):
     hs_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     values: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime]
+
+
+class PendingCreate(Base):
+    """A counterpart this agent is about to create, committed before the create is sent.
+
+    A create is the one write a crash can turn into a duplicate: the new record's id never
+    reached the store. The next cycle finds the record by the id it carries; while search
+    may still lag the write (a HubSpot search misses a record for a few seconds), a create
+    with a pending row is held rather than sent again."""
+
+    __tablename__ = "pending_creates"
+
+    pair: Mapped[str] = mapped_column(String(64), primary_key=True)
+    into: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    planned_at: Mapped[dt.datetime]

@@ -339,6 +339,21 @@ def test_deviations_are_in_the_recordings(reference: Path) -> None:
     assert "links" not in partial["errors"][0]
 
 
+def test_batch_trace_ids_only_in_errors_as_recorded(calls: Calls, reference: Path) -> None:
+    """A 207 batch create names ``objectWriteTraceId`` in errors[].context only; its results
+    carry none, as in the recording (issue 9, point 5)."""
+    recorded = json.loads((reference / "hubspot" /
+                           "amp-batch-create-contacts-207-conflict.json").read_text())
+    assert not any("objectWriteTraceId" in r for r in recorded["results"])
+    ours = calls.post(f"{C}/batch/create", {"inputs": [
+        {"properties": {"email": "spec@example.com"}, "objectWriteTraceId": "0"},
+        {"properties": {"email": "spec.trace@example.com"}, "objectWriteTraceId": "1"}]}).json()
+    assert set(ours) == set(recorded)
+    assert shape(ours["errors"]) == shape(recorded["errors"])
+    assert ours["errors"][0]["context"]["objectWriteTraceId"] == ["0"]
+    assert set(ours["results"][0]) <= set(recorded["results"][0])  # the emulator has no `url`
+
+
 def test_rate_limit_body_matches_the_recorded_429(make_sandbox: Any, reference: Path) -> None:
     box = make_sandbox(hubspot_per_ten_seconds=1)
     headers = {"Authorization": f"Bearer {box.info.hubspot_token}"}

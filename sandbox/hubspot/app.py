@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
+import itertools
+import random
 import threading
 import time
 import uuid
@@ -146,9 +148,27 @@ def _rate_body(label: str, policy: str) -> dict[str, Any]:
 
 
 class HubSpotEmulator:
-    def __init__(self, portal: Portal, limiter: RateLimiter) -> None:
+    """The routes. By default they answer as the live API does; each lenience is a named knob:
+
+    - ``batch_trace_ids``: batch results echo each input's ``objectWriteTraceId`` (the live API
+      names it only in ``errors[].context``);
+    - ``batch_results_in_input_order``: batch results come in input order (the live API's come
+      in no promised order; the emulator shuffles them, seeded per request, and never answers
+      two or more in input order);
+    - ``case_insensitive_in``: search ``IN``/``NOT_IN`` on string properties folds the values'
+      case (the live API compares them as given with the lower-cased stored value).
+    """
+
+    def __init__(self, portal: Portal, limiter: RateLimiter, *, seed: int = 0,
+                 batch_trace_ids: bool = False, batch_results_in_input_order: bool = False,
+                 case_insensitive_in: bool = False) -> None:
         self.portal = portal
         self.limiter = limiter
+        self.seed = seed
+        self.batch_trace_ids = batch_trace_ids
+        self.batch_results_in_input_order = batch_results_in_input_order
+        self.case_insensitive_in = case_insensitive_in
+        self._batch_requests = itertools.count(1)
 
     # -- helpers -------------------------------------------------------------------------
     def _type(self, call: Call, key: str = "object") -> str | Response:
@@ -208,6 +228,26 @@ class HubSpotEmulator:
             body["numErrors"] = len(errors)
             return json_response(body, 207)
         return json_response(body, ok_status)
+
+    def _traced(self, result: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        """Only with ``batch_trace_ids``: the result echoes the input's ``objectWriteTraceId``.
+        Live results carry none (amp-batch-create-contacts-207-conflict.json)."""
+        if self.batch_trace_ids and "objectWriteTraceId" in item:
+            result["objectWriteTraceId"] = str(item["objectWriteTraceId"])
+        return result
+
+    def _unordered(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Batch results in no promised order, as HubSpot returns them: a shuffle seeded by the
+        sandbox seed and the request's number (so runs repeat), and never the input order when
+        there are two or more (a shuffle that lands on it is rotated by one)."""
+        if self.batch_results_in_input_order or len(results) < 2:
+            return results
+        rng = random.Random(f"{self.seed}:{next(self._batch_requests)}")  # noqa: S311 - order
+        order = list(range(len(results)))
+        rng.shuffle(order)
+        if order == sorted(order):
+            order = order[1:] + order[:1]
+        return [results[i] for i in order]
 
     # -- objects -------------------------------------------------------------------------
     def list_objects(self, call: Call) -> Response:
@@ -364,7 +404,7 @@ class HubSpotEmulator:
                 else:
                     results.append(self._wire(object_type, record, wanted or None))
         errors = [_not_found_error(object_type, missing)] if missing else []
-        return self._batch_response(results, errors, started)
+        return self._batch_response(self._unordered(results), errors, started)
 
     def batch_create(self, call: Call) -> Response:
         batch = self._batch(call, validate=True)
@@ -388,11 +428,11 @@ class HubSpotEmulator:
                 record = self.portal.create(object_type, values, now)
                 for assoc in item.get("associations") or []:
                     self._associate_input(object_type, record.id, assoc)
-                results.append(_traced(self._wire(object_type, record, None, only_set=True),
-                                       item))
+                results.append(self._traced(
+                    self._wire(object_type, record, None, only_set=True), item))
         if errors and not results:
             return hs_error(409, errors[0]["message"], "CONFLICT")
-        return self._batch_response(results, errors, started, ok_status=201)
+        return self._batch_response(self._unordered(results), errors, started, ok_status=201)
 
     def batch_update(self, call: Call) -> Response:
         batch = self._batch(call, validate=True)
@@ -429,11 +469,11 @@ class HubSpotEmulator:
                                    "context": context})
                     continue
                 self.portal.update(object_type, record, values, now)
-                results.append(_traced(self._wire(object_type, record, None, only_set=True),
-                                       item))
+                results.append(self._traced(
+                    self._wire(object_type, record, None, only_set=True), item))
         if missing:
             errors.insert(0, _not_found_error(object_type, missing))
-        return self._batch_response(results, errors, started)
+        return self._batch_response(self._unordered(results), errors, started)
 
     def batch_upsert(self, call: Call) -> Response:
         batch = self._batch(call, validate=True)
@@ -462,10 +502,10 @@ class HubSpotEmulator:
                     record = self.portal.create(object_type, values, now)
                 else:
                     self.portal.update(object_type, record, values, now)
-                wired = _traced(self._wire(object_type, record, None, only_set=True), item)
+                wired = self._traced(self._wire(object_type, record, None, only_set=True), item)
                 wired["new"] = created
                 results.append(wired)
-        return self._batch_response(results, [], started)
+        return self._batch_response(self._unordered(results), [], started)
 
     def batch_archive(self, call: Call) -> Response:
         batch = self._batch(call)
@@ -502,7 +542,7 @@ class HubSpotEmulator:
             return hs_error(400, "Too many filters: at most 5 filterGroups and 18 filters",
                             "VALIDATION_ERROR")
         try:
-            predicate = _compile_groups(object_type, groups)
+            predicate = _compile_groups(object_type, groups, self.case_insensitive_in)
             order = _sorts(object_type, body.get("sorts") or [])
         except ValueError as exc:
             return hs_error(400, str(exc), "VALIDATION_ERROR")
@@ -755,9 +795,18 @@ class HubSpotEmulator:
             self.limiter.per_ten_seconds = int(body["perTenSeconds"])
         if "searchPerSecond" in body:
             self.limiter.search_per_second = int(body["searchPerSecond"])
+        if "batchTraceIds" in body:
+            self.batch_trace_ids = bool(body["batchTraceIds"])
+        if "batchResultsInInputOrder" in body:
+            self.batch_results_in_input_order = bool(body["batchResultsInInputOrder"])
+        if "caseInsensitiveIn" in body:
+            self.case_insensitive_in = bool(body["caseInsensitiveIn"])
         return json_response({"searchLagSeconds": self.portal.search_lag,
                               "perTenSeconds": self.limiter.per_ten_seconds,
-                              "searchPerSecond": self.limiter.search_per_second})
+                              "searchPerSecond": self.limiter.search_per_second,
+                              "batchTraceIds": self.batch_trace_ids,
+                              "batchResultsInInputOrder": self.batch_results_in_input_order,
+                              "caseInsensitiveIn": self.case_insensitive_in})
 
     def admin_counts(self, call: Call) -> Response:
         with self.portal.lock:
@@ -833,13 +882,6 @@ class HubSpotEmulator:
         ]
 
 
-def _traced(result: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Results echo the input's ``objectWriteTraceId``, so callers can match them to inputs."""
-    if "objectWriteTraceId" in item:
-        result["objectWriteTraceId"] = str(item["objectWriteTraceId"])
-    return result
-
-
 def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
     return {"status": "error", "category": "OBJECT_NOT_FOUND",
             "message": f"Could not get some {SINGULAR[object_type].upper()} objects, they may be "
@@ -884,7 +926,7 @@ def _record_value(object_type: str, prop: str, record: HsRecord) -> Any:
         return value
 
 
-def _compile_groups(object_type: str, groups: list[Any]) -> Any:
+def _compile_groups(object_type: str, groups: list[Any], fold_in: bool = False) -> Any:
     compiled = []
     for group in groups:
         filters = []
@@ -901,19 +943,27 @@ def _compile_groups(object_type: str, groups: list[Any]) -> Any:
     def matches(record: HsRecord) -> bool:
         if not compiled:
             return True
-        return any(all(_test(object_type, record, *f) for f in fs) for fs in compiled)
+        return any(all(_test(object_type, record, *f, fold_in=fold_in) for f in fs)
+                   for fs in compiled)
 
     return matches
 
 
 def _test(object_type: str, record: HsRecord, prop: str, op: str, value: Any,
-          values: Any, high: Any) -> bool:
+          values: Any, high: Any, fold_in: bool = False) -> bool:
     current = _record_value(object_type, prop, record)
     if op == "HAS_PROPERTY":
         return current is not None
     if op == "NOT_HAS_PROPERTY":
         return current is None
     if op in ("IN", "NOT_IN"):
+        spec = PROPERTIES[object_type].get(prop)
+        if not fold_in and spec is not None and spec.type == "string":
+            # HubSpot: IN with a string property compares the values as given with the stored
+            # value lower-cased, so a value that is not lower case never matches.
+            stored = record.properties.get(prop)
+            found = stored is not None and stored.lower() in {str(v) for v in values or []}
+            return found == (op == "IN")
         keys = {_value_key(object_type, prop, v) for v in values or []}
         return bool((current in keys) == (op == "IN"))
     target = _value_key(object_type, prop, value)
@@ -963,8 +1013,12 @@ def _sort_key(object_type: str, prop: str, record: HsRecord) -> tuple[int, Any]:
 
 
 def build_app(portal: Portal, token: str, limiter: RateLimiter, faults: FaultInjector,
-              log: RequestLog) -> tuple[EmulatorApp, HubSpotEmulator]:
-    emulator = HubSpotEmulator(portal, limiter)
+              log: RequestLog, *, seed: int = 0, batch_trace_ids: bool = False,
+              batch_results_in_input_order: bool = False,
+              case_insensitive_in: bool = False) -> tuple[EmulatorApp, HubSpotEmulator]:
+    emulator = HubSpotEmulator(portal, limiter, seed=seed, batch_trace_ids=batch_trace_ids,
+                               batch_results_in_input_order=batch_results_in_input_order,
+                               case_insensitive_in=case_insensitive_in)
     app = EmulatorApp(HubSpotVendor(token, limiter), emulator.routes(), emulator.admin_routes(),
                       faults, log)
     return app, emulator
