@@ -312,25 +312,13 @@ def run(
     interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 60.0,
     health_port: Annotated[int, typer.Option(help="Local port for /healthz and /metrics.")]
     = 9464,
-    lock_ttl: Annotated[float | None, typer.Option(
-        help="Seconds of the cycle lock's lease, renewed every third of it while a cycle "
-             "runs [default: 5 x interval, at least 300].", envvar="STAGESYNC_LOCK_TTL")]
-    = None,
-    unhealthy_after: Annotated[int, typer.Option(
-        min=1, help="/healthz answers 503 after this many failed cycles in a row.",
-        envvar="STAGESYNC_UNHEALTHY_AFTER")] = 3,
-    quota_recheck: Annotated[float, typer.Option(
-        min=0.0, help="Seconds between Salesforce /limits checks while paused at the quota "
-                      "stop.", envvar="STAGESYNC_QUOTA_RECHECK")] = 300.0,
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
     """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from connectors.build import build_connectors
     from mapping.validate import check_file
-    from sync_agent.service import Agent, describe_error, json_logging, run_forever
+    from sync_agent.service import Agent, json_logging, run_forever
     from sync_agent.store import open_store
 
     json_logging()
@@ -345,19 +333,8 @@ def run(
         console.print("[red]connection settings are missing[/red]: give --env-file")
         raise typer.Exit(2) from None
     salesforce, hubspot = build_connectors(settings)
-    try:
-        store = open_store(db)
-    except (SQLAlchemyError, OSError) as exc:
-        typer.echo(f"cannot open the state store: {describe_error(exc)}", err=True)
-        raise typer.Exit(1) from None
-    agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
-                  unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
-    try:
-        run_forever(agent, health_port)
-    except OSError as exc:  # the health port is taken (or not ours to bind)
-        typer.echo(f"cannot serve /healthz and /metrics on 127.0.0.1:{health_port}: "
-                   f"{exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+    agent = Agent(open_store(db), parsed, salesforce, hubspot, interval)
+    run_forever(agent, health_port)
 
 
 @app.command()

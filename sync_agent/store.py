@@ -3,13 +3,6 @@
 SQLite by default (``stagesync.db`` in the working directory, created with mode 0600: it holds
 personal data), PostgreSQL by URL (``postgresql+psycopg://...``). The schema is managed by
 Alembic migrations shipped in ``sync_agent/migrations``.
-
-Errors never echo a statement's parameters (``hide_parameters``): they hold personal data.
-SQLite waits up to ``busy_timeout`` seconds (30; ``?timeout=SECONDS`` on the URL) for another
-writer before it says "database is locked". Every process on one SQLite file runs on one host,
-so the single-instance lock there is backed by an OS file lock beside the database
-(``stagesync.db.cycle.lock``): the kernel drops it the moment its holder dies, and a live
-holder keeps it however long its cycle runs, whatever its lease says.
 """
 
 from __future__ import annotations
@@ -17,93 +10,34 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import sqlite3
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///stagesync.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another before "database is locked"
 
 
 @dataclass
 class Store:
     engine: Engine
     sessions: sessionmaker[Session]
-    # lock name -> (descriptor of the lock file, the holders in this process that share it)
-    _file_locks: dict[str, tuple[int, set[str]]] = field(default_factory=dict, repr=False)
-    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def session(self) -> Session:
         return self.sessions()
 
-    def _lock_file(self, name: str) -> Path | None:
-        database = self.engine.url.database
-        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
-            return None
-        return Path(f"{database}.{name}.lock")
 
-    def hold_file_lock(self, name: str, holder: str) -> bool:
-        """Take (or share, within this process) the OS lock behind lock ``name`` without
-        waiting; False while another process has it. Always True off SQLite files. Between
-        holders in one process the lock row and its lease decide, as on PostgreSQL."""
-        path = self._lock_file(name)
-        if path is None:
-            return True
-        with self._guard:
-            held = self._file_locks.get(name)
-            if held is not None:
-                held[1].add(holder)
-                return True
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            self._file_locks[name] = (fd, {holder})
-            return True
-
-    def file_lock_holders(self, name: str) -> set[str] | None:
-        """The holders in this process that share the OS lock behind ``name``; None when this
-        store has no such lock (not SQLite, or not held)."""
-        with self._guard:
-            held = self._file_locks.get(name)
-            return set(held[1]) if held is not None else None
-
-    def release_file_lock(self, name: str, holder: str) -> None:
-        with self._guard:
-            held = self._file_locks.get(name)
-            if held is None:
-                return
-            held[1].discard(holder)
-            if not held[1]:
-                del self._file_locks[name]
-                fcntl.flock(held[0], fcntl.LOCK_UN)
-                os.close(held[0])
-
-
-def is_busy(exc: BaseException) -> bool:
-    """SQLite's "database is locked" / "database is busy": another writer outlasted the busy
-    timeout. Waiting longer is the remedy, not a crash."""
-    orig = getattr(exc, "orig", exc)
-    return isinstance(exc, OperationalError | sqlite3.OperationalError) and isinstance(
-        orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig))
-
-
-def _prepare_sqlite_file(database: str | None) -> None:
-    if not database or database == ":memory:" or database.startswith("file:"):
+def _prepare_sqlite_file(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if path in ("", ":memory:") or url.startswith("sqlite:////:memory:"):
         return
-    file = Path(database)
+    file = Path(path)
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -113,21 +47,17 @@ def open_store(url: str | None = None) -> Store:
     """Connect (creating the SQLite file 0600 if needed) and migrate to the latest schema."""
     url = url or DEFAULT_URL
     if url.startswith("sqlite"):
-        parsed = make_url(url)
-        timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT)))
-        parsed = parsed.difference_update_query(["timeout"])
-        _prepare_sqlite_file(parsed.database)
-        engine = create_engine(parsed, connect_args={"timeout": timeout}, hide_parameters=True)
+        _prepare_sqlite_file(url)
+        engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # as connect's timeout
             cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return Store(engine, sessionmaker(engine, expire_on_commit=False))
 
