@@ -38,7 +38,7 @@ AGENT_ENV = {"STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
 # cannot tell landed (a killed or failed cycle sent it, search may not show it yet): the
 # bench shortens it, still well past the sandbox's search lag, so a held create is decided
 # within a round instead of five minutes later.
-SEARCH_LOOKBACK = 15.0
+SEARCH_LOOKBACK = float(os.environ.get("CHAOS_SEARCH_LOOKBACK", "15"))
 WRITE_ACTIONS = {"create", "update", "upsert", "delete", "archive", "default"}
 PREFIX = "Chaos"  # every record the bench creates has a LastName (lastname) starting so
 

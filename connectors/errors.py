@@ -6,6 +6,8 @@
     ├── ReauthenticateError   the session expired: sign in again, then retry once
     └── FatalError            retrying will not help
         ├── ConfigurationError  wrong URL, credentials, permissions, unknown object
+        │   └── UnreachableError  refused, unresolvable or untrusted (TLS) host: names the
+        │                         host and the request, raised by the retry policy
         └── DataError           one record was refused (carries record, field, vendor code)
 
 Messages never contain secrets: settings hold them as ``SecretStr`` and bodies are not echoed.
@@ -48,6 +50,20 @@ class FatalError(ConnectorError):
 
 class ConfigurationError(FatalError):
     pass
+
+
+class UnreachableError(ConfigurationError):
+    """The host cannot be reached in a way that waiting will not mend: it refused the
+    connection (or its name does not resolve) and has never answered this process, or its TLS
+    certificate is not trusted. ``host`` is ``host:port``; ``request`` is ``METHOD URL`` (no
+    query string: it can hold personal data) when known."""
+
+    def __init__(self, system: str, message: str, *, host: str | None = None,
+                 request: str | None = None, kind: str = "refused") -> None:
+        super().__init__(system, message)
+        self.host = host
+        self.request = request
+        self.kind = kind
 
 
 class DataError(FatalError):

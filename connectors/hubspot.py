@@ -162,6 +162,9 @@ class HubSpotConnector:
             error = classify(exc)
             if int(getattr(exc, "status", 0) or 0) == 429:
                 self.rate_limited += 1
+            if type(error) is ConfigurationError:  # no retry mends it: say where it happened
+                error = ConfigurationError(SYSTEM, f"{error.message} ({endpoint} at "
+                                           f"{self.settings.host})")
             raise error from None
 
     def _call(self, endpoint: str, call: Callable[[], T], idempotent: bool = True) -> T:

@@ -31,6 +31,7 @@ from connectors.errors import (
     QuotaExhaustedError,
     ReauthenticateError,
     RetriableError,
+    UnreachableError,
 )
 from connectors.http import make_session
 from connectors.pacing import DailyBudget
@@ -47,7 +48,7 @@ from connectors.records import (
     WriteRecord,
     WriteResult,
 )
-from connectors.retry import RetryPolicy
+from connectors.retry import RetryPolicy, describe_request
 from connectors.salesforce_auth import authenticate
 from connectors.salesforce_values import format_datetime, from_csv, parse_datetime
 
@@ -65,25 +66,27 @@ _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
 T = TypeVar("T")
 
 
-def classify(exc: SalesforceError) -> ConnectorError:
+def classify(exc: SalesforceError, method: str | None = None) -> ConnectorError:
     """Map a simple-salesforce error to our kinds by Salesforce's errorCode.
 
     Salesforce reports an exhausted daily quota as 403 REQUEST_LIMIT_EXCEEDED, so the code, not
-    the status, decides.
+    the status, decides. Errors that retrying will not fix name the request (``method`` when
+    known, the URL without its query) so the message says where it failed.
     """
     content: list[object] = exc.content if isinstance(exc.content, list) else []
     first = content[0] if content and isinstance(content[0], dict) else {}
     code = str(first.get("errorCode", ""))
     message = str(first.get("message", "")).strip()
+    where = f" ({describe_request(method, exc.url)})" if exc.url else ""
     if isinstance(exc, SalesforceExpiredSession) or code == "INVALID_SESSION_ID":
-        return ReauthenticateError(SYSTEM, "session expired or invalid")
+        return ReauthenticateError(SYSTEM, f"session expired or invalid{where}")
     if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403:
         return QuotaExhaustedError(SYSTEM, f"the org's daily API limit is reached: {message}")
     if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 503):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip(), unapplied=True)
     if exc.status in (500, 502, 504):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip())
-    return ConfigurationError(SYSTEM, f"{exc.status} {code}: {message}".strip())
+    return ConfigurationError(SYSTEM, f"{exc.status} {code}: {message}".strip() + where)
 
 
 def endpoint_name(method: str, url: str) -> str:
@@ -110,6 +113,8 @@ class SalesforceConnector:
         self.http.hooks["response"].append(self._on_response)
         self.policy = policy or RetryPolicy(attempts=settings.retry_attempts)
         self.budget = DailyBudget(settings.quota_stop_share, settings.daily_call_budget)
+        self.budget_day = _today()  # the UTC day ``budget.own_calls`` counts
+        self._last_request: tuple[str, str] | None = None  # (method, url) of the last answer
         self.calls: Counter[str] = Counter()
         self._client: Salesforce | None = None
         self._schemas: dict[str, ObjectSchema] = {}
@@ -117,37 +122,90 @@ class SalesforceConnector:
 
     # -- plumbing ------------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.calls[endpoint_name(response.request.method or "GET", response.url)] += 1
+        method = response.request.method or "GET"
+        self.calls[endpoint_name(method, response.url)] += 1
+        self.policy.mark_answered(response.url)
+        self._last_request = (method, response.url)
+        self._new_budget_day()
         self.budget.own_calls += 1
         self.budget.observe(response.headers.get("Sforce-Limit-Info"))
 
+    def _new_budget_day(self) -> None:
+        """``daily_call_budget`` is per calendar day (UTC): a new day starts from zero."""
+        today = _today()
+        if today != self.budget_day:
+            self.budget_day = today
+            self.budget.own_calls = 0
+
     def client(self) -> Salesforce:
         if self._client is None:
-            session = self.policy.run(lambda: authenticate(self.settings, self.http))
-            self._client = Salesforce(session_id=session.session_id,
-                                      instance_url=session.instance_url,
-                                      version=self.settings.api_version, session=self.http)
+            return self.policy.run(self._signed_in)
         return self._client
 
     def _reauthenticate(self) -> None:
         self._client = None
         self.client()
 
-    def _guarded(self, call: Callable[[Salesforce], T]) -> T:
-        self.budget.check()
+    def _signed_in(self) -> Salesforce:
+        """The client, signing in with one attempt: the policy around the call retries (a
+        policy inside a policy would multiply the attempts)."""
+        if self._client is None:
+            try:
+                session = authenticate(self.settings, self.http)
+            except ConfigurationError as exc:
+                url = self.settings.token_url
+                if url in exc.message or isinstance(exc, UnreachableError):
+                    raise
+                raise ConfigurationError(SYSTEM, f"{exc.message} ({describe_request('POST', url)}"
+                                         ")") from None
+            self._client = Salesforce(session_id=session.session_id,
+                                      instance_url=session.instance_url,
+                                      version=self.settings.api_version, session=self.http)
+        return self._client
+
+    def _guarded(self, call: Callable[[Salesforce], T], budgeted: bool = True) -> T:
+        if budgeted:
+            self._new_budget_day()
+            self.budget.check()
         try:
-            return call(self.client())
+            return call(self._signed_in())
         except SalesforceError as exc:
-            raise classify(exc) from None
+            last = self._last_request
+            method = last[0] if last is not None and last[1] == exc.url else None
+            raise classify(exc, method) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             refused = isinstance(exc, requests.ConnectionError) and "refused" in str(exc)
-            raise RetriableError(SYSTEM, f"network: {type(exc).__name__}",
+            where = describe_request(exc.request.method, str(exc.request.url)) if (
+                exc.request is not None and exc.request.url) else "request"
+            raise RetriableError(SYSTEM, f"network: {type(exc).__name__} on {where}",
                                  unapplied=refused) from None
         except requests.exceptions.ChunkedEncodingError:
             raise RetriableError(SYSTEM, "connection broken mid-response") from None
 
     def _call(self, call: Callable[[Salesforce], T], idempotent: bool = True) -> T:
         return self.policy.run(lambda: self._guarded(call), self._reauthenticate, idempotent)
+
+    def recheck_quota(self) -> bool:
+        """After a quota stop: is there room again? One call to the ``/limits`` resource
+        (not refused by the local stop, which only a fresh reading can lift); no call at all
+        while this agent's own daily budget is spent on the same UTC day."""
+        self._new_budget_day()
+        budget = self.budget
+        if budget.max_calls is not None and budget.own_calls >= budget.max_calls:
+            return False
+        try:
+            limits = self.policy.run(lambda: self._guarded(lambda sf: sf.limits(),
+                                                           budgeted=False), self._reauthenticate)
+        except QuotaExhaustedError:  # the org's whole allowance is spent: still no room
+            return False
+        daily = limits.get("DailyApiRequests") or {}
+        if isinstance(daily.get("Max"), int) and isinstance(daily.get("Remaining"), int):
+            budget.limit, budget.used = daily["Max"], daily["Max"] - daily["Remaining"]
+        try:
+            budget.check()
+        except QuotaExhaustedError:
+            return False
+        return True
 
     @property
     def api_usage(self) -> tuple[int | None, int | None]:
@@ -480,6 +538,10 @@ class SalesforceConnector:
             objects=objects,
             quota=f"{daily.get('Remaining')} of {daily.get('Max')} daily API requests left",
             calls=sum(self.calls.values()))
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
 
 def _ceil_second(value: dt.datetime) -> dt.datetime:

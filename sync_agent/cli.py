@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from connectors.config import load_settings
@@ -25,7 +26,7 @@ mapping_app = typer.Typer(help="The mapping file: validate, diff, schema.",
 app.add_typer(mapping_app, name="mapping")
 sync_app = typer.Typer(help="Run sync cycles.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
-console = Console()
+console = Console(soft_wrap=True)  # a message is one line, whatever the width
 DEFAULT_MAPPING = Path("stagesync.yaml")
 SANDBOX_SETTINGS = Path(".stagesync/sandbox/sandbox.env")
 
@@ -114,7 +115,7 @@ def check(env_file: EnvFile = None) -> None:
         try:
             _print_report(connector.check())
         except ConnectorError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             failed = True
     if failed:
         raise typer.Exit(1)
@@ -175,7 +176,7 @@ def mapping_validate(
         try:
             problems += check_live(parsed, located, salesforce.describe, hubspot.describe)
         except ConnectorError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
     for problem in problems:
         typer.echo(str(problem))
@@ -283,7 +284,7 @@ def sync_once(
     try:
         report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run)
     except ConnectorError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     finally:
         state.release_lock(store, LOCK, holder)
@@ -312,13 +313,25 @@ def run(
     interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 60.0,
     health_port: Annotated[int, typer.Option(help="Local port for /healthz and /metrics.")]
     = 9464,
+    lock_ttl: Annotated[float | None, typer.Option(
+        help="Seconds of the cycle lock's lease, renewed every third of it while a cycle "
+             "runs (default: 5 x interval, at least 300).", envvar="STAGESYNC_LOCK_TTL")]
+    = None,
+    unhealthy_after: Annotated[int, typer.Option(
+        min=1, help="/healthz answers 503 after this many failed cycles in a row.",
+        envvar="STAGESYNC_UNHEALTHY_AFTER")] = 3,
+    quota_recheck: Annotated[float, typer.Option(
+        min=0.0, help="Seconds between Salesforce /limits checks while paused at the quota "
+                      "stop.", envvar="STAGESYNC_QUOTA_RECHECK")] = 300.0,
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
     """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from connectors.build import build_connectors
     from mapping.validate import check_file
-    from sync_agent.service import Agent, json_logging, run_forever
+    from sync_agent.service import Agent, describe_error, json_logging, run_forever
     from sync_agent.store import open_store
 
     json_logging()
@@ -333,8 +346,19 @@ def run(
         console.print("[red]connection settings are missing[/red]: give --env-file")
         raise typer.Exit(2) from None
     salesforce, hubspot = build_connectors(settings)
-    agent = Agent(open_store(db), parsed, salesforce, hubspot, interval)
-    run_forever(agent, health_port)
+    try:
+        store = open_store(db)
+    except (SQLAlchemyError, OSError) as exc:
+        typer.echo(f"cannot open the state store: {describe_error(exc)}", err=True)
+        raise typer.Exit(1) from None
+    agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
+                  unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
+    try:
+        run_forever(agent, health_port)
+    except OSError as exc:  # the health port is taken (or not ours to bind)
+        typer.echo(f"cannot serve /healthz and /metrics on 127.0.0.1:{health_port}: "
+                   f"{exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -473,7 +497,7 @@ def backfill(
             result = run_backfill(store, parsed, salesforce, hubspot, object_name, start,
                                   page_size, progress)
         except (BackfillError, ConnectorError) as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
     report = result.report
     console.print(
@@ -500,7 +524,7 @@ def retry(
     try:
         result = retry_dead_letters(open_store(db), parsed, salesforce, hubspot, everything)
     except ConnectorError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
                   f"{result.failed} refused again (backed off), {result.gone} whose record "

@@ -503,8 +503,10 @@ class Cycle:
             return
         carried = self._carried_field(pair)
         if into == "salesforce" and key is None:
+            what = (f"no {pair.match.hubspot}" if pair.match is not None
+                    else "no match key in the mapping")
             self._gap(session, missing, pair.name, record.id, {
-                "key": None, "reason": "it has no email: a Salesforce record made from it "
+                "key": None, "reason": f"it has {what}: a Salesforce record made from it "
                 "could not be found again after an interruption, so it is not created "
                 "(HubSpot's own connector also needs an email)"})
             return

@@ -17,12 +17,14 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import StatementError
 
 from connectors.contract import Connector
 from connectors.errors import ConnectorError, QuotaExhaustedError
@@ -35,6 +37,8 @@ from sync_agent.store import Store
 log = logging.getLogger("stagesync.agent")
 LOCK = "cycle"
 SCHEMA_REFRESH = dt.timedelta(hours=1)
+UNHEALTHY_AFTER = 3  # /healthz answers 503 after this many failed cycles in a row
+QUOTA_RECHECK_SECONDS = 300.0  # how often a quota-paused agent asks Salesforce's /limits
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,109 +71,318 @@ def json_logging(level: int = logging.INFO) -> None:
 class Metrics:
     cycles: int = 0
     failures: int = 0
+    consecutive_failures: int = 0
     skipped_locked: int = 0
+    skipped_quota: int = 0
+    quota_checks: int = 0
+    quota_paused: bool = False
+    lock_renewals: int = 0
+    lock_takeovers: int = 0
+    lock_lost: int = 0
     last_cycle_end: float | None = None
     last_error: str | None = None
+    last_error_type: str | None = None
     written: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     gaps_opened: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def prometheus(self) -> str:
-        lines = [
-            "# HELP stagesync_cycles_total Sync cycles completed.",
-            "# TYPE stagesync_cycles_total counter", f"stagesync_cycles_total {self.cycles}",
-            "# HELP stagesync_cycle_failures_total Cycles that stopped on an error.",
-            "# TYPE stagesync_cycle_failures_total counter",
-            f"stagesync_cycle_failures_total {self.failures}",
-            "# HELP stagesync_cycles_skipped_locked_total Cycles skipped: another agent held "
-            "the lock.", "# TYPE stagesync_cycles_skipped_locked_total counter",
-            f"stagesync_cycles_skipped_locked_total {self.skipped_locked}",
-            "# HELP stagesync_records_written_total Records written, per system and object.",
-            "# TYPE stagesync_records_written_total counter"]
-        for key, count in sorted(self.written.items()):
-            system, _, obj = key.partition(".")
-            lines.append(f'stagesync_records_written_total{{system="{system}",object="{obj}"}} '
-                         f"{count}")
-        lines += ["# HELP stagesync_api_calls_total API calls, per endpoint.",
-                  "# TYPE stagesync_api_calls_total counter"]
-        for endpoint, count in sorted(self.calls.items()):
-            safe = endpoint.replace('"', "'")
-            lines.append(f'stagesync_api_calls_total{{endpoint="{safe}"}} {count}')
-        if self.last_cycle_end is not None:
-            lines += ["# HELP stagesync_last_cycle_end_timestamp_seconds When the last cycle "
-                      "ended.", "# TYPE stagesync_last_cycle_end_timestamp_seconds gauge",
-                      f"stagesync_last_cycle_end_timestamp_seconds {self.last_cycle_end:.3f}"]
+        def counter(name: str, text: str, value: float, kind: str = "counter") -> list[str]:
+            return [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+
+        with self.lock:
+            lines = [
+                *counter("stagesync_cycles_total", "Sync cycles completed.", self.cycles),
+                *counter("stagesync_cycle_failures_total", "Cycles that stopped on an error (any "
+                         "error, quota stops included).", self.failures),
+                *counter("stagesync_consecutive_cycle_failures", "Cycles in a row that failed "
+                         "(0 after a good one).", self.consecutive_failures, "gauge"),
+                *counter("stagesync_cycles_skipped_locked_total", "Cycles skipped: another agent "
+                         "held the lock.", self.skipped_locked),
+                *counter("stagesync_cycles_skipped_quota_total", "Cycles skipped: paused at the "
+                         "Salesforce quota stop.", self.skipped_quota),
+                *counter("stagesync_quota_checks_total", "Salesforce /limits checks made while "
+                         "paused.", self.quota_checks),
+                *counter("stagesync_quota_paused", "1 while paused at the Salesforce quota stop.",
+                         int(self.quota_paused), "gauge"),
+                *counter("stagesync_lock_renewals_total", "Lease renewals of the cycle lock by "
+                         "the heartbeat.", self.lock_renewals),
+                *counter("stagesync_lock_takeovers_total", "Cycle locks taken over from a killed "
+                         "agent on this host.", self.lock_takeovers),
+                *counter("stagesync_lock_lost_total", "Cycles whose lock another agent took "
+                         "while they ran.", self.lock_lost),
+                "# HELP stagesync_records_written_total Records written, per system and object.",
+                "# TYPE stagesync_records_written_total counter"]
+            for key, count in sorted(self.written.items()):
+                system, _, obj = key.partition(".")
+                lines.append(f'stagesync_records_written_total{{system="{system}",'
+                             f'object="{obj}"}} {count}')
+            lines += ["# HELP stagesync_api_calls_total API calls, per endpoint.",
+                      "# TYPE stagesync_api_calls_total counter"]
+            for endpoint, count in sorted(self.calls.items()):
+                safe = endpoint.replace('"', "'")
+                lines.append(f'stagesync_api_calls_total{{endpoint="{safe}"}} {count}')
+            if self.last_cycle_end is not None:
+                lines += ["# HELP stagesync_last_cycle_end_timestamp_seconds When the last cycle "
+                          "ended.", "# TYPE stagesync_last_cycle_end_timestamp_seconds gauge",
+                          f"stagesync_last_cycle_end_timestamp_seconds {self.last_cycle_end:.3f}"]
         return "\n".join(lines) + "\n"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for logs and ``/healthz``: connector errors as they read; database errors by
+    the driver's message (never the statement or its parameters: they hold personal data)."""
+    if isinstance(exc, ConnectorError):
+        text = str(exc)
+    elif isinstance(exc, StatementError) and exc.orig is not None:
+        text = f"{type(exc).__name__}: {exc.orig}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:500]
+
+
+class Heartbeat:
+    """Renews the cycle's lock every third of its lease while the cycle runs, so a cycle that
+    outlasts the lease keeps the lock. A renewal the store cannot take now (a busy SQLite file:
+    there the OS lock protects the holder anyway) is tried again at the next beat; a lock found
+    taken by another agent is reported (``lost``)."""
+
+    def __init__(self, store: Store, holder: str, ttl: dt.timedelta, metrics: Metrics) -> None:
+        self.store = store
+        self.holder = holder
+        self.ttl = ttl
+        self.metrics = metrics
+        self.every = max(ttl.total_seconds() / 3, 0.05)
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="stagesync-lock-heartbeat",
+                                        daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=min(self.every, 1.0))  # a renewal stuck on a busy store
+        # finishes on its own (daemon thread); finding the lock released, it stays quiet
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                held = state.renew_lock(self.store, LOCK, self.holder, self.ttl)
+            except Exception as exc:  # a thread must not die; tried next beat
+                log.info("could not renew the cycle lock now; trying again",
+                         extra={"reason": describe_error(exc)})
+                continue
+            if held:
+                with self.metrics.lock:
+                    self.metrics.lock_renewals += 1
+                continue
+            if self._stop.is_set():  # a late renewal after the cycle let the lock go
+                return
+            self.lost = True
+            with self.metrics.lock:
+                self.metrics.lock_lost += 1
+            log.error("the cycle lock was taken by another agent while this cycle ran (its "
+                      "lease ran out without a renewal)", extra={"holder": self.holder})
+            return
 
 
 class Agent:
     def __init__(self, store: Store, mapping: MappingFile, salesforce: Connector,
-                 hubspot: Connector, interval: float = 60.0) -> None:
+                 hubspot: Connector, interval: float = 60.0, *, lock_ttl: float | None = None,
+                 unhealthy_after: int = UNHEALTHY_AFTER,
+                 quota_recheck: float = QUOTA_RECHECK_SECONDS) -> None:
         self.store = store
         self.mapping = mapping
         self.sf = salesforce
         self.hs = hubspot
         self.interval = interval
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.lock_ttl = dt.timedelta(seconds=lock_ttl if lock_ttl else max(interval * 5, 300))
+        self.unhealthy_after = max(unhealthy_after, 1)
+        self.quota_recheck = quota_recheck
+        self.quota_check_at: float | None = None  # time.monotonic() of the next /limits check
+        self.host = socket.gethostname()
+        self.holder = f"{self.host}:{os.getpid()}"
         self.metrics = Metrics()
         self.stopping = threading.Event()
         self.schemas_at: dt.datetime | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
 
+    # -- one scheduled tick ----------------------------------------------------------------
     def cycle(self) -> None:
-        if self.stopping.is_set():
+        """One tick: unless paused at the quota stop, take the lock (or skip), run a cycle
+        with the lock's heartbeat going, count the outcome, release. Never raises: every
+        failure, whatever its type, is counted, logged and shown on ``/healthz``."""
+        if self.stopping.is_set() or not self._quota_allows():
             return
-        ttl = dt.timedelta(seconds=max(self.interval * 5, 300))
-        if not state.acquire_lock(self.store, LOCK, self.holder, ttl):
-            self.metrics.skipped_locked += 1
+        try:
+            held = self._take_lock()
+        except Exception as exc:  # the store is unreachable or broken
+            self._failed(exc)
+            return
+        if not held:
+            with self.metrics.lock:
+                self.metrics.skipped_locked += 1
             log.info("another agent holds the lock; skipping this cycle")
             return
         try:
-            now = dt.datetime.now(dt.UTC)
-            refresh = self.schemas_at is None or now - self.schemas_at > SCHEMA_REFRESH
-            report = run_cycle(self.store, self.mapping, self.sf, self.hs,
-                               refresh_schemas=refresh)
-            if refresh:
-                self.schemas_at = now
-            with self.store.session() as session:
-                due = bool(state.due_dead_letters(session))
-            if due:  # refused records whose backoff has passed are synced again as they are
-                retried = retry_dead_letters(self.store, self.mapping, self.sf, self.hs)
-                log.info("dead letters retried", extra={
-                    "tried": retried.tried, "resolved": retried.resolved,
-                    "refused_again": retried.failed})
-            with self.metrics.lock:
-                self.metrics.cycles += 1
-                self.metrics.last_cycle_end = dt.datetime.now(dt.UTC).timestamp()
-                self.metrics.last_error = None
-                self.metrics.written.update(report.written)
-                self.metrics.calls.update(report.calls)
-                self.metrics.gaps_opened.update(report.gaps)
-            log.info("cycle done", extra={
-                "read": dict(report.read), "written": dict(report.written),
-                "created_records": dict(report.created), "refused": report.failed,
-                "gaps": dict(report.gaps), "calls": sum(report.calls.values())})
+            with Heartbeat(self.store, self.holder, self.lock_ttl, self.metrics):
+                self._run_cycle()
         except QuotaExhaustedError as exc:
-            self.metrics.failures += 1
-            self.metrics.last_error = str(exc)
-            log.warning("quota reached; the next cycle resumes from the watermarks",
-                        extra={"error": str(exc)})
-        except ConnectorError as exc:
-            self.metrics.failures += 1
-            self.metrics.last_error = str(exc)
-            log.error("cycle failed; the watermarks did not move, so the next cycle reads again",
-                      extra={"error": str(exc)})
+            self._quota_stopped(exc)
+        except Exception as exc:  # counted and logged, never lost
+            self._failed(exc)
         finally:
-            state.release_lock(self.store, LOCK, self.holder)
+            try:
+                state.release_lock(self.store, LOCK, self.holder)
+            except Exception as exc:  # its lease runs out instead
+                log.warning("could not release the cycle lock; its lease will run out",
+                            extra={"reason": describe_error(exc)})
+
+    def _take_lock(self) -> bool:
+        if state.acquire_lock(self.store, LOCK, self.holder, self.lock_ttl):
+            return True
+        # a holder killed on this host (kill -9, OOM) leaves its row: take it over now
+        # rather than idle until its lease runs out
+        if state.take_over_dead_lock(self.store, LOCK, self.host) and state.acquire_lock(
+                self.store, LOCK, self.holder, self.lock_ttl):
+            with self.metrics.lock:
+                self.metrics.lock_takeovers += 1
+            log.info("took over the cycle lock: its holder on this host is gone")
+            return True
+        return False
+
+    def _run_cycle(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        refresh = self.schemas_at is None or now - self.schemas_at > SCHEMA_REFRESH
+        report = run_cycle(self.store, self.mapping, self.sf, self.hs, refresh_schemas=refresh)
+        if refresh:
+            self.schemas_at = now
+        with self.store.session() as session:
+            due = bool(state.due_dead_letters(session))
+        if due:  # refused records whose backoff has passed are synced again as they are
+            retried = retry_dead_letters(self.store, self.mapping, self.sf, self.hs)
+            log.info("dead letters retried", extra={
+                "tried": retried.tried, "resolved": retried.resolved,
+                "refused_again": retried.failed})
+        with self.metrics.lock:
+            self.metrics.cycles += 1
+            self.metrics.consecutive_failures = 0
+            self.metrics.last_cycle_end = dt.datetime.now(dt.UTC).timestamp()
+            self.metrics.last_error = self.metrics.last_error_type = None
+            self.metrics.written.update(report.written)
+            self.metrics.calls.update(report.calls)
+            self.metrics.gaps_opened.update(report.gaps)
+        log.info("cycle done", extra={
+            "read": dict(report.read), "written": dict(report.written),
+            "created_records": dict(report.created), "refused": report.failed,
+            "gaps": dict(report.gaps), "calls": sum(report.calls.values())})
+
+    def _failed(self, exc: Exception) -> None:
+        reason = describe_error(exc)
+        with self.metrics.lock:
+            self.metrics.failures += 1
+            self.metrics.consecutive_failures += 1
+            self.metrics.last_error = reason
+            self.metrics.last_error_type = type(exc).__name__
+            streak = self.metrics.consecutive_failures
+        extra: dict[str, Any] = {"reason": reason, "error_type": type(exc).__name__,
+                                 "consecutive_failures": streak}
+        if isinstance(exc, ConnectorError):
+            log.error("cycle failed; the watermarks did not move, so the next cycle reads again",
+                      extra={**extra, "system": exc.system})
+        else:  # not a vendor's answer: a bug or a store problem, so keep the traceback
+            log.error("cycle failed on an unexpected error; the watermarks did not move",
+                      extra=extra, exc_info=exc)
+
+    # -- the Salesforce quota stop -----------------------------------------------------------
+    def _quota_stopped(self, exc: QuotaExhaustedError) -> None:
+        with self.metrics.lock:
+            self.metrics.failures += 1  # a failed cycle, but not a malfunction: the streak stays
+            self.metrics.last_error = describe_error(exc)
+            self.metrics.last_error_type = type(exc).__name__
+            self.metrics.quota_paused = True
+        self.quota_check_at = time.monotonic() + self.quota_recheck
+        log.warning("quota reached; pausing until Salesforce has room again (the watermarks "
+                    "hold, so nothing is lost)", extra={"reason": str(exc),
+                                                        "recheck_seconds": self.quota_recheck})
+
+    def _quota_allows(self) -> bool:
+        """While paused, True only once a scheduled ``/limits`` check finds room."""
+        if self.quota_check_at is None:
+            return True
+        if time.monotonic() < self.quota_check_at:
+            with self.metrics.lock:
+                self.metrics.skipped_quota += 1
+            return False
+        with self.metrics.lock:
+            self.metrics.quota_checks += 1
+        recheck = getattr(self.sf, "recheck_quota", None)
+        try:
+            room = bool(recheck()) if recheck is not None else True
+        except Exception as exc:  # cannot tell: stay paused, say why
+            self._failed(exc)
+            room = False
+        if not room:
+            self.quota_check_at = time.monotonic() + self.quota_recheck
+            with self.metrics.lock:
+                self.metrics.skipped_quota += 1
+            log.info("still at the Salesforce quota stop; checking again later",
+                     extra={"recheck_seconds": self.quota_recheck})
+            return False
+        self.quota_check_at = None
+        with self.metrics.lock:
+            self.metrics.quota_paused = False
+        log.info("Salesforce has room again; resuming")
+        return True
+
+    # -- what /healthz says ----------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): 503 once ``unhealthy_after`` cycles in a row failed, or when
+        no cycle has finished for five intervals; 200 otherwise (paused at the quota stop
+        included: waiting is the remedy, a restart would not help)."""
+        m = self.metrics
+        with m.lock:
+            body: dict[str, Any] = {
+                "status": "ok", "cycles": m.cycles, "failures": m.failures,
+                "consecutive_failures": m.consecutive_failures,
+                "unhealthy_after": self.unhealthy_after, "last_error": m.last_error,
+                "last_error_type": m.last_error_type, "quota_paused": m.quota_paused}
+            last_end = m.last_cycle_end
+        age = None if last_end is None else dt.datetime.now(dt.UTC).timestamp() - last_end
+        if body["consecutive_failures"] >= self.unhealthy_after:
+            body["status"] = "failing"
+            body["reason"] = (f"the last {body['consecutive_failures']} cycles failed (unhealthy "
+                              f"after {self.unhealthy_after} in a row); last error: "
+                              f"{body['last_error']}")
+            return 503, body
+        if body["quota_paused"]:
+            body["status"] = "quota_paused"
+            check_at = self.quota_check_at
+            wait = 0.0 if check_at is None else max(check_at - time.monotonic(), 0.0)
+            body["reason"] = (f"paused at the Salesforce quota stop ({body['last_error']}); "
+                              f"next /limits check in {wait:.0f} s")
+            return 200, body
+        if age is not None and age > self.interval * 5:
+            body["status"] = "stale"
+            body["reason"] = (f"no cycle has finished for {age:.0f} s (interval "
+                              f"{self.interval:g} s)")
+            return 503, body
+        return 200, body
 
     def start(self) -> None:
         self.scheduler.add_job(self.cycle, "interval", seconds=self.interval, id="cycle",
                                next_run_time=dt.datetime.now(dt.UTC))
         self.scheduler.start()
         log.info("agent started", extra={"interval_seconds": self.interval,
-                                         "holder": self.holder})
+                                         "holder": self.holder,
+                                         "lock_ttl_seconds": self.lock_ttl.total_seconds(),
+                                         "unhealthy_after": self.unhealthy_after})
 
     def stop(self) -> None:
         """Pause first (no new cycle may fire), let the running one finish, then shut down."""
@@ -183,14 +396,8 @@ def serve_health(agent: Agent, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                stale = (agent.metrics.last_cycle_end is not None and
-                         dt.datetime.now(dt.UTC).timestamp() - agent.metrics.last_cycle_end
-                         > agent.interval * 5)
-                body = json.dumps({"status": "stale" if stale else "ok",
-                                   "cycles": agent.metrics.cycles,
-                                   "failures": agent.metrics.failures,
-                                   "last_error": agent.metrics.last_error}).encode()
-                self._send(503 if stale else 200, body, "application/json")
+                status, body = agent.health()
+                self._send(status, json.dumps(body).encode(), "application/json")
             elif self.path == "/metrics":
                 self._send(200, agent.metrics.prometheus().encode(),
                            "text/plain; version=0.0.4")

@@ -9,12 +9,12 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.records import Watermark
-from sync_agent.store import Store
+from sync_agent.store import Store, is_busy
 from sync_agent.tables import (
     DeadLetter,
     Gap,
@@ -197,42 +197,73 @@ def observe_gaps(session: Session, kind: str, pair: str, current: dict[str, dict
 
 # -- the single-instance lock -----------------------------------------------------------------
 def acquire_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
-    """Take the lock unless another live holder has it. Its own transaction, so it commits
-    at once; expired locks (a killed agent) are taken over."""
-    stamp = now()
-    with store.session() as session, session.begin():
-        session.execute(delete(Lock).where(Lock.name == name, Lock.expires_at < stamp))
+    """Take the lock unless another live holder has it. Its own transactions, so it commits
+    at once; expired locks (a killed agent) are taken over.
+
+    On SQLite the OS lock beside the file says who is alive: while another process has it the
+    answer is False at once (no waiting on the database); with it, any row left is a dead
+    holder's and goes, however long its lease had to run. A store too busy to answer (SQLite's
+    "database is locked" after the busy timeout) is a lock not acquired, never a crash."""
+    sharing = store.file_lock_holders(name) or set()
+    if not store.hold_file_lock(name, holder):
+        return False
+    acquired = False
     try:
+        stamp = now()
+        stale = Lock.expires_at < stamp
+        alive_here = store.file_lock_holders(name)
+        if alive_here is not None:  # no other process is alive to hold it: any row of one is
+            stale = or_(stale, Lock.holder.not_in(alive_here))  # a dead agent's
         with store.session() as session, session.begin():
-            session.add(Lock(name=name, holder=holder, acquired_at=stamp,
-                             expires_at=stamp + ttl))
-        return True
-    except IntegrityError:
-        with store.session() as session, session.begin():
-            row = session.get(Lock, name)
-            return row is not None and row.holder == holder
+            session.execute(delete(Lock).where(Lock.name == name, stale))
+        try:
+            with store.session() as session, session.begin():
+                session.add(Lock(name=name, holder=holder, acquired_at=stamp,
+                                 expires_at=stamp + ttl))
+            acquired = True
+        except IntegrityError:
+            with store.session() as session, session.begin():
+                row = session.get(Lock, name)
+                acquired = row is not None and row.holder == holder
+    except OperationalError as exc:
+        if not is_busy(exc):
+            raise
+    finally:
+        if not acquired and holder not in sharing:
+            store.release_file_lock(name, holder)
+    return acquired
 
 
 def take_over_dead_lock(store: Store, name: str, host: str) -> bool:
-    """Free a lock whose holder (``host:pid``) ran on this host and is gone (killed)."""
-    with store.session() as session, session.begin():
-        row = session.get(Lock, name)
-        if row is None:
-            return True
-        held_host, _, pid = row.holder.rpartition(":")
-        if held_host != host or not pid.isdigit():
+    """Free a lock whose holder (``host:pid``) ran on this host and is gone (killed). Only that
+    holder's row is deleted, so a lock another agent took in the meantime stays; True when the
+    lock is free now (then ``acquire_lock`` decides who gets it)."""
+    try:
+        with store.session() as session, session.begin():
+            row = session.get(Lock, name)
+            if row is None:
+                return True
+            dead = row.holder
+            held_host, _, pid = dead.rpartition(":")
+            if held_host != host or not pid.isdigit():
+                return False
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                session.execute(delete(Lock).where(Lock.name == name, Lock.holder == dead))
+                return True
+            except PermissionError:
+                return False
             return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            session.delete(row)
-            return True
-        except PermissionError:
+    except OperationalError as exc:
+        if is_busy(exc):
             return False
-        return False
+        raise
 
 
 def renew_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
+    """Push the lease ``ttl`` past now (the heartbeat of a running cycle); False when
+    ``holder`` no longer has the lock. Raises what the store raises (a busy SQLite file)."""
     with store.session() as session, session.begin():
         result = session.execute(update(Lock).where(Lock.name == name, Lock.holder == holder)
                                  .values(expires_at=now() + ttl))
@@ -240,8 +271,16 @@ def renew_lock(store: Store, name: str, holder: str, ttl: dt.timedelta) -> bool:
 
 
 def release_lock(store: Store, name: str, holder: str) -> None:
-    with store.session() as session, session.begin():
-        session.execute(delete(Lock).where(Lock.name == name, Lock.holder == holder))
+    """Give the lock up. A store too busy to answer keeps the row: on SQLite the next holder
+    clears it (the OS lock goes regardless), elsewhere its lease runs out."""
+    try:
+        with store.session() as session, session.begin():
+            session.execute(delete(Lock).where(Lock.name == name, Lock.holder == holder))
+    except OperationalError as exc:
+        if not is_busy(exc):
+            raise
+    finally:
+        store.release_file_lock(name, holder)
 
 
 def open_gap(session: Session, kind: str, pair: str, key: str, detail: dict[str, Any]) -> bool:

@@ -3,6 +3,13 @@
 SQLite by default (``stagesync.db`` in the working directory, created with mode 0600: it holds
 personal data), PostgreSQL by URL (``postgresql+psycopg://...``). The schema is managed by
 Alembic migrations shipped in ``sync_agent/migrations``.
+
+Errors never echo a statement's parameters (``hide_parameters``): they hold personal data.
+SQLite waits up to ``busy_timeout`` seconds (30; ``?timeout=SECONDS`` on the URL) for another
+writer before it says "database is locked". Every process on one SQLite file runs on one host,
+so the single-instance lock there is backed by an OS file lock beside the database
+(``stagesync.db.cycle.lock``): the kernel drops it the moment its holder dies, and a live
+holder keeps it however long its cycle runs, whatever its lease says.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +26,20 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///stagesync.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another before "database is locked"
+
+
+# Lock file (real path) -> (its descriptor, the holders in this process that share it). One
+# per process, shared by every Store on the file: the OS lock tells processes apart; between
+# holders in one process the lock row and its lease decide, as on PostgreSQL.
+_FILE_LOCKS: dict[str, tuple[int, set[str]]] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass
@@ -32,12 +50,67 @@ class Store:
     def session(self) -> Session:
         return self.sessions()
 
+    def _lock_file(self, name: str) -> str | None:
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        return os.path.realpath(f"{database}.{name}.lock")
 
-def _prepare_sqlite_file(url: str) -> None:
-    path = url.removeprefix("sqlite:///")
-    if path in ("", ":memory:") or url.startswith("sqlite:////:memory:"):
+    def hold_file_lock(self, name: str, holder: str) -> bool:
+        """Take (or share, within this process) the OS lock behind lock ``name`` without
+        waiting; False while another process has it. Always True off SQLite files."""
+        path = self._lock_file(name)
+        if path is None:
+            return True
+        with _FILE_LOCKS_GUARD:
+            held = _FILE_LOCKS.get(path)
+            if held is not None:
+                held[1].add(holder)
+                return True
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            _FILE_LOCKS[path] = (fd, {holder})
+            return True
+
+    def file_lock_holders(self, name: str) -> set[str] | None:
+        """The holders in this process that share the OS lock behind ``name``; None when
+        there is no such lock (not SQLite, or not held here)."""
+        path = self._lock_file(name)
+        with _FILE_LOCKS_GUARD:
+            held = _FILE_LOCKS.get(path) if path is not None else None
+            return set(held[1]) if held is not None else None
+
+    def release_file_lock(self, name: str, holder: str) -> None:
+        path = self._lock_file(name)
+        if path is None:
+            return
+        with _FILE_LOCKS_GUARD:
+            held = _FILE_LOCKS.get(path)
+            if held is None:
+                return
+            held[1].discard(holder)
+            if not held[1]:
+                del _FILE_LOCKS[path]
+                fcntl.flock(held[0], fcntl.LOCK_UN)
+                os.close(held[0])
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database is busy": another writer outlasted the busy
+    timeout. Waiting longer is the remedy, not a crash."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(exc, OperationalError | sqlite3.OperationalError) and isinstance(
+        orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig))
+
+
+def _prepare_sqlite_file(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
         return
-    file = Path(path)
+    file = Path(database)
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -47,17 +120,21 @@ def open_store(url: str | None = None) -> Store:
     """Connect (creating the SQLite file 0600 if needed) and migrate to the latest schema."""
     url = url or DEFAULT_URL
     if url.startswith("sqlite"):
-        _prepare_sqlite_file(url)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        parsed = make_url(url)
+        timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT)))
+        parsed = parsed.difference_update_query(["timeout"])
+        _prepare_sqlite_file(parsed.database)
+        engine = create_engine(parsed, connect_args={"timeout": timeout}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # as connect's timeout
             cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     migrate(engine)
     return Store(engine, sessionmaker(engine, expire_on_commit=False))
 

@@ -9,7 +9,35 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def _nul_free(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+class SafeText(TypeDecorator[str]):
+    """Text that vendor data reaches (messages, stages, keys). PostgreSQL's text refuses a NUL
+    byte, which SQLite stores: one such value in a vendor's error message would fail every
+    cycle on PostgreSQL. It is kept as U+FFFD instead, on both backends alike."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return _nul_free(value)
+
+
+class SafeString(TypeDecorator[str]):
+    """``String(n)`` with the same NUL rule as ``SafeText``."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return _nul_free(value)
 
 
 class Base(DeclarativeBase):
@@ -29,7 +57,7 @@ class Link(Base):
     sf_id: Mapped[str] = mapped_column(String(18))
     hs_object: Mapped[str] = mapped_column(String(64))
     hs_id: Mapped[str] = mapped_column(String(32))
-    match_key: Mapped[str | None] = mapped_column(String(320))
+    match_key: Mapped[str | None] = mapped_column(SafeString(320))
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
@@ -68,7 +96,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
     calls: Mapped[dict[str, Any]] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(SafeText)
 
 
 class LedgerEntry(Base):
@@ -86,7 +114,7 @@ class LedgerEntry(Base):
     old: Mapped[Any] = mapped_column(JSON, nullable=True)
     new: Mapped[Any] = mapped_column(JSON, nullable=True)
     rule: Mapped[str] = mapped_column(String(40))
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(SafeText)
     at: Mapped[dt.datetime]
 
 
@@ -103,7 +131,7 @@ class DeadLetter(Base):
     operation: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     error_code: Mapped[str] = mapped_column(String(80))
-    error_message: Mapped[str] = mapped_column(Text)
+    error_message: Mapped[str] = mapped_column(SafeText)
     field: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     next_retry_at: Mapped[dt.datetime]
@@ -121,7 +149,7 @@ class Gap(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     pair: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(400))
+    key: Mapped[str] = mapped_column(SafeString(400))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     opened_at: Mapped[dt.datetime]
     last_seen_at: Mapped[dt.datetime]
@@ -150,9 +178,9 @@ class StageVisit(Base):
     object: Mapped[str] = mapped_column(String(64))
     record_id: Mapped[str] = mapped_column(String(32))
     stage_map: Mapped[str] = mapped_column(String(64))
-    stage: Mapped[str | None] = mapped_column(String(120))
+    stage: Mapped[str | None] = mapped_column(SafeString(120))
     position: Mapped[int | None] = mapped_column(Integer)
-    owner: Mapped[str | None] = mapped_column(String(40))
+    owner: Mapped[str | None] = mapped_column(SafeString(40))
     entered_at: Mapped[dt.datetime]
     left_at: Mapped[dt.datetime | None]
 

@@ -32,7 +32,7 @@ from sandbox.admin import SandboxClient
 from sandbox.seed import SeedSizes
 from sync_agent.cycle import CycleReport, run_cycle
 from sync_agent.store import open_store
-from sync_agent.tables import Link
+from sync_agent.tables import Gap, Link
 from tests.test_cycle import DEFAULT, MAPPING
 
 SEED = 11
@@ -257,3 +257,75 @@ def test_a_lost_state_store_rebuilds_every_link_and_creates_nothing(
     assert {k: sum(v.values()) for k, v in after.items()} == {
         k: sum(v.values()) for k, v in before.items()}
     assert not carried_duplicates(box)
+
+
+def test_the_create_guard_stops_a_cycle_creating_for_many_old_records(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """A mapping change admits Leads that existed at the last sync: more of them than the
+    mapping's ``safety`` allows are not created (a gap says why) until a person raises it."""
+    # lenience: this test is about the guard, not search lag
+    box = make_sandbox(search_lag_seconds=0, hubspot_per_ten_seconds=0,
+                       hubspot_search_per_second=0)
+    sf, hs = connectors(box)
+    sf.settings = sf.settings.model_copy(update={"lookback_seconds": 0.0})
+    leads = [r.id for r in sf.upsert("Lead", [WriteRecord(values={
+        "LastName": f"Old{i}", "Company": "Guarded", "Status": "Working",
+        "Email": f"old.{i}@guard.example.com"}) for i in range(5)])]
+    time.sleep(2.1)  # then something else changes: the five are older than the watermark
+    other = next(iter(sf.list_ids("Lead")))
+    sf.upsert("Lead", [WriteRecord(id=other, values={"Title": "Moved on"})])
+    time.sleep(1.05)
+    pairs = {p.name: p for p in MAPPING.objects}
+    leads_pair = pairs["leads"]
+
+    def mapping(statuses: list[str], floor: int) -> Any:
+        rule = leads_pair.create_in_hubspot.model_copy(update={"only_when": {"Status": statuses}})
+        changed = leads_pair.model_copy(update={"create_in_hubspot": rule})
+        return MAPPING.model_copy(update={
+            "objects": [changed if p.name == "leads" else p for p in MAPPING.objects],
+            "safety": MAPPING.safety.model_copy(update={"max_create_share": 0.0,
+                                                        "create_floor": floor})})
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    run_cycle(store, mapping(["New"], 2), sf, hs)  # the five Working leads are not admitted
+    time.sleep(1.05)
+
+    def touch(title: str) -> None:
+        sf.upsert("Lead", [WriteRecord(id=i, values={"Title": title}) for i in leads])
+        time.sleep(1.05)
+
+    touch("Admitted")
+    guarded = run_cycle(store, mapping(["New", "Working"], 2), sf, hs)
+    assert guarded.created["hubspot.contacts"] == 0
+    assert not hs.find_by_emails("contacts", [f"old.{i}@guard.example.com" for i in range(5)])
+    with store.session() as session:
+        gaps = [g for g in session.scalars(select(Gap)) if g.kind == "create_guard"]
+    assert len(gaps) == 1
+    assert gaps[0].detail["old_records"] == 5
+    assert "safety.create_floor" in gaps[0].detail["reason"]
+    touch("Admitted, confirmed")  # a person raised the floor
+    allowed = run_cycle(store, mapping(["New", "Working"], 100), sf, hs)
+    assert allowed.created["hubspot.contacts"] == 5
+    with store.session() as session:
+        assert all(g.closed_at is not None for g in session.scalars(select(Gap))
+                   if g.kind == "create_guard")
+
+
+def test_a_hubspot_contact_without_email_is_not_made_a_lead(make_sandbox: Any,
+                                                           tmp_path: Path) -> None:
+    """Nothing could find such a Lead again after an interruption: a gap says why."""
+    # lenience: this test is about the create rule, not search lag
+    box = make_sandbox(search_lag_seconds=0, hubspot_per_ten_seconds=0,
+                       hubspot_search_per_second=0)
+    sf, hs = connectors(box)
+    contact = hs.upsert("contacts", [WriteRecord(values={
+        "lastname": "Nomail", "firstname": "Mql", "lifecyclestage": "marketingqualifiedlead"})])
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    report = run_cycle(store, MAPPING, sf, hs)
+    leads = sf.read_changed("Lead", EPOCH, dt.datetime.now(dt.UTC), ["LastName"])
+    assert "Nomail" not in {r.values.get("LastName") for r in leads}
+    assert report.created["salesforce.Lead"] > 0  # other MQLs, with an email, were created
+    with store.session() as session:
+        gap = next(g for g in session.scalars(select(Gap)) if g.key == contact[0].id)
+    assert gap.kind == "missing_in_salesforce"
+    assert "no email" in gap.detail["reason"]

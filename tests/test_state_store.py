@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,33 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from connectors.records import Watermark
 from sync_agent import state
 from sync_agent.store import Store, open_store
-from tests.postgres import binaries, postgres_server
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    if binaries() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test PostgreSQL for real: .ci/run installs it")
-        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); CI runs it")
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    else:
-        server = request.getfixturevalue("postgres_url")
-        name = "t" + uuid.uuid4().hex[:12]
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        opened = open_store(server.rsplit("/", 1)[0] + f"/{name}")
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    opened = open_store(db_url)
     yield opened
     opened.engine.dispose()
 
