@@ -116,6 +116,9 @@ class Cycle:
         self.prior_creates: dict[CreateKey, dt.datetime] = {}
         self.new_creates: dict[CreateKey, dt.datetime] = {}
         self.held: set[CreateKey] = set()
+        self.sent_creates: set[CreateKey] = set()  # creates whose request has gone out
+        self.newly_linked: list[tuple[ObjectPair, Any, Record, Record,
+                                      dict[tuple[str, str], _Pending]]] = []
         # Every link this cycle makes or write it plans, by record, checked before any
         # write: one record is never claimed by two (the plan must be recordable).
         self.claimed_hs: dict[tuple[str, str], str] = {}  # (hs object, hs id) -> claimant
@@ -183,50 +186,55 @@ class Cycle:
         self.prepare()
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
-            self.open_keys = state.open_gap_keys(session)
-            self.prior_intents = state.load_intents(session)
-            changed: dict[tuple[str, str], list[Record]] = {}
-            marks: dict[tuple[str, str], Watermark] = {}
-            for system, connector, objects in (
-                    ("salesforce", self.sf, {p.salesforce for p in self.mapping.objects}),
-                    ("hubspot", self.hs, {p.hubspot for p in self.mapping.objects})):
-                for obj in sorted(objects):
-                    mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
-                    marks[(system, obj)] = mark
-                    if mark.cursor == EPOCH:
-                        self.full_read.add((system, obj))
-                    records = list(connector.read_changed(obj, mark, end,
-                                                          self.fields_of(system, obj)))
-                    changed[(system, obj)] = records
-                    self.report.read[f"{system}.{obj}"] += len(records)
-                    for record in records:
-                        self.stages.observe(self.mapping, system, obj, record.id, record.values,
-                                            self._owner_field(system), record.cursor)
-            failpoints.hit("cycle.read")
-            self.marks = marks
-            self.prior_creates = state.load_pending_creates(session)
-            self._add_pending_sources(changed)
-            self._deletes(session, marks)
-            self.changed = changed
-            pending: dict[tuple[str, str], _Pending] = {}
-            handled_hs: set[tuple[str, str]] = set()
-            for pair in self.mapping.objects:
-                self._pair(session, pair, changed, pending, handled_hs)
-            self._unlinked_hubspot(session, changed, pending, handled_hs)
-            self._guard_creates(session, pending)
-            if not self.dry_run:
-                # Write-ahead: links found by matching, settled pairs and the intents of the
-                # writes below are committed before any vendor write.
-                state.put_intents(session, self.new_intents, self.prior_intents)
-                state.put_pending_creates(session, self.new_creates)
-                session.commit()
+            if run is not None:
+                session.commit()  # the run is on record, whatever happens next
             try:
+                self.open_keys = state.open_gap_keys(session)
+                self.prior_intents = state.load_intents(session)
+                changed: dict[tuple[str, str], list[Record]] = {}
+                marks: dict[tuple[str, str], Watermark] = {}
+                for system, connector, objects in (
+                        ("salesforce", self.sf, {p.salesforce for p in self.mapping.objects}),
+                        ("hubspot", self.hs, {p.hubspot for p in self.mapping.objects})):
+                    for obj in sorted(objects):
+                        mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
+                        marks[(system, obj)] = mark
+                        if mark.cursor == EPOCH:
+                            self.full_read.add((system, obj))
+                        records = list(connector.read_changed(obj, mark, end,
+                                                              self.fields_of(system, obj)))
+                        changed[(system, obj)] = records
+                        self.report.read[f"{system}.{obj}"] += len(records)
+                        for record in records:
+                            self.stages.observe(self.mapping, system, obj, record.id, record.values,
+                                                self._owner_field(system), record.cursor)
+                failpoints.hit("cycle.read")
+                self.marks = marks
+                self.prior_creates = state.load_pending_creates(session)
+                self._add_pending_sources(changed)
+                self._deletes(session, marks)
+                self.changed = changed
+                pending: dict[tuple[str, str], _Pending] = {}
+                handled_hs: set[tuple[str, str]] = set()
+                for pair in self.mapping.objects:
+                    self._pair(session, pair, changed, pending, handled_hs)
+                self._unlinked_hubspot(session, changed, pending, handled_hs)
+                self._plan_newly_linked(session)
+                self._guard_creates(session, pending)
+                if not self.dry_run:
+                    # Write-ahead: links found by matching, settled pairs and the intents of the
+                    # writes below are committed before any vendor write.
+                    state.put_intents(session, self.new_intents, self.prior_intents)
+                    state.put_pending_creates(session, self.new_creates)
+                    session.commit()
                 self._flush(session, pending, run.id if run else None)
                 self.stages.flush(session, self.now)
                 if self.mapping.sla:
                     self._cold_leads(session, run.id if run else None)
             except Exception as exc:
                 session.rollback()  # the intents stay: the next cycle recognises what landed
+                # Creates this cycle never sent cannot have landed: no need to hold them.
+                state.drop_pending_creates(session, set(self.new_creates) - self.sent_creates)
                 if run is not None:
                     state.finish_run(session, run, "failed", {"read": dict(self.report.read)},
                                      self.calls_since(calls_before), error=str(exc)[:2000])
@@ -276,6 +284,7 @@ class Cycle:
             if (pair.salesforce if system == "salesforce" else pair.hubspot) == obj:
                 self._pair(session, pair, self.changed, pending, handled_hs)
         self._unlinked_hubspot(session, self.changed, pending, handled_hs)
+        self._plan_newly_linked(session)
         if not self.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
             state.put_pending_creates(session, self.new_creates)
             session.commit()
@@ -441,7 +450,23 @@ class Cycle:
                        pending: dict[tuple[str, str], _Pending]) -> None:
         link = self._link(session, pair, sf_record.id, hs_record.id, key)
         if link is not None:
-            self._plan_pair(session, pair, link, sf_record, hs_record, pending)
+            self.newly_linked.append((pair, link, sf_record, hs_record, pending))
+
+    def _plan_newly_linked(self, session: Session) -> None:
+        """Pairs linked this cycle are planned on a fresh HubSpot read: search (where their
+        HubSpot side came from) serves an index that lags writes, and a stale copy would
+        overwrite an edit made seconds ago. One batch read per 100 records."""
+        by_object: dict[str, set[str]] = {}
+        for pair, _, _, hs_record, _ in self.newly_linked:
+            by_object.setdefault(pair.hubspot, set()).add(hs_record.id)
+        fresh: dict[tuple[str, str], Record] = {}
+        for obj, ids in by_object.items():
+            for record in self.hs.read_by_ids(obj, sorted(ids), self.fields_of("hubspot", obj)):
+                fresh[(obj, record.id)] = record
+        for pair, link, sf_record, hs_record, pending in self.newly_linked:
+            current = fresh.get((pair.hubspot, hs_record.id), hs_record)
+            self._plan_pair(session, pair, link, sf_record, current, pending)
+        self.newly_linked = []
 
     def _carried_field(self, pair: ObjectPair) -> str | None:
         """The HubSpot property that carries the Salesforce id of ``pair``'s records."""
@@ -545,7 +570,9 @@ class Cycle:
         obj = pair.hubspot if into == "hubspot" else pair.salesforce
         self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
                                              create=True))
-        self.new_creates.setdefault(create_key, planned or dt.datetime.now(dt.UTC))
+        # The time of this attempt: a create sent again after its hold is held again if
+        # this cycle dies too, since HubSpot may have taken this attempt.
+        self.new_creates[create_key] = dt.datetime.now(dt.UTC)
         self.create_sources.setdefault((pair.name, into), []).append(
             (record.id, self._is_new(record, source, pair)))
         known_values = dict(record.values)
@@ -895,6 +922,11 @@ class Cycle:
             if self.dry_run:
                 continue
             connector = self.sf if system == "salesforce" else self.hs
+            self.sent_creates.update(
+                key for write, (_, pair, source_id, _, _) in zip(
+                    batch.records, batch.after, strict=True)
+                if write.id is None and (key := (pair.name, system, source_id)) in
+                self.new_creates)
             results = connector.upsert(obj, batch.records)
             failpoints.hit(f"cycle.write.{system}.{obj}")
             for write, result, (on_success, pair, source_id, changes, closes) in zip(

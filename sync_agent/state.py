@@ -370,12 +370,27 @@ def load_pending_creates(session: Session) -> dict[tuple[str, str, str], dt.date
 
 def put_pending_creates(session: Session, creates: dict[tuple[str, str, str], dt.datetime]
                         ) -> None:
-    """Record creates about to be sent; a create planned again keeps its first time."""
+    """Record creates about to be sent, each with the time of this attempt (a create sent
+    again after a hold restarts its hold: this attempt may land too)."""
     known = set(load_pending_creates(session))
     rows = [{"pair": pair, "into": into, "source_id": source, "planned_at": at}
             for (pair, into, source), at in creates.items() if (pair, into, source) not in known]
     if rows:
         session.execute(insert(PendingCreate), rows)
+    for (pair, into, source), at in creates.items():
+        if (pair, into, source) in known:
+            session.execute(update(PendingCreate).where(
+                PendingCreate.pair == pair, PendingCreate.into == into,
+                PendingCreate.source_id == source).values(planned_at=at))
+
+
+def drop_pending_creates(session: Session, creates: Iterable[tuple[str, str, str]]) -> None:
+    """A failed cycle's creates that were never sent: nothing to wait for, then. Committed."""
+    for pair, into, source in creates:
+        session.execute(delete(PendingCreate).where(
+            PendingCreate.pair == pair, PendingCreate.into == into,
+            PendingCreate.source_id == source))
+    session.commit()
 
 
 def settle_pending_creates(session: Session, keep: Iterable[tuple[str, str, str]],
