@@ -486,5 +486,6 @@ def test_a_nul_byte_from_a_vendor_is_a_dead_letter_not_a_failing_store(
         assert [r.status for r in session.scalars(select(Run))] == ["ok", "ok"]
         letters = [d for d in session.scalars(select(DeadLetter))
                    if d.payload["source"]["object"] == "contacts"]
+    store.engine.dispose()
     assert letters, "the refused record was not kept for retry"
     assert all("\x00" not in d.error_message for d in letters)
