@@ -494,7 +494,8 @@ class HubSpotConnector:
                                        if i not in failed], answer.results or [])
         for index, item in matched:
             created = getattr(item, "new", None) if kind == "upsert" else kind == "create"
-            results[index] = WriteResult(index=index, id=str(item.id), created=created)
+            results[index] = WriteResult(index=index, id=str(item.id), created=created,
+                                         values=dict(getattr(item, "properties", None) or {}))
         for error in errors:
             context = error.context or {}
             targets = [int(t) for t in context.get("objectWriteTraceId", [])] or [

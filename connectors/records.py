@@ -128,6 +128,9 @@ class WriteResult(BaseModel):
     id: str | None = None
     created: bool | None = None
     error: WriteError | None = None
+    # The record as the vendor holds it after the write, where its answer says (HubSpot's
+    # results carry every property it set, defaults included; Salesforce's only the id).
+    values: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

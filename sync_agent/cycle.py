@@ -119,6 +119,10 @@ class Cycle:
         self.sent_creates: set[CreateKey] = set()  # creates whose request has gone out
         self.newly_linked: list[tuple[ObjectPair, Any, Record, Record,
                                       dict[tuple[str, str], _Pending]]] = []
+        # Links made by a create: (pair, link, side created in, the source record, what the
+        # write's answer says the new record holds, if it says).
+        self.created_links: list[tuple[ObjectPair, Any, Side, Record,
+                                       dict[str, Any] | None]] = []
         # Every link this cycle makes or write it plans, by record, checked before any
         # write: one record is never claimed by two (the plan must be recordable).
         self.claimed_hs: dict[tuple[str, str], str] = {}  # (hs object, hs id) -> claimant
@@ -228,6 +232,7 @@ class Cycle:
                     state.put_pending_creates(session, self.new_creates)
                     session.commit()
                 self._flush(session, pending, run.id if run else None)
+                self._settle_created(session, run.id if run else None)
                 self.stages.flush(session, self.now)
                 if self.mapping.sla:
                     self._cold_leads(session, run.id if run else None)
@@ -289,6 +294,7 @@ class Cycle:
             state.put_pending_creates(session, self.new_creates)
             session.commit()
         self._flush(session, pending, run_id)
+        self._settle_created(session, run_id)
         self.stages.flush(session, self.now)
         state.settle_pending_creates(session, self.held, only=set(self.new_creates))
 
@@ -468,6 +474,47 @@ class Cycle:
             self._plan_pair(session, pair, link, sf_record, current, pending)
         self.newly_linked = []
 
+    def _settle_created(self, session: Session, run_id: int | None) -> None:
+        """A second write pass for the pairs this cycle created, planned as any linked pair on
+        what both records hold now: the source as read, the new record as its system filled
+        it in (HubSpot's answer to the create says; a new Salesforce record is read by id, one
+        query per 200). So the back-references (the Salesforce id in HubSpot, a status the
+        new record implies) are written in this cycle and the next has nothing to do. Its
+        intents are committed before its writes, as the first pass's are.
+        """
+        created, self.created_links = self.created_links, []
+        if self.dry_run or not created:
+            return
+        unread: dict[str, set[str]] = {}
+        for pair, link, into, _, values in created:
+            if values is None:
+                obj = pair.salesforce if into == "salesforce" else pair.hubspot
+                unread.setdefault(f"{into}:{obj}", set()).add(
+                    link.sf_id if into == "salesforce" else link.hs_id)
+        fresh: dict[str, Record] = {}
+        for name, ids in sorted(unread.items()):
+            system, obj = name.split(":", 1)
+            connector = self.sf if system == "salesforce" else self.hs
+            for record in connector.read_by_ids(obj, sorted(ids), self.fields_of(system, obj)):
+                fresh[f"{system}:{obj}:{record.id}"] = record
+        pending: dict[tuple[str, str], _Pending] = {}
+        in_sync, self.new_intents = self.report.in_sync, {}
+        for pair, link, into, source, values in created:
+            obj = pair.salesforce if into == "salesforce" else pair.hubspot
+            new_id = link.sf_id if into == "salesforce" else link.hs_id
+            made = (fresh.get(f"{into}:{obj}:{new_id}") if values is None else Record(
+                system=into, object=obj, id=new_id, cursor=self.now, values=values))
+            if made is None:
+                continue  # gone already: the next cycle's deletes pass sees it
+            sf_record, hs_record = (made, source) if into == "salesforce" else (source, made)
+            self.remembered.discard(link.id)  # remember what both hold after this pass
+            self._plan_pair(session, pair, link, sf_record, hs_record, pending)
+        self.report.in_sync = in_sync  # a new pair is counted as created, not as in sync
+        if pending:
+            state.put_intents(session, self.new_intents)
+            session.commit()
+            self._flush(session, pending, run_id)
+
     def _carried_field(self, pair: ObjectPair) -> str | None:
         """The HubSpot property that carries the Salesforce id of ``pair``'s records."""
         return next((f.hs for f in self.planners[pair.name].fields if f.sf == "Id"), None)
@@ -593,6 +640,7 @@ class Cycle:
                                 self._owner_field(into), self.now)
             if result.created is not False:  # False: an upsert found the record (a re-run)
                 self.report.created[f"{into}.{obj}"] += 1
+            self.created_links.append((pair, link, into, record, result.values))
 
         self._queue(pending, into, obj, WriteRecord(values=values, match=match),
                     linked, pair, record.id, plan)
