@@ -62,6 +62,9 @@ LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifiedda
 BATCH_SIZE = 100  # HubSpot batch endpoints take at most 100 inputs
 SEARCH_PAGE = 200  # search pages hold at most 200 results
 SEARCH_CAP = 10_000  # search never returns more than 10,000 results for one query
+LIST_PAGE = 100  # list pages hold at most 100 records
+# A watermark this early is the engine's first read of an object: list it, not search it.
+FROM_THE_BEGINNING = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LIFECYCLE = "lifecyclestage"
 ACTIVITY = "notes_last_updated"
 RATE_LIMIT_PAUSE = 1.0  # a 429 without Retry-After: HubSpot's windows free up within seconds
@@ -302,8 +305,11 @@ class HubSpotConnector:
         already saw is skipped."""
         name = self._object(object_type)
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
-        start = _ms(mark.start(self.lookback, dt.timedelta(milliseconds=1)))
         properties = self._properties(name, fields)
+        if mark.cursor <= FROM_THE_BEGINNING:
+            yield from self._listed(name, properties, until)
+            return
+        start = _ms(mark.start(self.lookback, dt.timedelta(milliseconds=1)))
         emitted: set[str] = set()
         for batch in self._window(name, max(start, 0), _ms(until), properties):
             for record in batch:
@@ -311,6 +317,27 @@ class HubSpotConnector:
                     continue
                 emitted.add(record.id)
                 yield record
+
+    def _listed(self, name: str, properties: list[str], until: dt.datetime
+                ) -> Iterator[Record]:
+        """Every record modified up to ``until``, from the list endpoint, ordered by (cursor,
+        id). A read from the beginning lists rather than searches: a list reads the records
+        as they are, where search serves an index that lags writes by seconds (a stale copy
+        would decide a field on old values), and has no 10,000-result cap. Records modified
+        after ``until`` are left for the next read, as a search window would leave them."""
+        api = self.basic[name]
+        records: list[Record] = []
+        after: str | None = None
+        while True:
+            page = self._call(f"{name}.list", partial(api.get_page,
+                limit=LIST_PAGE, after=after, properties=properties))
+            records += [r for r in (self._to_record(name, item) for item in page.results)
+                        if r.cursor <= until]
+            if page.paging is None or page.paging.next is None:
+                break
+            after = page.paging.next.after
+        records.sort(key=lambda r: (r.cursor, int(r.id)))
+        yield from records
 
     def read_deleted(self, object_type: str, since: dt.datetime) -> DeletedRecords:
         """Archived records since ``since``: archiving does not change the last-modified date,

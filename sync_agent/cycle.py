@@ -461,10 +461,12 @@ class Cycle:
     def _plan_newly_linked(self, session: Session) -> None:
         """Pairs linked this cycle are planned on a fresh HubSpot read: search (where their
         HubSpot side came from) serves an index that lags writes, and a stale copy would
-        overwrite an edit made seconds ago. One batch read per 100 records."""
+        overwrite an edit made seconds ago. One batch read per 100 records. A read from the
+        beginning needs none: it lists the records (as they are), it does not search."""
         by_object: dict[str, set[str]] = {}
         for pair, _, _, hs_record, _ in self.newly_linked:
-            by_object.setdefault(pair.hubspot, set()).add(hs_record.id)
+            if ("hubspot", pair.hubspot) not in self.full_read:  # a full read lists: current
+                by_object.setdefault(pair.hubspot, set()).add(hs_record.id)
         fresh: dict[tuple[str, str], Record] = {}
         for obj, ids in by_object.items():
             for record in self.hs.read_by_ids(obj, sorted(ids), self.fields_of("hubspot", obj)):
@@ -807,7 +809,8 @@ class Cycle:
         # HubSpot search serves an index that lags writes: a record it returns may hold the
         # values of a few seconds ago. Linked records are read again by id (consistent), so
         # a stale copy never decides a field.
-        need_hs = [hs_id for _, hs_id in linked.values()]
+        need_hs = [hs_id for _, hs_id in linked.values()
+                   if hs_id not in hs_changed or ("hubspot", pair.hubspot) not in self.full_read]
         sf_records = dict(sf_changed)
         hs_records = dict(hs_changed)
         if need_sf:
