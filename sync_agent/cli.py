@@ -44,7 +44,7 @@ def sandbox_start(
                                              "salesforce.query=expired#1'.")] = "",
     rate_limit: Annotated[int, typer.Option(help="HubSpot requests per rolling 10 s (0: off).")]
     = 100,
-    search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 5,
+    search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 4,
     search_lag: Annotated[float, typer.Option(help="Seconds HubSpot search lags writes.")] = 3.0,
     duplicate_rule: Annotated[bool, typer.Option(help="Salesforce duplicate rule on email.")]
     = False,
