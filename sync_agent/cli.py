@@ -95,6 +95,10 @@ def _print_report(report: CheckReport) -> None:
     console.print(f"  signed in as: {report.identity}")
     if report.quota:
         console.print(f"  quota: {report.quota}")
+    if report.permissions:
+        console.print(f"  permissions: {report.permissions}")
+    for missing in report.missing:
+        console.print(f"  [red]missing: {escape(missing)}[/red]")
 
 
 @app.command()
@@ -113,7 +117,9 @@ def check(env_file: EnvFile = None) -> None:
     failed = False
     for connector in build_connectors(settings):
         try:
-            _print_report(connector.check())
+            report = connector.check()
+            _print_report(report)
+            failed = failed or bool(report.missing)
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             failed = True
