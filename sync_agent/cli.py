@@ -444,6 +444,8 @@ def status(db: Database = None) -> None:
         used, limit = quota
         console.print(f"Salesforce API requests today: {used:,} of {limit:,} "
                       f"({used / limit:.1%}), as of the last cycle")
+    if runs and runs[0].status == "failed" and runs[0].error:  # why the agent is waiting
+        console.print(f"last run failed: {escape(runs[0].error)}")
     console.print(f"dead letters waiting for retry: {waiting}")
 
 
