@@ -30,6 +30,7 @@ from sandbox.hubspot.app import SEARCH_PER_SECOND, RateLimiter
 from sandbox.hubspot.app import build_app as build_hubspot
 from sandbox.hubspot.portal import Portal
 from sandbox.requestlog import RequestLog
+from sandbox.salesforce.access import USER_PERMISSIONS, UserAccess
 from sandbox.salesforce.app import Credentials
 from sandbox.salesforce.app import build_app as build_salesforce
 from sandbox.salesforce.org import Org
@@ -71,6 +72,11 @@ class SandboxConfig:
     case_insensitive_in: bool = False
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
+    # the integration user's system permissions (default: all a deployment needs) and what it
+    # is denied ("Task:create", "Lead:edit", "Lead.Status:read"; see sandbox.salesforce.access)
+    salesforce_user_permissions: dict[str, bool] = field(
+        default_factory=lambda: dict.fromkeys(USER_PERMISSIONS, True))
+    salesforce_denied: tuple[str, ...] = ()
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 
 
@@ -190,9 +196,11 @@ class SandboxServer:
         self.hubspot_access = Access(private_token=self.hubspot_token,
                                      scopes=set(config.hubspot_scopes),
                                      oauth_lifetime=config.hubspot_oauth_lifetime_seconds)
+        self.salesforce_access = UserAccess(dict(config.salesforce_user_permissions),
+                                            set(config.salesforce_denied))
         self.salesforce_app, self.salesforce = build_salesforce(
             self.org, self.credentials, self.salesforce_url, self.salesforce_faults,
-            self.salesforce_log)
+            self.salesforce_log, self.salesforce_access)
         self.hubspot_app, self.hubspot = build_hubspot(
             self.portal, self.hubspot_token, self.limiter, self.hubspot_faults, self.hubspot_log,
             seed=config.seed, batch_trace_ids=config.batch_trace_ids,

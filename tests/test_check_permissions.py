@@ -81,3 +81,25 @@ def test_check_with_oauth_and_every_scope_passes(make_sandbox: Any, tmp_path: Pa
     result = check(oauth_env(box, tmp_path))
     assert result.exit_code == 0, result.output
     assert "OAuth app;" in result.output
+
+
+def test_check_names_the_salesforce_permissions_the_user_lacks(make_sandbox: Any) -> None:
+    box = make_sandbox(salesforce_user_permissions={"PermissionsApiEnabled": True,
+                                                    "PermissionsTransferAnyLead": False},
+                       salesforce_denied=("Task:create", "Opportunity:edit"),
+                       hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
+    result = check(box.info.settings_file)
+    assert result.exit_code == 1
+    assert "missing: permission Transfer Leads (PermissionsTransferAnyLead)" in result.output
+    assert "missing: create on Task" in result.output
+    assert "missing: edit on Opportunity" in result.output
+    assert "missing: read on" not in result.output
+    assert "API Enabled (" not in result.output
+    assert f"all {len(REQUIRED_SCOPES)} scopes granted" in result.output  # HubSpot is fine
+
+
+def test_check_reports_salesforce_permissions_granted(sandbox: SandboxClient) -> None:
+    result = check(sandbox.info.settings_file)
+    assert result.exit_code == 0, result.output
+    assert "API Enabled, Transfer Leads" in result.output
+    assert "granted" in result.output
