@@ -319,10 +319,12 @@ class HubSpotConnector:
         slim = [LAST_MODIFIED[object_type]]
         if body_size(request) > SEARCH_BODY_CHARACTERS and properties != slim:
             page = self._search_page(object_type, filters, slim, limit)
-            full = {r.id: r for r in self.batch_read_raw(object_type, [str(i.id) for i in
-                                                                       page.results],
-                                                         properties)}
-            page.results = [full.get(str(i.id), i) for i in page.results]
+            ids = [str(i.id) for i in page.results]
+            full = {str(r.id): r for r in self.batch_read_raw(object_type, ids, properties)}
+            # paging goes by what search returned; a record archived in between is left out
+            # rather than passed on with its other properties missing
+            page.stagesync_ids = ids
+            page.results = [full[i] for i in ids if i in full]
             return page
         check_search_request(request)
         api = self.search[object_type]
@@ -374,10 +376,10 @@ class HubSpotConnector:
         (never an offset, so no query passes the 10,000-result cap)."""
         page = first
         yield from (self._to_record(object_type, item) for item in page.results)
-        while len(page.results) == SEARCH_PAGE:
+        while len(ids := _searched_ids(page)) == SEARCH_PAGE:
             page = self._search_page(object_type, [*base, {
                 "propertyName": "hs_object_id", "operator": "GT",
-                "value": str(page.results[-1].id)}], properties, SEARCH_PAGE)
+                "value": ids[-1]}], properties, SEARCH_PAGE)
             yield from (self._to_record(object_type, item) for item in page.results)
 
     def _cursor_range(self, object_type: str, base: list[dict[str, Any]]) -> tuple[int, int]:
@@ -737,6 +739,13 @@ class HubSpotConnector:
 
     def _identity_kind(self) -> str:
         return "OAuth app" if self.tokens.oauth else "private app"
+
+
+def _searched_ids(page: Any) -> list[str]:
+    """The ids a search page returned, in order (kept aside when the page's records were then
+    read by id)."""
+    kept = getattr(page, "stagesync_ids", None)
+    return list(kept) if kept is not None else [str(item.id) for item in page.results]
 
 
 def _comparable(value: Any) -> str:

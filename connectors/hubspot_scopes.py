@@ -5,7 +5,9 @@ An OAuth access token describes itself: ``GET /oauth/v1/access-tokens/{token}`` 
 cheapest call that needs it and changes nothing: one-record list (``crm.objects.*.read``), a
 batch update with no inputs (``crm.objects.*.write``), one property definition
 (``crm.schemas.*.read``), one owner (``crm.objects.owners.read``). A probe refused with 403
-``MISSING_SCOPES`` marks its scope missing; any other refusal is raised as it is.
+``MISSING_SCOPES`` marks its scope missing; a 400 (HubSpot refusing the empty batch) counts as
+granted, on the reading that HubSpot checks scopes before it validates a body; any other
+refusal is raised as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from connectors.errors import ConfigurationError
+from connectors.errors import ConfigurationError, DataError
 
 if TYPE_CHECKING:
     from connectors.hubspot import HubSpotConnector
@@ -56,6 +58,8 @@ def scopes_lacking(hs: HubSpotConnector) -> tuple[str, list[str]]:
     for scope, endpoint, probe in _probes(hs):
         try:
             hs._call(endpoint, probe)
+        except DataError:
+            pass  # a 400 on the empty body: HubSpot checks scopes before it reads the body
         except ConfigurationError as exc:
             if "MISSING_SCOPES" not in exc.message:
                 raise

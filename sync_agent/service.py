@@ -110,10 +110,12 @@ class Metrics:
                 *counter("stagesync_hubspot_daily_limit_paused", "1 while paused at HubSpot's "
                          "daily API limit (429 DAILY) until its reset.",
                          int(self.hubspot_resume_at is not None), "gauge"),
-                *([] if self.hubspot_resume_at is None else counter(
-                    "stagesync_hubspot_daily_limit_resume_timestamp_seconds", "When HubSpot "
+                *([] if self.hubspot_resume_at is None else [
+                    "# HELP stagesync_hubspot_daily_limit_resume_timestamp_seconds When HubSpot "
                     "work resumes (midnight in the account's time zone).",
-                    self.hubspot_resume_at, "gauge")),
+                    "# TYPE stagesync_hubspot_daily_limit_resume_timestamp_seconds gauge",
+                    "stagesync_hubspot_daily_limit_resume_timestamp_seconds "
+                    f"{self.hubspot_resume_at:.0f}"]),
                 *counter("stagesync_lock_renewals_total", "Lease renewals of the cycle lock by "
                          "the heartbeat.", self.lock_renewals),
                 *counter("stagesync_lock_takeovers_total", "Cycle locks taken over from a killed "

@@ -99,7 +99,10 @@ def test_the_agent_pauses_at_the_daily_limit_and_says_so(make_sandbox: Any,
     assert "until" in body["reason"]
     metrics = agent.metrics.prometheus()
     assert "stagesync_hubspot_daily_limit_paused 1" in metrics
-    assert "stagesync_hubspot_daily_limit_resume_timestamp_seconds" in metrics
+    resume = dt.datetime.fromisoformat(body["hubspot_resume_at"])
+    assert resume == hs.daily_stop.resume_at  # type: ignore[attr-defined]
+    assert (f"stagesync_hubspot_daily_limit_resume_timestamp_seconds {resume.timestamp():.0f}"
+            in metrics)
     before = box.requests("hubspot")["total"]
     agent.cycle()  # paused: no call to either system
     assert box.requests("hubspot")["total"] == before
