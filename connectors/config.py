@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SALESFORCE_API_VERSION = "59.0"
@@ -83,12 +84,28 @@ class SalesforceSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class HubSpotOAuth(BaseModel):
+    """A HubSpot OAuth app's credentials: access tokens are minted from the refresh token and
+    expire (HubSpot's live 30 minutes), so they are renewed ``refresh_margin_seconds`` before
+    expiry and once on a 401. Secrets are ``SecretStr``: never logged or printed."""
+
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr
+    refresh_margin_seconds: float = Field(300.0, ge=0)
+
+
 class HubSpotSettings(BaseModel):
     host: str = "https://api.hubapi.com"
-    access_token: SecretStr
+    access_token: SecretStr | None = Field(
+        None, description="a private app's access token (static); or set oauth instead")
+    oauth: HubSpotOAuth | None = None
+    account_time_zone: str = Field(
+        "UTC", description="the HubSpot account's time zone (Settings > Account defaults): "
+        "its daily API limit resets at midnight there")
     timeout_seconds: float = 60.0
     requests_per_ten_seconds: int = Field(100, ge=0, description="0 turns pacing off")
-    searches_per_second: int = Field(5, ge=0, description="0 turns pacing off")
+    searches_per_second: int = Field(4, ge=0, description="0 turns pacing off (HubSpot: 4/s)")
     search_lookback_seconds: float = Field(
         300.0, ge=0, description="re-read this far behind the watermark: search lags writes")
     retry_attempts: int = 6
@@ -97,6 +114,23 @@ class HubSpotSettings(BaseModel):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("account_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                             "America/New_York") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> HubSpotSettings:
+        if (self.access_token is None) == (self.oauth is None):
+            raise ValueError("set either access_token (a private app) or oauth (client_id, "
+                             "client_secret, refresh_token), not both and not neither")
+        return self
 
 
 class ConnectionSettings(BaseSettings):

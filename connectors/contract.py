@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from connectors.records import (
     Activity,
@@ -42,6 +42,8 @@ class CheckReport(BaseModel):
     objects: list[ObjectSummary]
     quota: str | None = None
     calls: int = 0
+    permissions: str | None = None  # how scopes and permissions were verified
+    missing: list[str] = Field(default_factory=list)  # each needed permission that is lacking
 
 
 class Connector(Protocol):

@@ -3,6 +3,7 @@
     ConnectorError
     ├── RetriableError        wait and try again (429, 5xx, resets, timeouts)
     │   └── QuotaExhaustedError  the day's quota share is spent: stop the cycle, resume later
+    │       └── DailyLimitError  HubSpot's daily limit (429 DAILY): stop until ``resume_at``
     ├── ReauthenticateError   the session expired: sign in again, then retry once
     └── FatalError            retrying will not help
         ├── ConfigurationError  wrong URL, credentials, permissions, unknown object
@@ -14,6 +15,8 @@ Messages never contain secrets: settings hold them as ``SecretStr`` and bodies a
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 
 class ConnectorError(Exception):
@@ -38,6 +41,15 @@ class RetriableError(ConnectorError):
 
 class QuotaExhaustedError(RetriableError):
     """Not retried within a cycle: the engine checkpoints and stops until quota returns."""
+
+
+class DailyLimitError(QuotaExhaustedError):
+    """HubSpot answered 429 with ``policyName: DAILY``: no call succeeds before the daily reset
+    (midnight in the account's time zone), so HubSpot work stops until ``resume_at``."""
+
+    def __init__(self, system: str, message: str, resume_at: dt.datetime) -> None:
+        super().__init__(system, message)
+        self.resume_at = resume_at
 
 
 class ReauthenticateError(ConnectorError):

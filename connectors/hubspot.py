@@ -34,10 +34,23 @@ from connectors.contract import CheckReport, ObjectSummary
 from connectors.errors import (
     ConfigurationError,
     ConnectorError,
+    DailyLimitError,
     DataError,
     FatalError,
+    ReauthenticateError,
     RetriableError,
 )
+from connectors.hubspot_auth import HubSpotTokens
+from connectors.hubspot_limits import (
+    SEARCH_BODY_CHARACTERS,
+    body_size,
+    check_search_request,
+    daily_limit_error,
+    missing_scopes,
+    stopped_error,
+    value_chunks,
+)
+from connectors.hubspot_scopes import REQUIRED_SCOPES, scopes_lacking
 from connectors.pacing import RollingWindow
 from connectors.records import (
     Activity,
@@ -67,8 +80,11 @@ LIST_PAGE = 100  # list pages hold at most 100 records
 FROM_THE_BEGINNING = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LIFECYCLE = "lifecyclestage"
 ACTIVITY = "notes_last_updated"
+# the widest "hs_object_id > last" filter paging adds to a search (ids up to 20 digits)
+PAGING_FILTER = {"propertyName": "hs_object_id", "operator": "GT", "value": "9" * 20}
 RATE_LIMIT_PAUSE = 1.0  # a 429 without Retry-After: HubSpot's windows free up within seconds
 T = TypeVar("T")
+log = logging.getLogger("stagesync.connectors")
 
 # The generated client logs whole request and response bodies (personal data) at DEBUG.
 for _name in ("hubspot", "urllib3"):
@@ -92,6 +108,10 @@ def classify(exc: Exception) -> ConnectorError:
         return RetriableError(SYSTEM, f"{status} {reason}", unapplied=status == 503)
     if status >= 500 or status == 0:
         return RetriableError(SYSTEM, f"{status} {reason}")
+    if status == 403 and (scopes := missing_scopes(_error_body(exc))) is not None:
+        return ConfigurationError(SYSTEM, f"403 MISSING_SCOPES: the token lacks the scope(s) "
+                                  f"{', '.join(scopes) or '(not named)'}: add them to the "
+                                  "private app (or to the OAuth app and install it again)")
     if status in (401, 403):
         return ConfigurationError(SYSTEM, f"{status} {reason}: check the private app token and "
                                   "its scopes")
@@ -126,8 +146,10 @@ class HubSpotConnector:
 
     def __init__(self, settings: HubSpotSettings, policy: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self.tokens = HubSpotTokens(settings)
         self.client = hubspot.Client.create(
-            access_token=settings.access_token.get_secret_value(), host=settings.host,
+            access_token=settings.access_token.get_secret_value()
+            if settings.access_token is not None else "", host=settings.host,
             retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
                         raise_on_status=False))
         crm = self.client.crm
@@ -141,10 +163,14 @@ class HubSpotConnector:
         self.pipelines_api = crm.pipelines.pipelines_api
         self.owners_api = crm.owners.owners_api
         self.associations_batch = crm.associations.v4.batch_api
-        for api in [*self.basic.values(), *self.batch.values(), *self.search.values(),
-                    self.properties_api, self.pipelines_api, self.owners_api,
-                    self.associations_batch]:
+        self._apis = [*self.basic.values(), *self.batch.values(), *self.search.values(),
+                      self.properties_api, self.pipelines_api, self.owners_api,
+                      self.associations_batch]
+        for api in self._apis:
             _set_timeout(api, settings.timeout_seconds)
+        self._sent_token: str | None = None
+        self.daily_stop: DailyLimitError | None = None  # set by a 429 DAILY until its reset
+        self._daily_resumed_at: dt.datetime | None = None
         self.policy = policy or RetryPolicy(attempts=settings.retry_attempts)
         self.window = RollingWindow(settings.requests_per_ten_seconds, 10.0)
         self.search_window = RollingWindow(settings.searches_per_second, 1.0)
@@ -154,24 +180,69 @@ class HubSpotConnector:
         self._people: list[Person] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
+    def _authorize(self) -> None:
+        """Put the current access token on every API object (an OAuth token is renewed
+        before it expires); a private app token is set once."""
+        token = self.tokens.current()
+        if token != self._sent_token:
+            for api in self._apis:
+                api.api_client.configuration.access_token = token
+            self._sent_token = token
+
+    def _check_daily_stop(self) -> None:
+        """While a 429 DAILY stop lasts, no call is made: each would be refused."""
+        stop = self.daily_stop
+        if stop is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        if now < stop.resume_at:
+            raise stopped_error(stop)
+        self.daily_stop, self._daily_resumed_at = None, now
+        log.info("HubSpot's daily limit has reset; HubSpot work resumes")
+
+    def _refusal(self, exc: Exception, status: int) -> ConnectorError:
+        """HubSpot's answer as our error, with the cases only this connector can judge: a 429
+        DAILY stops HubSpot work until the reset; a 401 with OAuth renews the token once."""
+        if status == 429:
+            self.rate_limited += 1
+            stop = daily_limit_error(_error_body(exc), dt.datetime.now(dt.UTC),
+                                     self.settings.account_time_zone, self._daily_resumed_at)
+            if stop is not None:
+                self.daily_stop = stop
+                log.warning("HubSpot's daily API limit is reached; HubSpot work stops until "
+                            "the daily reset", extra={"resume_at": stop.resume_at.isoformat(),
+                                                      "time_zone":
+                                                      self.settings.account_time_zone})
+                return stop
+        if status == 401 and self.tokens.oauth:
+            return ReauthenticateError(SYSTEM, "401: the OAuth access token was refused")
+        return classify(exc)
+
     def _once(self, endpoint: str, call: Callable[[], T]) -> T:
+        self._check_daily_stop()
         (self.search_window if endpoint.endswith(".search") else self.window).acquire()
+        self._authorize()
         self.calls[endpoint] += 1
         try:
             return call()
         except Exception as exc:
             if not (hasattr(exc, "status") or isinstance(exc, Urllib3Error)):
                 raise
-            error = classify(exc)
-            if int(getattr(exc, "status", 0) or 0) == 429:
-                self.rate_limited += 1
+            error = self._refusal(exc, int(getattr(exc, "status", 0) or 0))
             if type(error) is ConfigurationError:  # no retry mends it: say where it happened
                 error = ConfigurationError(SYSTEM, f"{error.message} ({endpoint} at "
                                            f"{self.settings.host})")
             raise error from None
 
     def _call(self, endpoint: str, call: Callable[[], T], idempotent: bool = True) -> T:
-        return self.policy.run(lambda: self._once(endpoint, call), idempotent=idempotent)
+        reauthenticate = self.tokens.force_refresh if self.tokens.oauth else None
+        try:
+            return self.policy.run(lambda: self._once(endpoint, call),
+                                   reauthenticate=reauthenticate, idempotent=idempotent)
+        except ReauthenticateError:  # refused again with a fresh token
+            raise ConfigurationError(SYSTEM, f"401 even with a freshly refreshed OAuth access "
+                                     f"token ({endpoint} at {self.settings.host}): check the "
+                                     "OAuth app and its installation") from None
 
     def _object(self, object_type: str) -> str:
         if object_type not in OBJECT_TYPES:
@@ -237,14 +308,44 @@ class HubSpotConnector:
         return Record(system=SYSTEM, object=object_type, id=str(item.id), cursor=cursor,
                       values=properties)
 
+    def _search_request(self, filters: list[dict[str, Any]], properties: list[str],
+                        limit: int) -> dict[str, Any]:
+        return {"filterGroups": [{"filters": filters}], "properties": properties,
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "limit": limit}
+
     def _search_page(self, object_type: str, filters: list[dict[str, Any]],
                      properties: list[str], limit: int) -> Any:
-        request = {"filterGroups": [{"filters": filters}], "properties": properties,
-                   "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-                   "limit": limit}
+        """One page of a search. A body past HubSpot's 3,000 characters because of a long
+        property list searches for the cursor only, then reads the properties by id."""
+        request = self._search_request(filters, properties, limit)
+        slim = [LAST_MODIFIED[object_type]]
+        if body_size(request) > SEARCH_BODY_CHARACTERS and properties != slim:
+            page = self._search_page(object_type, filters, slim, limit)
+            ids = [str(i.id) for i in page.results]
+            full = {str(r.id): r for r in self.batch_read_raw(object_type, ids, properties)}
+            # paging goes by what search returned; a record archived in between is left out
+            # rather than passed on with its other properties missing
+            page.stagesync_ids = ids
+            page.results = [full[i] for i in ids if i in full]
+            return page
+        check_search_request(request)
         api = self.search[object_type]
         return self._call(f"{object_type}.search",
                           lambda: api.do_search(public_object_search_request=request))
+
+    def batch_read_raw(self, object_type: str, ids: list[str], properties: list[str]
+                       ) -> list[Any]:
+        """Batch read by id, as the client's objects (for search pages read in two steps)."""
+        api = self.batch[object_type]
+        out: list[Any] = []
+        for start in range(0, len(ids), BATCH_SIZE):
+            body = {"inputs": [{"id": k} for k in ids[start:start + BATCH_SIZE]],
+                    "properties": properties, "propertiesWithHistory": []}
+            answer = self._call(f"{object_type}.batch.read", partial(
+                api.read, batch_read_input_simple_public_object_id=body))
+            out += list(answer.results)
+        return out
 
     def _window(self, object_type: str, start: int, end: int, properties: list[str]
                 ) -> Iterator[list[Record]]:
@@ -278,10 +379,10 @@ class HubSpotConnector:
         (never an offset, so no query passes the 10,000-result cap)."""
         page = first
         yield from (self._to_record(object_type, item) for item in page.results)
-        while len(page.results) == SEARCH_PAGE:
+        while len(ids := _searched_ids(page)) == SEARCH_PAGE:
             page = self._search_page(object_type, [*base, {
                 "propertyName": "hs_object_id", "operator": "GT",
-                "value": str(page.results[-1].id)}], properties, SEARCH_PAGE)
+                "value": ids[-1]}], properties, SEARCH_PAGE)
             yield from (self._to_record(object_type, item) for item in page.results)
 
     def _cursor_range(self, object_type: str, base: list[dict[str, Any]]) -> tuple[int, int]:
@@ -462,9 +563,14 @@ class HubSpotConnector:
         exact = {str(v) for v in values if v}
         wanted = sorted({v.lower() for v in exact})
         out: list[Record] = []
-        for start in range(0, len(wanted), BATCH_SIZE):
-            base = [{"propertyName": prop, "operator": "IN",
-                     "values": wanted[start:start + BATCH_SIZE]}]
+
+        def fits(chunk: list[str]) -> bool:  # with room for the paging filter added later
+            return body_size(self._search_request(
+                [{"propertyName": prop, "operator": "IN", "values": chunk}, PAGING_FILTER],
+                [LAST_MODIFIED[name]], SEARCH_PAGE)) <= SEARCH_BODY_CHARACTERS
+
+        for chunk in value_chunks(wanted, fits, BATCH_SIZE):
+            base = [{"propertyName": prop, "operator": "IN", "values": chunk}]
             first = self._search_page(name, base, properties, SEARCH_PAGE)
             out += self._pages_from(name, base, properties, first)
         return [r for r in out if str(r.values.get(prop) or "") in exact]
@@ -635,6 +741,13 @@ class HubSpotConnector:
 
     # -- check ---------------------------------------------------------------------------
     def check(self) -> CheckReport:
+        how, missing = scopes_lacking(self)
+        if missing:
+            return CheckReport(
+                system=SYSTEM, endpoint=self.settings.host, api_version="CRM v3",
+                identity=self._identity_kind(), objects=[], calls=sum(self.calls.values()),
+                permissions=f"scopes checked through {how}",
+                missing=[f"scope {s}" for s in missing])
         objects = []
         for name in OBJECT_TYPES:
             schema = self.describe(name)
@@ -647,8 +760,20 @@ class HubSpotConnector:
         stages = sum(len(s) for s in deals.pipelines.values())
         return CheckReport(
             system=SYSTEM, endpoint=self.settings.host, api_version="CRM v3",
-            identity=f"private app; {len(owners)} owners, {len(deals.pipelines)} deal "
-            f"pipeline(s) with {stages} stages", objects=objects, calls=sum(self.calls.values()))
+            identity=f"{self._identity_kind()}; {len(owners)} owners, {len(deals.pipelines)} "
+            f"deal pipeline(s) with {stages} stages", objects=objects,
+            calls=sum(self.calls.values()),
+            permissions=f"all {len(REQUIRED_SCOPES)} scopes granted (checked through {how})")
+
+    def _identity_kind(self) -> str:
+        return "OAuth app" if self.tokens.oauth else "private app"
+
+
+def _searched_ids(page: Any) -> list[str]:
+    """The ids a search page returned, in order (kept aside when the page's records were then
+    read by id)."""
+    kept = getattr(page, "stagesync_ids", None)
+    return list(kept) if kept is not None else [str(item.id) for item in page.results]
 
 
 def _comparable(value: Any) -> str:

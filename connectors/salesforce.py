@@ -50,6 +50,7 @@ from connectors.records import (
 )
 from connectors.retry import RetryPolicy, describe_request
 from connectors.salesforce_auth import authenticate
+from connectors.salesforce_permissions import permissions_lacking
 from connectors.salesforce_values import format_datetime, from_csv, parse_datetime
 
 SYSTEM = "salesforce"
@@ -532,12 +533,15 @@ class SalesforceConnector:
                                          fields=len(schema.fields)))
         limits = self._call(lambda sf: sf.limits())
         daily = limits.get("DailyApiRequests", {})
+        missing = permissions_lacking(self)
         return CheckReport(
             system=SYSTEM, endpoint=self.client().base_url, api_version=self.settings.api_version,
             identity=getattr(self.settings.auth, "username", self.settings.auth.kind),
             objects=objects,
             quota=f"{daily.get('Remaining')} of {daily.get('Max')} daily API requests left",
-            calls=sum(self.calls.values()))
+            calls=sum(self.calls.values()), missing=missing,
+            permissions=None if missing else "API Enabled, Transfer Leads, and read, create "
+            "and edit on every synced object (create on Task) granted")
 
 
 def _today() -> dt.date:

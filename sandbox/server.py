@@ -25,10 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.faults import FaultInjector
 from sandbox.http import Call, EmulatorApp, Route, TransportExposingProtocol, json_response
-from sandbox.hubspot.app import RateLimiter
+from sandbox.hubspot.access import DEPLOYMENT_SCOPES, OAUTH_LIFETIME_SECONDS, Access
+from sandbox.hubspot.app import SEARCH_PER_SECOND, RateLimiter
 from sandbox.hubspot.app import build_app as build_hubspot
 from sandbox.hubspot.portal import Portal
 from sandbox.requestlog import RequestLog
+from sandbox.salesforce.access import USER_PERMISSIONS, UserAccess
 from sandbox.salesforce.app import Credentials
 from sandbox.salesforce.app import build_app as build_salesforce
 from sandbox.salesforce.org import Org
@@ -59,13 +61,22 @@ class SandboxConfig:
     sizes: SeedSizes = field(default_factory=SeedSizes)
     faults: str = ""
     hubspot_per_ten_seconds: int = 100
-    hubspot_search_per_second: int = 5
+    hubspot_search_per_second: int = SEARCH_PER_SECOND
+    hubspot_daily_limit: int = 250_000  # Free and Starter accounts' daily allowance
+    hubspot_time_zone: str = "UTC"
+    hubspot_scopes: tuple[str, ...] = DEPLOYMENT_SCOPES
+    hubspot_oauth_lifetime_seconds: float = OAUTH_LIFETIME_SECONDS
     search_lag_seconds: float = DEFAULT_SEARCH_LAG_SECONDS
     batch_trace_ids: bool = False
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
+    # the integration user's system permissions (default: all a deployment needs) and what it
+    # is denied ("Task:create", "Lead:edit", "Lead.Status:read"; see sandbox.salesforce.access)
+    salesforce_user_permissions: dict[str, bool] = field(
+        default_factory=lambda: dict.fromkeys(USER_PERMISSIONS, True))
+    salesforce_denied: tuple[str, ...] = ()
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 
 
@@ -81,6 +92,7 @@ class SandboxInfo:
     hubspot_token: str
     jwt_key_file: Path
     seeded: dict[str, int]
+    hubspot_oauth: Access | None = None  # the OAuth app's client id, secret and refresh token
 
 
 def _jwt_key(directory: Path) -> tuple[Path, bytes]:
@@ -178,15 +190,22 @@ class SandboxServer:
         self.salesforce_faults = FaultInjector(config.faults, seed=config.seed)
         self.hubspot_faults = FaultInjector(config.faults, seed=config.seed + 1)
         self.limiter = RateLimiter(config.hubspot_per_ten_seconds,
-                                   config.hubspot_search_per_second)
+                                   config.hubspot_search_per_second,
+                                   daily=config.hubspot_daily_limit,
+                                   time_zone=config.hubspot_time_zone)
+        self.hubspot_access = Access(private_token=self.hubspot_token,
+                                     scopes=set(config.hubspot_scopes),
+                                     oauth_lifetime=config.hubspot_oauth_lifetime_seconds)
+        self.salesforce_access = UserAccess(dict(config.salesforce_user_permissions),
+                                            set(config.salesforce_denied))
         self.salesforce_app, self.salesforce = build_salesforce(
             self.org, self.credentials, self.salesforce_url, self.salesforce_faults,
-            self.salesforce_log)
+            self.salesforce_log, self.salesforce_access)
         self.hubspot_app, self.hubspot = build_hubspot(
             self.portal, self.hubspot_token, self.limiter, self.hubspot_faults, self.hubspot_log,
             seed=config.seed, batch_trace_ids=config.batch_trace_ids,
             batch_results_in_input_order=config.batch_results_in_input_order,
-            case_insensitive_in=config.case_insensitive_in)
+            case_insensitive_in=config.case_insensitive_in, access=self.hubspot_access)
         self._add_admin(self.salesforce_app, self.salesforce_log, self.salesforce_faults)
         self._add_admin(self.hubspot_app, self.hubspot_log, self.hubspot_faults)
         self._servers: list[uvicorn.Server] = []
@@ -194,7 +213,7 @@ class SandboxServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.info = SandboxInfo(self.salesforce_url, self.hubspot_url, self.tls.ca_cert,
                                 state / SETTINGS_FILE, self.credentials, self.hubspot_token,
-                                self.jwt_key_file, self.seeded)
+                                self.jwt_key_file, self.seeded, self.hubspot_access)
         self.write_settings(self.info.settings_file)
 
     @staticmethod
@@ -220,6 +239,12 @@ class SandboxServer:
         text = "# Written by `stagesync sandbox start`: connection settings for the sandbox.\n"
         text += "# JWT bearer instead of password: AUTH__KIND=jwt and AUTH__PRIVATE_KEY_FILE="
         text += f"{self.jwt_key_file.resolve()}\n"
+        oauth = self.hubspot_access
+        text += ("# HubSpot OAuth (expiring access tokens) instead of the private app token: "
+                 "drop ACCESS_TOKEN and set\n"
+                 f"#   STAGESYNC_HUBSPOT__OAUTH__CLIENT_ID={oauth.client_id}\n"
+                 f"#   STAGESYNC_HUBSPOT__OAUTH__CLIENT_SECRET={oauth.client_secret}\n"
+                 f"#   STAGESYNC_HUBSPOT__OAUTH__REFRESH_TOKEN={oauth.refresh_token}\n")
         text += "".join(f"{k}={v}\n" for k, v in lines.items())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

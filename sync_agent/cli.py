@@ -44,7 +44,7 @@ def sandbox_start(
                                              "salesforce.query=expired#1'.")] = "",
     rate_limit: Annotated[int, typer.Option(help="HubSpot requests per rolling 10 s (0: off).")]
     = 100,
-    search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 5,
+    search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 4,
     search_lag: Annotated[float, typer.Option(help="Seconds HubSpot search lags writes.")] = 3.0,
     duplicate_rule: Annotated[bool, typer.Option(help="Salesforce duplicate rule on email.")]
     = False,
@@ -95,6 +95,10 @@ def _print_report(report: CheckReport) -> None:
     console.print(f"  signed in as: {report.identity}")
     if report.quota:
         console.print(f"  quota: {report.quota}")
+    if report.permissions:
+        console.print(f"  permissions: {report.permissions}")
+    for missing in report.missing:
+        console.print(f"  [red]missing: {escape(missing)}[/red]")
 
 
 @app.command()
@@ -113,7 +117,9 @@ def check(env_file: EnvFile = None) -> None:
     failed = False
     for connector in build_connectors(settings):
         try:
-            _print_report(connector.check())
+            report = connector.check()
+            _print_report(report)
+            failed = failed or bool(report.missing)
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             failed = True
@@ -438,6 +444,8 @@ def status(db: Database = None) -> None:
         used, limit = quota
         console.print(f"Salesforce API requests today: {used:,} of {limit:,} "
                       f"({used / limit:.1%}), as of the last cycle")
+    if runs and runs[0].status == "failed" and runs[0].error:  # why the agent is waiting
+        console.print(f"last run failed: {escape(runs[0].error)}")
     console.print(f"dead letters waiting for retry: {waiting}")
 
 

@@ -27,7 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import StatementError
 
 from connectors.contract import Connector
-from connectors.errors import ConnectorError, QuotaExhaustedError
+from connectors.errors import ConnectorError, DailyLimitError, QuotaExhaustedError
 from mapping.model import MappingFile
 from sync_agent import state
 from sync_agent.cycle import run_cycle
@@ -76,6 +76,7 @@ class Metrics:
     skipped_quota: int = 0
     quota_checks: int = 0
     quota_paused: bool = False
+    hubspot_resume_at: float | None = None  # epoch seconds: paused at HubSpot's daily limit
     lock_renewals: int = 0
     lock_takeovers: int = 0
     lock_lost: int = 0
@@ -106,6 +107,15 @@ class Metrics:
                          "paused.", self.quota_checks),
                 *counter("stagesync_quota_paused", "1 while paused at the Salesforce quota stop.",
                          int(self.quota_paused), "gauge"),
+                *counter("stagesync_hubspot_daily_limit_paused", "1 while paused at HubSpot's "
+                         "daily API limit (429 DAILY) until its reset.",
+                         int(self.hubspot_resume_at is not None), "gauge"),
+                *([] if self.hubspot_resume_at is None else [
+                    "# HELP stagesync_hubspot_daily_limit_resume_timestamp_seconds When HubSpot "
+                    "work resumes (midnight in the account's time zone).",
+                    "# TYPE stagesync_hubspot_daily_limit_resume_timestamp_seconds gauge",
+                    "stagesync_hubspot_daily_limit_resume_timestamp_seconds "
+                    f"{self.hubspot_resume_at:.0f}"]),
                 *counter("stagesync_lock_renewals_total", "Lease renewals of the cycle lock by "
                          "the heartbeat.", self.lock_renewals),
                 *counter("stagesync_lock_takeovers_total", "Cycle locks taken over from a killed "
@@ -302,6 +312,9 @@ class Agent:
 
     # -- the Salesforce quota stop -----------------------------------------------------------
     def _quota_stopped(self, exc: QuotaExhaustedError) -> None:
+        if isinstance(exc, DailyLimitError):
+            self._daily_limit_stopped(exc)
+            return
         with self.metrics.lock:
             self.metrics.failures += 1  # a failed cycle, but not a malfunction: the streak stays
             self.metrics.last_error = describe_error(exc)
@@ -312,8 +325,34 @@ class Agent:
                     "hold, so nothing is lost)", extra={"reason": str(exc),
                                                         "recheck_seconds": self.quota_recheck})
 
+    # -- HubSpot's daily limit: no call can succeed before its reset, so none is made ----------
+    def _daily_limit_stopped(self, exc: DailyLimitError) -> None:
+        with self.metrics.lock:
+            self.metrics.failures += 1  # a failed cycle, not a malfunction: the streak stays
+            self.metrics.last_error = describe_error(exc)
+            self.metrics.last_error_type = type(exc).__name__
+            self.metrics.hubspot_resume_at = exc.resume_at.timestamp()
+        log.warning("HubSpot's daily API limit is reached; pausing HubSpot work until the daily "
+                    "reset (the watermarks hold, so nothing is lost)",
+                    extra={"reason": str(exc), "resume_at": exc.resume_at.isoformat()})
+
+    def _daily_limit_allows(self) -> bool:
+        with self.metrics.lock:
+            resume = self.metrics.hubspot_resume_at
+            if resume is None:
+                return True
+            if dt.datetime.now(dt.UTC).timestamp() < resume:
+                self.metrics.skipped_quota += 1
+                return False
+            self.metrics.hubspot_resume_at = None
+        log.info("HubSpot's daily limit has reset; resuming")
+        return True
+
     def _quota_allows(self) -> bool:
-        """While paused, True only once a scheduled ``/limits`` check finds room."""
+        """While paused, True only once a scheduled ``/limits`` check finds room (or, at
+        HubSpot's daily limit, once its reset has passed)."""
+        if not self._daily_limit_allows():
+            return False
         if self.quota_check_at is None:
             return True
         if time.monotonic() < self.quota_check_at:
@@ -361,6 +400,13 @@ class Agent:
                               f"after {self.unhealthy_after} in a row); last error: "
                               f"{body['last_error']}")
             return 503, body
+        resume = m.hubspot_resume_at
+        if resume is not None:
+            body["status"] = "quota_paused"
+            body["hubspot_resume_at"] = dt.datetime.fromtimestamp(resume, dt.UTC).isoformat()
+            body["reason"] = (f"paused at HubSpot's daily API limit until "
+                              f"{body['hubspot_resume_at']} ({body['last_error']})")
+            return 200, body
         if body["quota_paused"]:
             body["status"] = "quota_paused"
             check_at = self.quota_check_at

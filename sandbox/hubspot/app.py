@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from starlette.responses import Response
 
 from sandbox.faults import Fault, FaultInjector
 from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
+from sandbox.hubspot.access import Access
 from sandbox.hubspot.portal import HsRecord, Portal, ValidationFailed
 from sandbox.hubspot.schema import (
     ALIASES,
@@ -35,6 +37,11 @@ LIST_LIMIT = 100
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 WINDOW_SECONDS = 10.0
+SEARCH_PER_SECOND = 4  # "four requests per second" (HubSpot CRM search docs, Limitations)
+SEARCH_BODY_CHARACTERS = 3_000  # a search request body may be at most 3,000 characters
+MAX_FILTER_GROUPS = 5
+MAX_FILTERS_PER_GROUP = 10
+MAX_FILTERS = 25
 OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
              "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 
@@ -50,38 +57,56 @@ def hs_error(status: int, message: str, category: str | None = None,
 
 
 class RateLimiter:
-    """HubSpot's rolling ten-second window and the search endpoints' per-second limit."""
+    """HubSpot's rolling ten-second window, the search endpoints' per-second limit, and the
+    daily limit, which resets at midnight in the account's time zone (``time_zone``)."""
 
-    def __init__(self, per_ten_seconds: int = 100, search_per_second: int = 5,
-                 daily: int = 1_000_000) -> None:
+    def __init__(self, per_ten_seconds: int = 100, search_per_second: int = SEARCH_PER_SECOND,
+                 daily: int = 1_000_000, time_zone: str = "UTC") -> None:
         self.per_ten_seconds = per_ten_seconds
         self.search_per_second = search_per_second
         self.daily = daily
         self.daily_used = 0
+        self.time_zone = time_zone
+        self._day = self._today()
         self._window: collections.deque[float] = collections.deque()
         self._search: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
+    def _today(self) -> dt.date:
+        return dt.datetime.now(ZoneInfo(self.time_zone)).date()
+
     def admit(self, search: bool) -> tuple[bool, int]:
         """(allowed, remaining in the window) for one request now."""
+        refused, remaining = self.admit_policy(search)
+        return refused is None, remaining
+
+    def admit_policy(self, search: bool) -> tuple[str | None, int]:
+        """(the policy that refuses the request or None, remaining in the window): the daily
+        limit is checked first, and a refused request counts against nothing."""
         now = time.monotonic()
         with self._lock:
+            today = self._today()
+            if today != self._day:  # midnight in the account's time zone: a new day's allowance
+                self._day, self.daily_used = today, 0
+            if self.daily > 0 and self.daily_used >= self.daily:
+                return "DAILY", 0
             queue, span, limit = ((self._search, 1.0, self.search_per_second) if search
                                   else (self._window, WINDOW_SECONDS, self.per_ten_seconds))
             while queue and queue[0] <= now - span:
                 queue.popleft()
             if limit > 0 and len(queue) >= limit:
-                return False, 0
+                return ("SECONDLY" if search else "TEN_SECONDLY_ROLLING"), 0
             queue.append(now)
             self.daily_used += 1
             remaining = (limit - len(queue)) if limit > 0 else 1_000_000
-            return True, remaining
+            return None, remaining
 
 
 class HubSpotVendor(Vendor):
-    def __init__(self, token: str, limiter: RateLimiter) -> None:
+    def __init__(self, token: str, limiter: RateLimiter, access: Access | None = None) -> None:
         self.token = token
         self.limiter = limiter
+        self.access = access or Access(private_token=token)
 
     def not_found(self, call: Call) -> Response:
         return hs_error(404, f"Unable to route {call.method} {call.path}", "OBJECT_NOT_FOUND")
@@ -94,19 +119,16 @@ class HubSpotVendor(Vendor):
         return hs_error(400, f"Invalid input JSON on line 1: {message}", "VALIDATION_ERROR")
 
     def authenticate(self, call: Call) -> Response | None:
-        if call.headers.get("authorization", "") != f"Bearer {self.token}":
-            return hs_error(401, "Authentication credentials not found. This API supports "
-                            "OAuth 2.0 authentication and you can find more details at "
-                            "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-                            "INVALID_AUTHENTICATION")
-        return None
+        return self.access.authenticate(call, ALIASES)
 
     def admit(self, call: Call) -> Response | None:
         search = call.endpoint.endswith(".search")
-        allowed, remaining = self.limiter.admit(search)
+        refused, remaining = self.limiter.admit_policy(search)
         call.context["remaining"] = remaining
-        if allowed:
+        if refused is None:
             return None
+        if refused == "DAILY":
+            return json_response(_daily_body(), 429)
         if search:
             return json_response(_rate_body("secondly", "SECONDLY"), 429)
         return json_response(_rate_body("ten_secondly_rolling", "TEN_SECONDLY_ROLLING"), 429)
@@ -140,11 +162,40 @@ class HubSpotVendor(Vendor):
         })
 
 
+def _daily_body() -> dict[str, Any]:
+    """The daily limit's 429, in the shape of HubSpot's documented example
+    (``hubspot/doc-429-daily.body.json``): no ``groupName``, a ``requestId``."""
+    return {"status": "error", "message": "You have reached your daily limit.",
+            "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()),
+            "policyName": "DAILY", "requestId": str(uuid.uuid4())}
+
+
 def _rate_body(label: str, policy: str) -> dict[str, Any]:
     return {"status": "error", "message": f"You have reached your {label} limit.",
             "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()),
             "policyName": policy,
             "groupName": f"publicapi:private-app-api-calls-{label.replace('_', '-')}:1"}
+
+
+def search_limits_error(raw: bytes, groups: list[Any]) -> Response | None:
+    """A 400 for a search past HubSpot's documented limits: a body over 3,000 characters, more
+    than 5 filter groups, 10 filters in a group or 25 in all. No live error text for these is
+    recorded; the messages are the emulator's own, in HubSpot's ``VALIDATION_ERROR`` shape."""
+    length = len(raw.decode("utf-8", "replace"))
+    if length > SEARCH_BODY_CHARACTERS:
+        return hs_error(400, f"The search request is {length} characters long; the maximum is "
+                        f"{SEARCH_BODY_CHARACTERS}.", "VALIDATION_ERROR")
+    sizes = [len(g.get("filters") or []) if isinstance(g, dict) else 0 for g in groups]
+    if len(groups) > MAX_FILTER_GROUPS:
+        return hs_error(400, f"The search request has {len(groups)} filterGroups; the maximum "
+                        f"is {MAX_FILTER_GROUPS}.", "VALIDATION_ERROR")
+    if any(n > MAX_FILTERS_PER_GROUP for n in sizes):
+        return hs_error(400, f"A filterGroup has {max(sizes)} filters; the maximum is "
+                        f"{MAX_FILTERS_PER_GROUP} per group.", "VALIDATION_ERROR")
+    if sum(sizes) > MAX_FILTERS:
+        return hs_error(400, f"The search request has {sum(sizes)} filters; the maximum is "
+                        f"{MAX_FILTERS} in all.", "VALIDATION_ERROR")
+    return None
 
 
 class HubSpotEmulator:
@@ -169,6 +220,7 @@ class HubSpotEmulator:
         self.batch_results_in_input_order = batch_results_in_input_order
         self.case_insensitive_in = case_insensitive_in
         self._batch_requests = itertools.count(1)
+        self.access: Access | None = None
 
     # -- helpers -------------------------------------------------------------------------
     def _type(self, call: Call, key: str = "object") -> str | Response:
@@ -538,9 +590,9 @@ class HubSpotEmulator:
                             "for a query; narrow the filters to page further.",
                             "VALIDATION_ERROR")
         groups = body.get("filterGroups") or []
-        if len(groups) > 5 or sum(len(g.get("filters") or []) for g in groups) > 18:
-            return hs_error(400, "Too many filters: at most 5 filterGroups and 18 filters",
-                            "VALIDATION_ERROR")
+        refusal = search_limits_error(call.body, groups)
+        if refusal is not None:
+            return refusal
         try:
             predicate = _compile_groups(object_type, groups, self.case_insensitive_in)
             order = _sorts(object_type, body.get("sorts") or [])
@@ -801,12 +853,29 @@ class HubSpotEmulator:
             self.batch_results_in_input_order = bool(body["batchResultsInInputOrder"])
         if "caseInsensitiveIn" in body:
             self.case_insensitive_in = bool(body["caseInsensitiveIn"])
+        self._configure_limits_and_access(body)
         return json_response({"searchLagSeconds": self.portal.search_lag,
                               "perTenSeconds": self.limiter.per_ten_seconds,
                               "searchPerSecond": self.limiter.search_per_second,
                               "batchTraceIds": self.batch_trace_ids,
                               "batchResultsInInputOrder": self.batch_results_in_input_order,
                               "caseInsensitiveIn": self.case_insensitive_in})
+
+    def _configure_limits_and_access(self, body: dict[str, Any]) -> None:
+        """Admin knobs of the daily limit and of the tokens: ``dailyLimit``, ``dailyUsed``,
+        ``scopes`` (granted to every token), ``oauthLifetimeSeconds``, ``expireTokens``."""
+        if "dailyLimit" in body:
+            self.limiter.daily = int(body["dailyLimit"])
+        if "dailyUsed" in body:
+            self.limiter.daily_used = int(body["dailyUsed"])
+        if self.access is None:
+            return
+        if "scopes" in body:
+            self.access.set_scopes(str(s) for s in body["scopes"])
+        if "oauthLifetimeSeconds" in body:
+            self.access.oauth_lifetime = float(body["oauthLifetimeSeconds"])
+        if body.get("expireTokens"):
+            self.access.expire_all()
 
     def admin_counts(self, call: Call) -> Response:
         with self.portal.lock:
@@ -1015,10 +1084,16 @@ def _sort_key(object_type: str, prop: str, record: HsRecord) -> tuple[int, Any]:
 def build_app(portal: Portal, token: str, limiter: RateLimiter, faults: FaultInjector,
               log: RequestLog, *, seed: int = 0, batch_trace_ids: bool = False,
               batch_results_in_input_order: bool = False,
-              case_insensitive_in: bool = False) -> tuple[EmulatorApp, HubSpotEmulator]:
+              case_insensitive_in: bool = False,
+              access: Access | None = None) -> tuple[EmulatorApp, HubSpotEmulator]:
     emulator = HubSpotEmulator(portal, limiter, seed=seed, batch_trace_ids=batch_trace_ids,
                                batch_results_in_input_order=batch_results_in_input_order,
                                case_insensitive_in=case_insensitive_in)
-    app = EmulatorApp(HubSpotVendor(token, limiter), emulator.routes(), emulator.admin_routes(),
-                      faults, log)
+    vendor = HubSpotVendor(token, limiter, access)
+    emulator.access = vendor.access
+    oauth = [Route("POST", "/oauth/v1/token", "hubspot.oauth.token",
+                   vendor.access.token_route, public=True),
+             Route("GET", "/oauth/v1/access-tokens/{token}", "hubspot.oauth.tokenInfo",
+                   vendor.access.token_info_route, public=True)]
+    app = EmulatorApp(vendor, emulator.routes() + oauth, emulator.admin_routes(), faults, log)
     return app, emulator

@@ -18,6 +18,7 @@ from sandbox.faults import Fault, FaultInjector
 from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
+from sandbox.salesforce.access import UserAccess
 from sandbox.salesforce.org import (
     GET_DELETED_RETENTION,
     REPLICATION_WINDOW,
@@ -134,6 +135,7 @@ class SalesforceEmulator:
         self.base_url = base_url
         self.jobs: dict[str, BulkJob] = {}
         self.bulk_poll_until_complete = 0
+        self.access = UserAccess()  # the integration user's permissions and object access
 
     # -- OAuth ---------------------------------------------------------------------------
     def token(self, call: Call) -> Response:
@@ -229,7 +231,8 @@ class SalesforceEmulator:
         name = self._sobject(call)
         if name is None:
             return _not_found_type(call.params["sobject"])
-        return json_response(describe_object(OBJECTS[name], call.params["version"]))
+        return json_response(self.access.apply(describe_object(OBJECTS[name],
+                                                               call.params["version"])))
 
     def sobject_info(self, call: Call) -> Response:
         name = self._sobject(call)
@@ -465,6 +468,9 @@ class SalesforceEmulator:
         text = call.arg("q")
         if text is None:
             return sf_errors(400, "MALFORMED_QUERY", "SOQL statement cannot be empty")
+        permissions = self.access.answer_query(text, call.params["version"])
+        if permissions is not None:
+            return json_response(permissions[1], permissions[0])
         try:
             parsed = soql.parse(text)
         except soql.SoqlError as exc:
@@ -777,8 +783,11 @@ def _oauth_error(code: str, description: str) -> Response:
 
 
 def build_app(org: Org, credentials: Credentials, base_url: str, faults: FaultInjector,
-              log: RequestLog) -> tuple[EmulatorApp, SalesforceEmulator]:
+              log: RequestLog, access: UserAccess | None = None
+              ) -> tuple[EmulatorApp, SalesforceEmulator]:
     emulator = SalesforceEmulator(org, credentials, base_url)
+    if access is not None:
+        emulator.access = access
     app = EmulatorApp(SalesforceVendor(org, base_url), emulator.routes(),
                       emulator.admin_routes(), faults, log)
     return app, emulator
