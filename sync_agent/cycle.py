@@ -187,12 +187,12 @@ class Cycle:
         if self.refresh_schemas:  # a long-running agent refreshes schemas now and then
             self.sf.clear_cache()
             self.hs.clear_cache()
-        self.prepare()
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
             if run is not None:
                 session.commit()  # the run is on record, whatever happens next
             try:
+                self.prepare()  # owners and schemas: a failure here is a failed run too
                 self.open_keys = state.open_gap_keys(session)
                 self.prior_intents = state.load_intents(session)
                 changed: dict[tuple[str, str], list[Record]] = {}
