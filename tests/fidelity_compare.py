@@ -51,8 +51,8 @@ def string_format(key: str, value: str) -> str | None:
     if key in ("id", "Id") or key.endswith("Id") or key.endswith("ById"):
         if value.isdigit():
             return "numeric id"
-        if _SALESFORCE_ID.fullmatch(value):
-            return f"{len(value)}-character Salesforce id"
+        if _SALESFORCE_ID.fullmatch(value):  # the key prefix names the object (001 Account)
+            return f"{len(value)}-character Salesforce id of prefix {value[:3]}"
     return None
 
 
