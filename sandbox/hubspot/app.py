@@ -166,10 +166,10 @@ class HubSpotEmulator:
 
     # Creates answer 200: HubSpot was recorded so (nango-create-contact.test.json,
     # nango-batch-create-companies.test.json; HubSpot/hubspot-api-python#448 and
-    # hubspot-api-php#506 report the switch from 201), while its spec and other reports
-    # (hubspot-api-php#603) say 201. 200 is the harsher reading: hubspot-api-client v12 maps
-    # only 201 and drops a 200's body. ``creates_201`` (SandboxConfig.hubspot_creates_201)
-    # is the lenience.
+    # hubspot-api-php#506 report the same switch on v3 association creates), while its spec
+    # and other reports (hubspot-api-php#603) say 201. 200 is the harsher reading:
+    # hubspot-api-client v12 maps only 201 and drops a 200's body. ``creates_201``
+    # (SandboxConfig.hubspot_creates_201) is the lenience.
     creates_201 = False
 
     def __init__(self, portal: Portal, limiter: RateLimiter, *, seed: int = 0,
