@@ -51,7 +51,9 @@ class SandboxConfig:
     test must ask for (and say why): ``search_lag_seconds=0`` (HubSpot search sees writes at
     once), ``batch_trace_ids`` (batch results echo ``objectWriteTraceId``),
     ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
-    case). Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
+    case), ``hubspot_creates_201`` (creates answer 201 as HubSpot's spec says; the live API was
+    recorded answering 200, which hubspot-api-client v12 does not deserialize). Rate limits
+    are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
     """
 
     host: str = "127.0.0.1"
@@ -70,6 +72,7 @@ class SandboxConfig:
     batch_trace_ids: bool = False
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
+    hubspot_creates_201: bool = False  # lenience: creates answer 201, as HubSpot's spec says
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
     # the integration user's system permissions (default: all a deployment needs) and what it
@@ -206,6 +209,7 @@ class SandboxServer:
             seed=config.seed, batch_trace_ids=config.batch_trace_ids,
             batch_results_in_input_order=config.batch_results_in_input_order,
             case_insensitive_in=config.case_insensitive_in, access=self.hubspot_access)
+        self.hubspot.creates_201 = config.hubspot_creates_201
         self._add_admin(self.salesforce_app, self.salesforce_log, self.salesforce_faults)
         self._add_admin(self.hubspot_app, self.hubspot_log, self.hubspot_faults)
         self._servers: list[uvicorn.Server] = []

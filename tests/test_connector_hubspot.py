@@ -132,7 +132,7 @@ def test_a_429_storm_is_ridden_out_with_the_pause_honoured(make_sandbox: Any) ->
     assert all(r.ok for r in results)
     assert hs.rate_limited == 4
     assert waits == [1.0] * 4
-    ok = box.requests("hubspot")["endpointStatuses"]["hubspot.batch.create 201"]
+    ok = box.requests("hubspot")["endpointStatuses"]["hubspot.batch.create 200"]
     assert ok == 3
 
 

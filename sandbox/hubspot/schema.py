@@ -172,7 +172,7 @@ def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dic
     options = list(prop.options)
     if prop.name == "hubspot_owner_id" and owners:
         options = [(o["id"], f"{o['firstName']} {o['lastName']}") for o in owners]
-    return {
+    return _as_recorded({
         "updatedAt": "2024-09-12T14:22:56.844Z", "createdAt": "2019-08-06T02:41:08.304Z",
         "name": prop.name, "label": prop.label, "type": prop.type,
         "fieldType": prop.field_type, "description": "", "groupName": prop.group,
@@ -181,11 +181,48 @@ def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dic
         "displayOrder": -1, "calculated": prop.calculated, "externalOptions":
         prop.name == "hubspot_owner_id", "hasUniqueValue": prop.unique, "hidden": False,
         "hubspotDefined": prop.hubspot_defined,
-        "modificationMetadata": {"archivable": not prop.hubspot_defined,
+        "modificationMetadata": {"archivable": True,  # true on every recorded property
                                  "readOnlyDefinition": prop.hubspot_defined,
                                  "readOnlyValue": prop.read_only},
         "formField": not prop.read_only, "dataSensitivity": "non_sensitive",
-    }
+    } | _recorded_extras(prop), prop)
+
+
+# Per-property keys the recorded property lists carry (nango-properties-deals,
+# nango-properties-companies, amp-properties-contacts-sampled): present on some properties,
+# absent on others, so the sandbox gives each only where the recordings show it.
+_CURRENCY = {"amount", "annualrevenue"}
+_READ_ONLY_OPTIONS = {"dealstage": False, "dealtype": False, "industry": False,
+                      "hs_lead_status": False, "hs_analytics_source": True}
+_FORMULAS = {"hs_is_closed": "(pipeline_probability(string(dealstage)) <= 0 or "
+                             "pipeline_probability(string(dealstage)) >= 1)"}
+_NO_DATES = {"hs_object_id"}  # recorded without createdAt/updatedAt
+_CREATOR = "76070032"
+
+
+def _recorded_extras(prop: Prop) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    if prop.name in _CURRENCY:
+        extras["showCurrencySymbol"] = True
+    if prop.name in _FORMULAS:
+        extras |= {"showCurrencySymbol": False, "calculationFormula": _FORMULAS[prop.name]}
+    if prop.name == "hubspot_owner_id":
+        extras["referencedObjectType"] = "OWNER"
+    return extras
+
+
+def _as_recorded(body: dict[str, Any], prop: Prop) -> dict[str, Any]:
+    """Keys the recordings show missing: a custom property has no ``hubspotDefined`` but names
+    its creator and says ``archived``; some have no dates; ``readOnlyOptions`` only on some."""
+    if prop.name in _READ_ONLY_OPTIONS:
+        body["modificationMetadata"]["readOnlyOptions"] = _READ_ONLY_OPTIONS[prop.name]
+    if prop.name in _NO_DATES:
+        body.pop("createdAt")
+        body.pop("updatedAt")
+    if not prop.hubspot_defined:
+        del body["hubspotDefined"]
+        body |= {"createdUserId": _CREATOR, "updatedUserId": _CREATOR, "archived": False}
+    return body
 
 
 def pipelines_body(object_type: str) -> list[dict[str, Any]]:

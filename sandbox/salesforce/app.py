@@ -19,6 +19,7 @@ from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
 from sandbox.salesforce.access import UserAccess
+from sandbox.salesforce.limits import org_limits
 from sandbox.salesforce.org import (
     GET_DELETED_RETENTION,
     REPLICATION_WINDOW,
@@ -203,7 +204,7 @@ class SalesforceEmulator:
 
     def limits(self, call: Call) -> Response:
         org = self.org
-        return json_response({
+        return json_response(org_limits() | {
             "DailyApiRequests": {"Max": org.api_daily_max,
                                  "Remaining": max(org.api_daily_max - org.api_used, 0)},
             "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
@@ -212,7 +213,6 @@ class SalesforceEmulator:
                                      "Remaining": 10000 - len(self.jobs)},
             "DataStorageMB": {"Max": 1024, "Remaining": 1000},
             "FileStorageMB": {"Max": 1024, "Remaining": 1024},
-            "SingleEmailMessages": {"Max": 15, "Remaining": 15},
         })
 
     def describe_global(self, call: Call) -> Response:
@@ -231,8 +231,8 @@ class SalesforceEmulator:
         name = self._sobject(call)
         if name is None:
             return _not_found_type(call.params["sobject"])
-        return json_response(self.access.apply(describe_object(OBJECTS[name],
-                                                               call.params["version"])))
+        return json_response(self.access.apply(describe_object(
+            OBJECTS[name], call.params["version"], self.base_url)))
 
     def sobject_info(self, call: Call) -> Response:
         name = self._sobject(call)
@@ -404,6 +404,13 @@ class SalesforceEmulator:
         out = []
         with self.org.lock:
             for rec in records:
+                if not isinstance(rec.get("attributes"), dict):
+                    # recorded: nango-collections-upsert-error.test.json (no id, created false)
+                    out.append({"success": False, "errors": [{
+                        "statusCode": "JSON_PARSER_ERROR", "message": "Nested object for "
+                        "polymorphic foreign key must have an attributes field before any "
+                        "other fields.", "fields": []}], "created": False})
+                    continue
                 result, many = self.org.upsert(name, fld, rec.get(fld.name), rec,
                                                call.context["user_id"])
                 if many:

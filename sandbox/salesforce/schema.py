@@ -280,13 +280,15 @@ def describe_field(f: Field) -> dict[str, Any]:
         "autoNumber": False, "byteLength": f.length * 3 if f.length else 0,
         "calculated": f.calculated,
         "calculatedFormula": "TODAY() - DATEVALUE(CreatedDate)" if f.calculated else None,
-        "cascadeDelete": False, "caseSensitive": False, "compoundFieldName": None,
+        "cascadeDelete": False, "caseSensitive": False,
+        "compoundFieldName": _compound_of(f.name),
         "controllerName": None, "createable": f.createable, "custom": f.custom,
-        "defaultValue": None, "defaultValueFormula": None,
+        "defaultValue": _default_value(f), "defaultValueFormula": None,
         "defaultedOnCreate": f.default_on_create, "dependentPicklist": False,
         "deprecatedAndHidden": False, "digits": f.precision if f.type == "int" else 0,
         "displayLocationInDecimal": False, "encrypted": False, "externalId": f.external_id,
-        "extraTypeInfo": None, "filterable": f.type != "textarea",
+        "extraTypeInfo": "plaintextarea" if f.type == "textarea" else None,
+        "filterable": f.type != "textarea",
         "filteredLookupInfo": None, "formulaTreatNullNumberAsZero": False,
         "groupable": f.type not in ("textarea", "double", "currency", "percent", "datetime"),
         "highScaleNumber": False, "htmlFormatted": False, "idLookup": f.type == "id"
@@ -309,9 +311,48 @@ def describe_field(f: Field) -> dict[str, Any]:
     }
 
 
-def describe_object(obj: SObject, version: str) -> dict[str, Any]:
-    """The body of ``GET /sobjects/{name}/describe``."""
+_ADDRESS_PARTS = ("Street", "City", "State", "PostalCode", "Country", "Latitude",
+                  "Longitude", "GeocodeAccuracy", "StateCode", "CountryCode")
+
+
+def _compound_of(name: str) -> str | None:
+    """The compound field an address part belongs to: ``BillingCity`` is part of
+    ``BillingAddress`` and a Lead's ``City`` of ``Address`` (recorded Account describe)."""
+    for part in _ADDRESS_PARTS:
+        if name.endswith(part):
+            prefix = name[:-len(part)]
+            if prefix in ("", "Billing", "Shipping", "Mailing", "Other"):
+                return prefix + "Address"
+    return None
+
+
+def _default_value(f: Field) -> Any:
+    """A picklist's default value, and false for checkboxes (recorded Task describe:
+    ``Status`` "Not Started", ``IsClosed`` false); null otherwise."""
+    if f.picklist is not None and f.picklist.default is not None:
+        return f.picklist.default
+    return False if f.type == "boolean" else None
+
+
+def describe_object(obj: SObject, version: str, instance: str = "") -> dict[str, Any]:
+    """The body of ``GET /sobjects/{name}/describe`` (``instance``: the org's URL, which the
+    recorded describes name in their ``ui*`` links)."""
     base = f"/services/data/v{version}/sobjects/{obj.name}"
+    body = _describe_body(obj, version, base)
+    body["urls"] |= {"uiDetailTemplate": f"{instance}/{{ID}}",
+                     "uiEditTemplate": f"{instance}/{{ID}}/e",
+                     "uiNewRecord": f"{instance}/{obj.key_prefix}/e"}
+    if obj.name in ("Account", "Contact", "Lead", "Opportunity"):  # Task has neither
+        body["urls"] |= {"approvalLayouts": f"{base}/describe/approvalLayouts",
+                         "listviews": f"{base}/listviews"}
+    if obj.name == "Account":  # a recorded org with person accounts: Name is switchable
+        for field in body["fields"]:
+            if field["name"] == "Name":
+                field |= {"compoundFieldName": "Name", "extraTypeInfo": "switchablepersonname"}
+    return body
+
+
+def _describe_body(obj: SObject, version: str, base: str) -> dict[str, Any]:
     return {
         "actionOverrides": [], "activateable": False, "associateEntityType": None,
         "associateParentEntity": None, "childRelationships": [], "compactLayoutable": True,
