@@ -61,6 +61,7 @@ EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
 GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDeleted) 15 days
 # Compound fields repeat their parts; base64 bodies are not synced.
 SKIPPED_TYPES = {"address", "location", "base64"}
+BY_STAMP = " ORDER BY SystemModstamp, Id"  # REST reads only: Bulk API 2.0 refuses ORDER BY
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
 T = TypeVar("T")
@@ -297,15 +298,15 @@ class SalesforceConnector:
         start = _ceil_second(mark.start(self.lookback, dt.timedelta(seconds=1)))
         end = until.astimezone(dt.UTC).replace(microsecond=0)
         chosen = self._fields(object_name, fields)
-        soql = format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}"
-            " ORDER BY SystemModstamp, Id", ", ".join(chosen), _identifier(object_name), start,
-            end)
-        pages = self._query_pages(soql)
+        unordered = format_soql(
+            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}",
+            ", ".join(chosen), _identifier(object_name), start, end)
+        pages = self._query_pages(unordered + BY_STAMP)
         total, first = next(pages)
         if total > self.settings.bulk_threshold:
             pages.close()
-            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, soql, chosen)
+            # Bulk API 2.0 takes no ORDER BY (it disables PK chunking): _bulk_rows sorts.
+            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, unordered, chosen)
         else:
             rows = self._chain(first, pages)
         emitted: set[str] = set()

@@ -394,6 +394,24 @@ def test_bulk2_query_pages_csv_with_sforce_locator(make_sandbox: Any) -> None:
     assert endpoints["salesforce.bulk2.create"] == 1
 
 
+@pytest.mark.parametrize("query", [
+    "SELECT Id, SystemModstamp FROM Lead ORDER BY SystemModstamp, Id",
+    "SELECT Id, SystemModstamp FROM Lead LIMIT 10",
+    "SELECT Id, SystemModstamp FROM Lead WHERE IsDeleted = false OFFSET 2"])
+def test_bulk2_query_refuses_order_by_and_limit(sandbox: SandboxClient, sf: Salesforce,
+                                                query: str) -> None:
+    # Bulk API 2.0 guide, "SOQL considerations": ORDER BY and LIMIT disable PK chunking.
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.restful("jobs/query", method="POST", json={
+            "operation": "query", "query": query})
+    assert error_code(exc) == "INVALIDJOB"
+    clause = next(c for c in ("ORDER BY", "LIMIT", "OFFSET") if c in query)
+    assert f"{clause} is not supported" in exc.value.content[0]["message"]
+    job = sf.restful("jobs/query", method="POST", json={
+        "operation": "query", "query": "SELECT Id, SystemModstamp FROM Lead"})
+    assert job["state"] == "UploadComplete"
+
+
 # -- bad input -------------------------------------------------------------------------------
 def test_bad_input_gets_salesforce_error_bodies(sandbox: SandboxClient, sf: Salesforce) -> None:
     headers = {"Authorization": f"Bearer {sf.session_id}", "Content-Type": "application/json"}
