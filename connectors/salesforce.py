@@ -71,8 +71,10 @@ def classify(exc: SalesforceError, method: str | None = None) -> ConnectorError:
     """Map a simple-salesforce error to our kinds by Salesforce's errorCode.
 
     Salesforce reports an exhausted daily quota as 403 REQUEST_LIMIT_EXCEEDED, so the code, not
-    the status, decides. Errors that retrying will not fix name the request (``method`` when
-    known, the URL without its query) so the message says where it failed.
+    the status, decides; its concurrent-request limits answer the same status and code, and only
+    the message ("ConcurrentPerOrgLongTxn Limit exceeded.") tells that passing state apart.
+    Errors that retrying will not fix name the request (``method`` when known, the URL without
+    its query) so the message says where it failed.
     """
     content: list[object] = exc.content if isinstance(exc.content, list) else []
     first = content[0] if content and isinstance(content[0], dict) else {}
@@ -81,13 +83,22 @@ def classify(exc: SalesforceError, method: str | None = None) -> ConnectorError:
     where = f" ({describe_request(method, exc.url)})" if exc.url else ""
     if isinstance(exc, SalesforceExpiredSession) or code == "INVALID_SESSION_ID":
         return ReauthenticateError(SYSTEM, f"session expired or invalid{where}")
-    if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403:
+    if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403 and not is_concurrency_limit(
+            message):
         return QuotaExhaustedError(SYSTEM, f"the org's daily API limit is reached: {message}")
     if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 503):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip(), unapplied=True)
     if exc.status in (500, 502, 504):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip())
     return ConfigurationError(SYSTEM, f"{exc.status} {code}: {message}".strip() + where)
+
+
+def is_concurrency_limit(message: str) -> bool:
+    """Whether a REQUEST_LIMIT_EXCEEDED message names a concurrent-request limit
+    (``ConcurrentPerOrgLongTxn``: long requests in flight; ``ConcurrentRequests``), which clears
+    as requests finish: back off and retry. Any other limit message (``TotalRequests``, or one
+    not known) is taken as the daily quota, the reading that spends none of it on retries."""
+    return message.startswith("Concurrent")
 
 
 def endpoint_name(method: str, url: str) -> str:

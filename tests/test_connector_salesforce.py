@@ -132,6 +132,15 @@ def test_request_limit_exceeded_is_quota_not_a_retry_loop(make_sandbox: Any) -> 
     assert box.requests("salesforce")["endpointStatuses"].get("salesforce.describe 403") == 1
 
 
+def test_concurrent_long_request_limit_is_retried_not_a_stop_for_the_day(
+        make_sandbox: Any) -> None:
+    box = make_sandbox(faults="salesforce.describe=concurrent#2")
+    sf = connector(box, quota_stop_share=1.0)
+    assert sf.describe("Lead").object == "Lead"  # 403 twice, then served: backed off, retried
+    assert sf.policy.retries == 2
+    assert box.requests("salesforce")["endpointStatuses"].get("salesforce.describe 403") == 2
+
+
 def test_server_errors_are_retried_and_creates_are_not_duplicated(make_sandbox: Any) -> None:
     box = make_sandbox()
     sf = connector(box)

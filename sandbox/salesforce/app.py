@@ -39,6 +39,8 @@ QUERY_PAGE = 2000
 MAX_COLLECTION = 200
 BULK_PAGE_DEFAULT = 50_000
 V = "/services/data/v{version}"
+DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
+CONCURRENT_LIMIT_MESSAGE = "ConcurrentPerOrgLongTxn Limit exceeded."
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class SalesforceVendor(Vendor):
     def admit(self, call: Call) -> Response | None:
         with self.org.lock:
             if self.org.api_used >= self.org.api_daily_max:
-                return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", DAILY_LIMIT_MESSAGE)
             self.org.api_used += 1
         return None
 
@@ -111,8 +113,10 @@ class SalesforceVendor(Vendor):
             return sf_errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if fault.kind == "429":
             # Salesforce itself answers an exhausted quota with 403; 429 comes from the edge.
-            return sf_errors(429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit "
-                             "exceeded.")
+            return sf_errors(429, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT_MESSAGE)
+        if fault.kind == "concurrent":
+            # The same status and code as the daily limit: only the message tells them apart.
+            return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT_MESSAGE)
         if fault.kind == "503":
             return sf_errors(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable.")
         return sf_errors(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include "
