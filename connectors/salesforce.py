@@ -61,6 +61,7 @@ EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
 GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDeleted) 15 days
 # Compound fields repeat their parts; base64 bodies are not synced.
 SKIPPED_TYPES = {"address", "location", "base64"}
+DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"  # REST API v52.0 and later
 BY_STAMP = " ORDER BY SystemModstamp, Id"  # REST reads only: Bulk API 2.0 refuses ORDER BY
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
@@ -131,6 +132,7 @@ class SalesforceConnector:
         self._client: Salesforce | None = None
         self._schemas: dict[str, ObjectSchema] = {}
         self._people: list[Person] | None = None
+        self.duplicate_rules = "respect"  # the mapping's salesforce.duplicate_rules
 
     # -- plumbing ------------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -501,17 +503,26 @@ class SalesforceConnector:
                 chunk = indexes[start:start + COLLECTION_SIZE]
                 body = {"allOrNone": False,
                         "records": [self._payload(name, records[i], match_field) for i in chunk]}
+                headers = self._duplicate_header()
                 if kind == "create":
                     answer = self._restful("composite/sobjects", "POST", idempotent=False,
-                                           json=body)
+                                           json=body, headers=headers)
                 elif kind == "update":
-                    answer = self._restful("composite/sobjects", "PATCH", json=body)
+                    answer = self._restful("composite/sobjects", "PATCH", json=body,
+                                           headers=headers)
                 else:
                     answer = self._restful(f"composite/sobjects/{name}/{match_field}", "PATCH",
-                                           json=body)
+                                           json=body, headers=headers)
                 for index, item in zip(chunk, answer, strict=True):
                     results[index] = _result(index, item, created=kind == "create")
         return [results[i] for i in range(len(records))]
+
+    def _duplicate_header(self) -> dict[str, str]:
+        """``allow_save`` in the mapping saves past duplicate rules that only alert; by default
+        no header, so the org's rules decide and a refusal names the records it matched."""
+        if self.duplicate_rules == "allow_save":
+            return {DUPLICATE_RULE_HEADER: "allowSave=true"}
+        return {}
 
     @staticmethod
     def _payload(name: str, rec: WriteRecord, match_field: str | None) -> dict[str, Any]:
@@ -569,7 +580,20 @@ def _result(index: int, item: dict[str, Any], created: bool) -> WriteResult:
     first = errors[0]
     return WriteResult(index=index, id=item.get("id"), error=WriteError(
         code=str(first.get("statusCode", "UNKNOWN")), message=str(first.get("message", "")),
-        fields=tuple(first.get("fields") or ())))
+        fields=tuple(first.get("fields") or ()), matches=duplicate_matches(first)))
+
+
+def duplicate_matches(error: dict[str, Any]) -> tuple[str, ...]:
+    """The ids a ``DUPLICATES_DETECTED`` error names
+    (``duplicateResult.matchResults[].matchRecords[].record.Id``); none if it names none."""
+    result = error.get("duplicateResult")
+    found: list[str] = []
+    for match in (result.get("matchResults") or []) if isinstance(result, dict) else []:
+        for hit in (match.get("matchRecords") or []) if isinstance(match, dict) else []:
+            record = hit.get("record") if isinstance(hit, dict) else None
+            if isinstance(record, dict) and record.get("Id"):
+                found.append(str(record["Id"]))
+    return tuple(dict.fromkeys(found))
 
 
 def data_error(object_name: str, result: WriteResult) -> DataError:

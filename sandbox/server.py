@@ -49,7 +49,8 @@ class SandboxConfig:
     test must ask for (and say why): ``search_lag_seconds=0`` (HubSpot search sees writes at
     once), ``batch_trace_ids`` (batch results echo ``objectWriteTraceId``),
     ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
-    case). Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
+    case), ``duplicate_rule=False`` (Salesforce's standard Lead and Contact duplicate rules
+    off). Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
     """
 
     host: str = "127.0.0.1"
@@ -64,7 +65,7 @@ class SandboxConfig:
     batch_trace_ids: bool = False
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
-    duplicate_rule: bool = False
+    duplicate_rule: bool = True
     salesforce_daily_api_max: int = 1_000_000
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 

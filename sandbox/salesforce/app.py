@@ -18,6 +18,7 @@ from sandbox.faults import Fault, FaultInjector
 from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
+from sandbox.salesforce.duplicates import DuplicateHeader
 from sandbox.salesforce.org import (
     GET_DELETED_RETENTION,
     REPLICATION_WINDOW,
@@ -251,7 +252,8 @@ class SalesforceEmulator:
         if not isinstance(body, dict):
             return sf_errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of "
                              f"{name} from START_ARRAY value")
-        result = self.org.save_many("create", [name], [body], True, call.context["user_id"])[0]
+        result = self.org.save_many("create", [name], [body], True, call.context["user_id"],
+                                    *_dup(call))[0]
         if not result.success:
             return _errors_body(result, 400)
         return json_response(result.body(), 201, {
@@ -294,7 +296,7 @@ class SalesforceEmulator:
             return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
         payload = dict(body, Id=found[1]["Id"])
         result = self.org.save_many("update", [name], [payload], True,
-                                    call.context["user_id"])[0]
+                                    call.context["user_id"], *_dup(call))[0]
         if not result.success:
             status = 404 if result.errors[0]["statusCode"] == "ENTITY_IS_DELETED" else 400
             return _errors_body(result, status)
@@ -326,7 +328,7 @@ class SalesforceEmulator:
             return sf_errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of "
                              f"{name} from START_ARRAY value")
         result, many = self.org.upsert(name, fld, call.params["value"], body,
-                                       call.context["user_id"])
+                                       call.context["user_id"], *_dup(call))
         version = call.params["version"]
         if many:
             return json_response([f"/services/data/v{version}/sobjects/{name}/{i}" for i in many],
@@ -377,7 +379,7 @@ class SalesforceEmulator:
                     "request was using AllOrNone header", "fields": []}])).body()
                     for r in results])
         results_all = self.org.save_many("create", self._types(records), records, all_or_none,
-                                         call.context["user_id"])
+                                         call.context["user_id"], *_dup(call))
         return json_response([r.body() for r in results_all])
 
     def collection_update(self, call: Call) -> Response:
@@ -386,7 +388,7 @@ class SalesforceEmulator:
             return parsed
         records, all_or_none = parsed
         results = self.org.save_many("update", self._types(records), records, all_or_none,
-                                     call.context["user_id"])
+                                     call.context["user_id"], *_dup(call))
         return json_response([r.body() for r in results])
 
     def collection_upsert(self, call: Call) -> Response:
@@ -406,7 +408,7 @@ class SalesforceEmulator:
         with self.org.lock:
             for rec in records:
                 result, many = self.org.upsert(name, fld, rec.get(fld.name), rec,
-                                               call.context["user_id"])
+                                               call.context["user_id"], *_dup(call))
                 if many:
                     result = SaveResult(None, [{"statusCode": "DUPLICATE_EXTERNAL_ID",
                                                 "message": f"{fld.name}: more than one record "
@@ -787,8 +789,18 @@ def _bulk_value(value: Any) -> str:
     return str(to_json(value))
 
 
+def _dup(call: Call) -> tuple[DuplicateHeader, str]:
+    """The request's ``Sforce-Duplicate-Rule-Header`` and API version, for the save."""
+    return (DuplicateHeader.parse(call.headers.get("sforce-duplicate-rule-header")),
+            call.params.get("version", "59.0"))
+
+
 def _errors_body(result: SaveResult, status: int) -> Response:
-    return json_response([{"message": e["message"], "errorCode": e["statusCode"],
+    """A single-record write's error array (``errorCode``, not ``statusCode``), with the
+    ``duplicateResult`` a duplicate rule adds."""
+    return json_response([{**({"duplicateResult": e["duplicateResult"]}
+                               if "duplicateResult" in e else {}),
+                           "message": e["message"], "errorCode": e["statusCode"],
                            "fields": e["fields"]} for e in result.errors], status)
 
 
