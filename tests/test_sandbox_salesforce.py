@@ -96,6 +96,37 @@ def test_jwt_bearer_grant_checks_the_signature(sandbox: SandboxClient, tmp_path:
     assert refused.json()["error"] == "invalid_grant"
 
 
+def test_client_credentials_only_on_a_my_domain_host(sandbox: SandboxClient) -> None:
+    c = sandbox.info.credentials
+    form = {"grant_type": "client_credentials", "client_id": c.client_id,
+            "client_secret": c.client_secret}
+    for login_host in ("login.salesforce.com", "test.salesforce.com:443"):
+        refused = sandbox.http.post(sandbox.info.salesforce_url + "/services/oauth2/token",
+                                    data=form, headers={"Host": login_host}, timeout=10)
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "invalid_grant",
+                                  "error_description": "request not supported on this domain"}
+    assert token_post(sandbox, **form).status_code == 200  # the org's own (My Domain) host
+
+
+def test_jwt_audience_is_checked(sandbox: SandboxClient) -> None:
+    import jwt
+
+    c = sandbox.info.credentials
+    key = sandbox.info.jwt_key_file.read_bytes()
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)).timestamp())
+    for aud, status in (("https://test.salesforce.com", 200), (sandbox.info.salesforce_url, 400),
+                        ("https://login.salesforce.com/", 400), (None, 400)):
+        claims = {"iss": c.client_id, "sub": c.username, "exp": exp,
+                  **({"aud": aud} if aud else {})}
+        response = token_post(sandbox, grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer",
+                              assertion=jwt.encode(claims, key, algorithm="RS256"))
+        assert response.status_code == status, aud
+        if status == 400:
+            assert response.json() == {"error": "invalid_grant",
+                                       "error_description": "audience is invalid"}
+
+
 def test_expired_session_gets_401_invalid_session_id(make_sandbox: Any) -> None:
     box = make_sandbox()
     sf = salesforce_client(box)

@@ -40,6 +40,10 @@ QUERY_PAGE = 2000
 MAX_COLLECTION = 200
 BULK_PAGE_DEFAULT = 50_000
 V = "/services/data/v{version}"
+LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+# A JWT's ``aud`` names a login host, never the My Domain (simple-salesforce#672: "invalid
+# audience" otherwise); Experience Cloud sites' URLs are out of the sandbox's scope.
+JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
 CONCURRENT_LIMIT_MESSAGE = "ConcurrentPerOrgLongTxn Limit exceeded."
 
@@ -158,6 +162,9 @@ class SalesforceEmulator:
             if problem:
                 return _oauth_error("invalid_grant", problem)
         elif grant == "client_credentials":
+            if _login_host(call.headers.get("host", "")):
+                # Only a My Domain token URL takes this flow; the login hosts refuse it.
+                return _oauth_error("invalid_grant", "request not supported on this domain")
             if form.get("client_id") != creds.client_id or form.get(
                     "client_secret") != creds.client_secret:
                 return _oauth_error("invalid_client", "invalid client credentials")
@@ -188,6 +195,8 @@ class SalesforceEmulator:
             return "expired authorization code"
         except jwt.PyJWTError:
             return "invalid assertion"
+        if claims.get("aud") not in JWT_AUDIENCES:
+            return "audience is invalid"
         if claims.get("iss") != self.credentials.client_id:
             return "invalid client credentials"
         if claims.get("sub") != self.credentials.username:
@@ -806,6 +815,12 @@ def _errors_body(result: SaveResult, status: int) -> Response:
 
 def _not_found_type(name: str) -> Response:
     return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _login_host(host_header: str) -> bool:
+    """Whether the request came to a login host rather than a My Domain host."""
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return host.strip().lower() in LOGIN_HOSTS
 
 
 def _oauth_error(code: str, description: str) -> Response:
