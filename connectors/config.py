@@ -7,14 +7,50 @@ The sandbox writes a complete file of these (``.stagesync/sandbox/sandbox.env``)
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SALESFORCE_API_VERSION = "59.0"
+# Salesforce's shared login hosts: they refuse the client credentials flow ("request not
+# supported on this domain"), which works only on the org's My Domain token URL.
+SALESFORCE_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_tls(setting: str, url: str) -> str:
+    """Plain ``http://`` only to this machine: anywhere else a token would cross the network
+    in clear text."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and is_loopback(url)):
+        return url.rstrip("/")
+    if scheme == "http":
+        raise ValueError(f"{setting}={url}: plain http:// is refused for any host but loopback "
+                         "(127.0.0.1, ::1, localhost); use the https:// URL")
+    raise ValueError(f"{setting}={url}: write the full URL, starting with https://")
 
 
 class PasswordAuth(BaseModel):
@@ -59,6 +95,8 @@ SalesforceAuth = Annotated[
 
 
 class SalesforceSettings(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # an error never echoes a secret
+
     token_url: str = "https://login.salesforce.com/services/oauth2/token"  # noqa: S105
     instance_url: str | None = None
     api_version: str = DEFAULT_SALESFORCE_API_VERSION
@@ -82,6 +120,20 @@ class SalesforceSettings(BaseModel):
             raise ValueError("Salesforce URLs must start with https:// (simple-salesforce and "
                              "Salesforce itself speak only HTTPS)")
         return value.rstrip("/") if value else value
+
+    @field_validator("auth")
+    @classmethod
+    def _client_credentials_on_my_domain(cls, value: SalesforceAuth, info: ValidationInfo
+                                         ) -> SalesforceAuth:
+        token_url = str(info.data.get("token_url") or "")
+        host = (urlsplit(token_url).hostname or "").lower()
+        if isinstance(value, ClientCredentialsAuth) and host in SALESFORCE_LOGIN_HOSTS:
+            raise ValueError(
+                f"STAGESYNC_SALESFORCE__TOKEN_URL={token_url}: the client credentials flow works "
+                f"only on your org's My Domain token URL ({host} answers \"request not supported "
+                "on this domain\"); set it to https://YOUR-DOMAIN.my.salesforce.com/services/"
+                "oauth2/token")
+        return value
 
 
 class HubSpotOAuth(BaseModel):
@@ -113,7 +165,7 @@ class HubSpotSettings(BaseModel):
     @field_validator("host")
     @classmethod
     def _strip(cls, value: str) -> str:
-        return value.rstrip("/")
+        return require_tls("STAGESYNC_HUBSPOT__HOST", value)
 
     @field_validator("account_time_zone")
     @classmethod
@@ -137,7 +189,7 @@ class ConnectionSettings(BaseSettings):
     """Everything needed to reach both systems."""
 
     model_config = SettingsConfigDict(env_prefix="STAGESYNC_", env_nested_delimiter="__",
-                                      extra="ignore")
+                                      extra="ignore", hide_input_in_errors=True)
 
     salesforce: SalesforceSettings
     hubspot: HubSpotSettings

@@ -119,6 +119,7 @@ class WriteError(BaseModel):
     code: str
     message: str
     fields: tuple[str, ...] = ()
+    matches: tuple[str, ...] = ()  # records a duplicate rule took this one for (their ids)
 
 
 class WriteResult(BaseModel):

@@ -62,6 +62,8 @@ EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
 GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDeleted) 15 days
 # Compound fields repeat their parts; base64 bodies are not synced.
 SKIPPED_TYPES = {"address", "location", "base64"}
+DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"  # REST API v52.0 and later
+BY_STAMP = " ORDER BY SystemModstamp, Id"  # REST reads only: Bulk API 2.0 refuses ORDER BY
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
 T = TypeVar("T")
@@ -71,8 +73,10 @@ def classify(exc: SalesforceError, method: str | None = None) -> ConnectorError:
     """Map a simple-salesforce error to our kinds by Salesforce's errorCode.
 
     Salesforce reports an exhausted daily quota as 403 REQUEST_LIMIT_EXCEEDED, so the code, not
-    the status, decides. Errors that retrying will not fix name the request (``method`` when
-    known, the URL without its query) so the message says where it failed.
+    the status, decides; its concurrent-request limits answer the same status and code, and only
+    the message ("ConcurrentPerOrgLongTxn Limit exceeded.") tells that passing state apart.
+    Errors that retrying will not fix name the request (``method`` when known, the URL without
+    its query) so the message says where it failed.
     """
     content: list[object] = exc.content if isinstance(exc.content, list) else []
     first = content[0] if content and isinstance(content[0], dict) else {}
@@ -81,13 +85,22 @@ def classify(exc: SalesforceError, method: str | None = None) -> ConnectorError:
     where = f" ({describe_request(method, exc.url)})" if exc.url else ""
     if isinstance(exc, SalesforceExpiredSession) or code == "INVALID_SESSION_ID":
         return ReauthenticateError(SYSTEM, f"session expired or invalid{where}")
-    if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403:
+    if code == "REQUEST_LIMIT_EXCEEDED" and exc.status == 403 and not is_concurrency_limit(
+            message):
         return QuotaExhaustedError(SYSTEM, f"the org's daily API limit is reached: {message}")
     if code == "REQUEST_LIMIT_EXCEEDED" or exc.status in (429, 503):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip(), unapplied=True)
     if exc.status in (500, 502, 504):
         return RetriableError(SYSTEM, f"{exc.status} {code} {message}".strip())
     return ConfigurationError(SYSTEM, f"{exc.status} {code}: {message}".strip() + where)
+
+
+def is_concurrency_limit(message: str) -> bool:
+    """Whether a REQUEST_LIMIT_EXCEEDED message names a concurrent-request limit
+    (``ConcurrentPerOrgLongTxn``: long requests in flight; ``ConcurrentRequests``), which clears
+    as requests finish: back off and retry. Any other limit message (``TotalRequests``, or one
+    not known) is taken as the daily quota, the reading that spends none of it on retries."""
+    return message.startswith("Concurrent")
 
 
 def endpoint_name(method: str, url: str) -> str:
@@ -120,6 +133,7 @@ class SalesforceConnector:
         self._client: Salesforce | None = None
         self._schemas: dict[str, ObjectSchema] = {}
         self._people: list[Person] | None = None
+        self.duplicate_rules = "respect"  # the mapping's salesforce.duplicate_rules
 
     # -- plumbing ------------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -298,15 +312,15 @@ class SalesforceConnector:
         start = _ceil_second(mark.start(self.lookback, dt.timedelta(seconds=1)))
         end = until.astimezone(dt.UTC).replace(microsecond=0)
         chosen = self._fields(object_name, fields)
-        soql = format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}"
-            " ORDER BY SystemModstamp, Id", ", ".join(chosen), _identifier(object_name), start,
-            end)
-        pages = self._query_pages(soql)
+        unordered = format_soql(
+            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}",
+            ", ".join(chosen), _identifier(object_name), start, end)
+        pages = self._query_pages(unordered + BY_STAMP)
         total, first = next(pages)
         if total > self.settings.bulk_threshold:
             pages.close()
-            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, soql, chosen)
+            # Bulk API 2.0 takes no ORDER BY (it disables PK chunking): _bulk_rows sorts.
+            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, unordered, chosen)
         else:
             rows = self._chain(first, pages)
         emitted: set[str] = set()
@@ -490,17 +504,26 @@ class SalesforceConnector:
                 chunk = indexes[start:start + COLLECTION_SIZE]
                 body = {"allOrNone": False,
                         "records": [self._payload(name, records[i], match_field) for i in chunk]}
+                headers = self._duplicate_header()
                 if kind == "create":
                     answer = self._restful("composite/sobjects", "POST", idempotent=False,
-                                           json=body)
+                                           json=body, headers=headers)
                 elif kind == "update":
-                    answer = self._restful("composite/sobjects", "PATCH", json=body)
+                    answer = self._restful("composite/sobjects", "PATCH", json=body,
+                                           headers=headers)
                 else:
                     answer = self._restful(f"composite/sobjects/{name}/{match_field}", "PATCH",
-                                           json=body)
+                                           json=body, headers=headers)
                 for index, item in zip(chunk, answer, strict=True):
                     results[index] = _result(index, item, created=kind == "create")
         return [results[i] for i in range(len(records))]
+
+    def _duplicate_header(self) -> dict[str, str]:
+        """``allow_save`` in the mapping saves past duplicate rules that only alert; by default
+        no header, so the org's rules decide and a refusal names the records it matched."""
+        if self.duplicate_rules == "allow_save":
+            return {DUPLICATE_RULE_HEADER: "allowSave=true"}
+        return {}
 
     @staticmethod
     def _payload(name: str, rec: WriteRecord, match_field: str | None) -> dict[str, Any]:
@@ -561,7 +584,20 @@ def _result(index: int, item: dict[str, Any], created: bool) -> WriteResult:
     first = errors[0]
     return WriteResult(index=index, id=item.get("id"), error=WriteError(
         code=str(first.get("statusCode", "UNKNOWN")), message=str(first.get("message", "")),
-        fields=tuple(first.get("fields") or ())))
+        fields=tuple(first.get("fields") or ()), matches=duplicate_matches(first)))
+
+
+def duplicate_matches(error: dict[str, Any]) -> tuple[str, ...]:
+    """The ids a ``DUPLICATES_DETECTED`` error names
+    (``duplicateResult.matchResults[].matchRecords[].record.Id``); none if it names none."""
+    result = error.get("duplicateResult")
+    found: list[str] = []
+    for match in (result.get("matchResults") or []) if isinstance(result, dict) else []:
+        for hit in (match.get("matchRecords") or []) if isinstance(match, dict) else []:
+            record = hit.get("record") if isinstance(hit, dict) else None
+            if isinstance(record, dict) and record.get("Id"):
+                found.append(str(record["Id"]))
+    return tuple(dict.fromkeys(found))
 
 
 def data_error(object_name: str, result: WriteResult) -> DataError:

@@ -25,6 +25,14 @@ from connectors.errors import ConfigurationError, RetriableError
 SYSTEM = "salesforce"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME = dt.timedelta(minutes=3)  # Salesforce refuses assertions valid for longer
+# Refusals whose cause is a setting: the message says which one and how to fix it.
+SIGN_IN_FIXES = {
+    "audience is invalid": "set STAGESYNC_SALESFORCE__AUTH__AUDIENCE to https://login.salesforce.com"
+    " (production) or https://test.salesforce.com (sandbox), not the My Domain URL",
+    "request not supported on this domain": "the client credentials flow needs the org's My "
+    "Domain token URL: set STAGESYNC_SALESFORCE__TOKEN_URL to "
+    "https://YOUR-DOMAIN.my.salesforce.com/services/oauth2/token",
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,9 @@ def authenticate(settings: SalesforceSettings, session: requests.Session) -> Sal
         raise ConfigurationError(SYSTEM, f"token endpoint {settings.token_url} answered "
                                  f"{response.status_code} without JSON") from None
     if response.status_code != 200 or "access_token" not in body:
+        description = str(body.get("error_description", ""))
+        hint = SIGN_IN_FIXES.get(description.strip().lower(), "")
         raise ConfigurationError(SYSTEM, f"sign-in refused: {body.get('error', 'error')}: "
-                                 f"{body.get('error_description', '')}".rstrip(": "))
+                                 f"{description}".rstrip(": ") + (f" ({hint})" if hint else ""))
     instance = settings.instance_url or str(body["instance_url"]).rstrip("/")
     return SalesforceSession(str(body["access_token"]), instance)

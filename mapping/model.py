@@ -277,6 +277,16 @@ class Safety(Strict):
     create_floor: int = Field(100, ge=0)
 
 
+class SalesforceOptions(Strict):
+    """How the agent writes to Salesforce."""
+
+    duplicate_rules: Literal["respect", "allow_save"] = Field(
+        "respect", description="respect: a create or update the org's duplicate rules refuse "
+        "becomes a duplicate_match gap naming the matching records, for a person to decide; "
+        "allow_save: send Sforce-Duplicate-Rule-Header allowSave=true, saving past rules that "
+        "only alert (rules set to Block still refuse)")
+
+
 class MappingFile(Strict):
     version: Literal[1]
     objects: list[ObjectPair]
@@ -286,3 +296,4 @@ class MappingFile(Strict):
     owners: Owners = Field(default_factory=Owners)
     lead_score: LeadScore | None = None
     safety: Safety = Field(default_factory=Safety)
+    salesforce: SalesforceOptions = Field(default_factory=SalesforceOptions)

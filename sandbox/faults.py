@@ -6,8 +6,10 @@ A spec is a list of rules separated by ``;`` or ``,``::
     ENDPOINT_GLOB=KIND#COUNT       fail the next COUNT matching requests
 
 ``KIND`` is one of ``429``, ``500``, ``503``, ``reset`` (the TCP connection is reset),
-``slow:SECONDS`` (the response is delayed, then served), or ``expired`` (Salesforce answers
-401 ``INVALID_SESSION_ID`` as for an expired session). Endpoint names are the ones the request
+``slow:SECONDS`` (the response is delayed, then served), ``expired`` (Salesforce answers
+401 ``INVALID_SESSION_ID`` as for an expired session), or ``concurrent`` (Salesforce answers
+403 ``REQUEST_LIMIT_EXCEEDED`` "ConcurrentPerOrgLongTxn Limit exceeded.", its concurrent
+long-running request limit; HubSpot answers it as a 500). Endpoint names are the ones the request
 log shows, e.g. ``hubspot.contacts.search`` or ``salesforce.query``; globs use ``*``.
 
 Example: ``salesforce.query=expired#1;hubspot.*=429@0.05;*=slow:0.5@0.01``.
@@ -21,7 +23,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-KINDS = ("429", "500", "503", "reset", "slow", "expired")
+KINDS = ("429", "500", "503", "reset", "slow", "expired", "concurrent")
 
 
 class FaultSpecError(ValueError):

@@ -52,8 +52,9 @@ class SandboxConfig:
     once), ``batch_trace_ids`` (batch results echo ``objectWriteTraceId``),
     ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
     case), ``hubspot_creates_201`` (creates answer 201 as HubSpot's spec says; the live API was
-    recorded answering 200, which hubspot-api-client v12 does not deserialize). Rate limits
-    are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
+    recorded answering 200, which hubspot-api-client v12 does not deserialize),
+    ``duplicate_rule=False`` (Salesforce's standard Lead and Contact duplicate rules off). Rate
+    limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
     """
 
     host: str = "127.0.0.1"
@@ -73,7 +74,7 @@ class SandboxConfig:
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
     hubspot_creates_201: bool = False  # lenience: creates answer 201, as HubSpot's spec says
-    duplicate_rule: bool = False
+    duplicate_rule: bool = True
     salesforce_daily_api_max: int = 1_000_000
     # the integration user's system permissions (default: all a deployment needs) and what it
     # is denied ("Task:create", "Lead:edit", "Lead.Status:read"; see sandbox.salesforce.access)

@@ -46,8 +46,9 @@ def sandbox_start(
     = 100,
     search_rate: Annotated[int, typer.Option(help="HubSpot searches per second (0: off).")] = 4,
     search_lag: Annotated[float, typer.Option(help="Seconds HubSpot search lags writes.")] = 3.0,
-    duplicate_rule: Annotated[bool, typer.Option(help="Salesforce duplicate rule on email.")]
-    = False,
+    duplicate_rule: Annotated[bool, typer.Option(
+        help="Salesforce's standard Lead and Contact duplicate rules (on, as in a new org).")]
+    = True,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     salesforce_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8443,
     hubspot_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8080,

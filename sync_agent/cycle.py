@@ -18,7 +18,14 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy.orm import Session
 
 from connectors.contract import Connector
-from connectors.records import Record, Watermark, WriteRecord, WriteResult, advance
+from connectors.records import (
+    Record,
+    Watermark,
+    WriteError,
+    WriteRecord,
+    WriteResult,
+    advance,
+)
 from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
 from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
@@ -40,6 +47,7 @@ from sync_agent.tables import DeadLetter
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 CreateKey = tuple[str, str, str]  # (pair, side created in, source record id)
 CREATED = {"salesforce": "CreatedDate", "hubspot": "createdate"}
+DUPLICATES_DETECTED = "DUPLICATES_DETECTED"  # Salesforce: a duplicate rule refused the save
 
 
 @runtime_checkable
@@ -93,6 +101,8 @@ class Cycle:
         self.mapping = mapping
         self.sf = salesforce
         self.hs = hubspot
+        if hasattr(salesforce, "duplicate_rules"):  # the mapping decides, not the connector
+            salesforce.duplicate_rules = mapping.salesforce.duplicate_rules
         self.dry_run = dry_run
         self.refresh_schemas = refresh_schemas
         self.full_read: set[tuple[str, str]] = set()  # objects read from the beginning
@@ -616,6 +626,8 @@ class Cycle:
                 match = (pair.match.hubspot, key)  # an upsert on email: a re-run cannot duplicate
             else:
                 values.setdefault(pair.match.salesforce, key)
+        if into == "salesforce" and self._refused_before(session, pair, record.id, values):
+            return
         obj = pair.hubspot if into == "hubspot" else pair.salesforce
         self.report.plan.append(PlannedWrite(pair.name, into, obj, None, plan.changes,
                                              create=True))
@@ -995,6 +1007,9 @@ class Cycle:
                 error = result.error
                 assert error is not None
                 self.failed_sources.add((pair.name, source_id))
+                if system == "salesforce" and error.code == DUPLICATES_DETECTED:
+                    self._duplicate_refused(session, pair, obj, write, source_id, error)
+                    continue
                 letter = self.retrying.get((pair.name, source_id))
                 if letter is not None:  # a retry failed again: the same letter, backed off
                     state.retried(letter, False, f"{error.code}: {error.message}")
@@ -1015,6 +1030,36 @@ class Cycle:
                 self._gap(session, "sync_error", pair.name, source_id, {
                     "system": system, "object": obj, "code": error.code,
                     "message": error.message, "fields": list(error.fields)})
+
+    def _duplicate_refused(self, session: Session, pair: ObjectPair, obj: str,
+                           write: WriteRecord, source_id: str, error: WriteError) -> None:
+        """The org's duplicate rules refused this write: which record is the real one is a
+        person's call (merge, link, or ``salesforce.duplicate_rules: allow_save``), so it is a
+        ``duplicate_match`` gap naming the records Salesforce matched, never a dead letter
+        retried forever. A retried letter that meets the rule is settled the same way."""
+        letter = self.retrying.get((pair.name, source_id))
+        if letter is not None:
+            state.retried(letter, True)
+            letter.error_message = f"{error.code}: handed to a duplicate_match gap"
+        self._gap(session, "duplicate_match", pair.name, source_id, {
+            "system": "salesforce", "object": obj, "record_id": write.id,
+            "operation": "update" if write.id else "create", "code": error.code,
+            "salesforce_ids": list(error.matches), "values": _json(write.values),
+            "reason": f"Salesforce's duplicate rules refused this {obj} "
+            f"{'update' if write.id else 'create'}: {error.message}"
+            + ("" if error.matches else " (Salesforce named no matching records)")})
+
+    def _refused_before(self, session: Session, pair: ObjectPair, source_id: str,
+                        values: dict[str, Any]) -> bool:
+        """The same create was refused by the duplicate rules and its gap is open: it is not
+        sent again until its values change or the mapping says ``allow_save``."""
+        if self.mapping.salesforce.duplicate_rules != "respect":
+            return False
+        known = state.open_gap_detail(session, "duplicate_match", pair.name, source_id)
+        if not known or known.get("code") != DUPLICATES_DETECTED:
+            return False
+        self.open_keys.add((pair.name, source_id))
+        return bool(known.get("values") == _json(values))
 
     # -- helpers ---------------------------------------------------------------------------
     def _link(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,

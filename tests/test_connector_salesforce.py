@@ -132,6 +132,36 @@ def test_request_limit_exceeded_is_quota_not_a_retry_loop(make_sandbox: Any) -> 
     assert box.requests("salesforce")["endpointStatuses"].get("salesforce.describe 403") == 1
 
 
+def test_concurrent_long_request_limit_is_retried_not_a_stop_for_the_day(
+        make_sandbox: Any) -> None:
+    box = make_sandbox(faults="salesforce.describe=concurrent#2")
+    sf = connector(box, quota_stop_share=1.0)
+    assert sf.describe("Lead").object == "Lead"  # 403 twice, then served: backed off, retried
+    assert sf.policy.retries == 2
+    assert box.requests("salesforce")["endpointStatuses"].get("salesforce.describe 403") == 2
+
+
+def test_duplicate_rules_refusals_name_the_matches_and_allow_save_saves(
+        make_sandbox: Any) -> None:
+    box = make_sandbox()
+    sf = connector(box)
+    account = sf.upsert("Account", [WriteRecord(values={"Name": "Lone Gunmen"})])[0]
+    contact = sf.upsert("Contact", [WriteRecord(values={
+        "FirstName": "John", "LastName": "Byers", "AccountId": account.id,
+        "Email": "byers@example.com"})])[0]
+    twin = WriteRecord(values={"FirstName": "John", "LastName": "Byers",
+                               "Company": "Lone Gunmen", "Email": "jb@example.com"})
+    refused, fine = sf.upsert("Lead", [twin, *leads(1, "Unique")])
+    assert fine.ok
+    assert refused.error is not None
+    assert refused.error.code == "DUPLICATES_DETECTED"
+    assert refused.error.matches == (contact.id,)
+    sf.duplicate_rules = "allow_save"
+    saved = sf.upsert("Lead", [twin])[0]
+    assert saved.ok
+    assert saved.created
+
+
 def test_server_errors_are_retried_and_creates_are_not_duplicated(make_sandbox: Any) -> None:
     box = make_sandbox()
     sf = connector(box)

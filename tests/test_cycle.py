@@ -127,6 +127,46 @@ def test_a_refused_record_is_a_dead_letter_and_the_rest_goes_on(make_sandbox: An
     assert gaps[("sync_error", bad.id)]["code"] == "INVALID_EMAIL_ADDRESS"
 
 
+def test_a_create_the_duplicate_rules_refuse_is_a_duplicate_match_gap(make_sandbox: Any,
+                                                                       tmp_path: Path) -> None:
+    # lenience: this test is about Salesforce's duplicate rules, not search lag
+    box, sf, hs, store = fresh(lambda **kw: make_sandbox(search_lag_seconds=0, **kw), tmp_path)
+    # The same person twice: a Salesforce Lead, and a HubSpot MQL with a new address but the
+    # same name and phone, which the standard Lead matching rule takes for the Lead.
+    lead = sf.upsert("Lead", [WriteRecord(values={
+        "FirstName": "Dana", "LastName": "Scully", "Company": "FBI", "Phone": "+1 202-555-0147",
+        "Email": "dana.scully@old.example.com"})])[0]
+    contact = hs.upsert("contacts", [WriteRecord(values={
+        "email": "dana.scully@new.example.com", "firstname": "Dana", "lastname": "Scully",
+        "phone": "+1 202-555-0147", "lifecyclestage": "marketingqualifiedlead"})])[0]
+    report = run_cycle(store, MAPPING, sf, hs)
+    with store.session() as session:
+        letters = list(session.scalars(select(DeadLetter)))
+        gaps = {(g.kind, g.key): g.detail for g in state.open_gaps(session)}
+        assert state.find_link(session, "leads", hs_id=contact.id) is None
+    assert letters == []  # not a dead letter retried forever
+    gap = gaps[("duplicate_match", contact.id)]
+    assert gap["salesforce_ids"] == [lead.id]
+    assert gap["code"] == "DUPLICATES_DETECTED"
+    assert report.gaps["duplicate_match"] >= 1
+    next_second()
+    box.reset_requests()
+    run_cycle(store, MAPPING, sf, hs)  # nothing changed: the refused create is not resent
+    assert box.requests("salesforce")["endpoints"].get("salesforce.collections.create", 0) == 0
+    # The mapping decides to save past the (alerting) standard rules:
+    allow = MAPPING.model_copy(update={"salesforce": MAPPING.salesforce.model_copy(
+        update={"duplicate_rules": "allow_save"})})
+    hs.upsert("contacts", [WriteRecord(id=contact.id, values={"jobtitle": "Agent"})])
+    next_second()
+    run_cycle(store, allow, sf, hs)
+    with store.session() as session:
+        link = state.find_link(session, "leads", hs_id=contact.id)
+        assert link is not None
+        assert ("duplicate_match", contact.id) not in {
+            (g.kind, g.key) for g in state.open_gaps(session)}
+    assert link.sf_id != lead.id
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(make_sandbox: Any, tmp_path: Path) -> None:
     box, _, _, _ = fresh(make_sandbox, tmp_path)
     db = f"sqlite:///{tmp_path / 'dry.db'}"

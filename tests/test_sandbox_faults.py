@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 import requests
-from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
+from simple_salesforce.exceptions import (
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceRefusedRequest,
+)
 
 from sandbox.faults import FaultInjector, FaultSpecError, parse_fault_spec
 from tests.conftest import hubspot_client, salesforce_client
@@ -85,3 +89,19 @@ def test_429_fault_on_salesforce_and_hubspot(make_sandbox: Any) -> None:
     first = box.http.get(box.url("hubspot", "/crm/v3/owners"), headers=headers)
     assert first.status_code == 429
     assert first.json()["errorType"] == "RATE_LIMIT"
+
+
+def test_concurrent_long_request_limit_is_a_403_told_apart_by_its_message(
+        make_sandbox: Any) -> None:
+    box = make_sandbox(faults="salesforce.describe=concurrent#1")
+    sf = salesforce_client(box)
+    with pytest.raises(SalesforceRefusedRequest) as exc:
+        sf.Lead.describe()
+    assert exc.value.status == 403
+    assert exc.value.content == [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                                  "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    assert sf.Lead.describe()["name"] == "Lead"
+    box.admin("salesforce", "POST", "/salesforce/config", {"apiUsed": 1_000_000})
+    with pytest.raises(SalesforceRefusedRequest) as daily:
+        sf.Lead.describe()
+    assert daily.value.content[0]["message"] == "TotalRequests Limit exceeded."

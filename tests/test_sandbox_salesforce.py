@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from simple_salesforce.format import format_soql
 from sandbox.admin import SandboxClient
 from sandbox.seed import SeedSizes
 from tests.conftest import salesforce_client
+from tests.test_sandbox_fidelity import same_shape, shape
 
 
 def new_lead(sf: Salesforce, **values: Any) -> str:
@@ -91,6 +94,37 @@ def test_jwt_bearer_grant_checks_the_signature(sandbox: SandboxClient, tmp_path:
                          assertion=forged)
     assert refused.status_code == 400
     assert refused.json()["error"] == "invalid_grant"
+
+
+def test_client_credentials_only_on_a_my_domain_host(sandbox: SandboxClient) -> None:
+    c = sandbox.info.credentials
+    form = {"grant_type": "client_credentials", "client_id": c.client_id,
+            "client_secret": c.client_secret}
+    for login_host in ("login.salesforce.com", "test.salesforce.com:443"):
+        refused = sandbox.http.post(sandbox.info.salesforce_url + "/services/oauth2/token",
+                                    data=form, headers={"Host": login_host}, timeout=10)
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "invalid_grant",
+                                  "error_description": "request not supported on this domain"}
+    assert token_post(sandbox, **form).status_code == 200  # the org's own (My Domain) host
+
+
+def test_jwt_audience_is_checked(sandbox: SandboxClient) -> None:
+    import jwt
+
+    c = sandbox.info.credentials
+    key = sandbox.info.jwt_key_file.read_bytes()
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)).timestamp())
+    for aud, status in (("https://test.salesforce.com", 200), (sandbox.info.salesforce_url, 400),
+                        ("https://login.salesforce.com/", 400), (None, 400)):
+        claims = {"iss": c.client_id, "sub": c.username, "exp": exp,
+                  **({"aud": aud} if aud else {})}
+        response = token_post(sandbox, grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer",
+                              assertion=jwt.encode(claims, key, algorithm="RS256"))
+        assert response.status_code == status, aud
+        if status == 400:
+            assert response.json() == {"error": "invalid_grant",
+                                       "error_description": "audience is invalid"}
 
 
 def test_expired_session_gets_401_invalid_session_id(make_sandbox: Any) -> None:
@@ -227,13 +261,92 @@ def test_validation_like_a_real_org(sf: Salesforce, values: dict[str, Any], code
     assert field in exc.value.content[0]["fields"]
 
 
-def test_duplicate_rule_blocks_same_email(make_sandbox: Any) -> None:
-    box = make_sandbox(duplicate_rule=True)
-    sf = salesforce_client(box)
-    new_lead(sf, Email="twin@example.com")
-    with pytest.raises(SalesforceMalformedRequest) as exc:
+def matched_ids(content: Any) -> list[str]:
+    result = content[0]["duplicateResult"]
+    return [m["record"]["Id"] for r in result["matchResults"] for m in r["matchRecords"]]
+
+
+def test_standard_duplicate_rules_are_on_by_default(sandbox: SandboxClient,
+                                                    sf: Salesforce) -> None:
+    twin = new_lead(sf, FirstName="Ada", LastName="Twin", Email="twin@example.com")
+    with pytest.raises(SalesforceMalformedRequest) as exc:  # the same email alone matches
         new_lead(sf, Email="  TWIN@example.com ")
     assert error_code(exc) == "DUPLICATES_DETECTED"
+    assert exc.value.content[0]["message"] == "Use one of these records?"
+    result = exc.value.content[0]["duplicateResult"]
+    assert result["duplicateRule"] == "Standard_Lead_Duplicate_Rule"
+    assert result["allowSave"] is True  # the standard rules alert; they do not block
+    assert matched_ids(exc.value.content) == [twin]
+    # Name and company, across Lead and Contact (a Contact's company is its Account's Name):
+    account = str(sf.Account.create({"Name": "Twin Works"})["id"])
+    contact = str(sf.Contact.create({"FirstName": "Grace", "LastName": "Hopper",
+                                     "AccountId": account})["id"])
+    with pytest.raises(SalesforceMalformedRequest) as cross:
+        new_lead(sf, FirstName=" grace", LastName="HOPPER", Company="twin works")
+    assert matched_ids(cross.value.content) == [contact]
+    assert cross.value.content[0]["duplicateResult"]["matchResults"][0]["entityType"] == (
+        "Contact")
+    with pytest.raises(SalesforceMalformedRequest) as back:  # and a Contact against a Lead
+        sf.Contact.create({"FirstName": "Ada", "LastName": "Twin", "Email": "TWIN@example.com"})
+    assert matched_ids(back.value.content) == [twin]
+    # Blank fields never match; a different first name with the same company is no twin:
+    new_lead(sf, LastName="Hopper", Company="Twin Works")
+    new_lead(sf, FirstName="Alan", LastName="Hopper", Company="Twin Works")
+    # The rules run on edit too:
+    other = new_lead(sf, FirstName="Edit", LastName="Later", Email="edit@example.com")
+    with pytest.raises(SalesforceMalformedRequest) as edit:
+        sf.Lead.update(other, {"Email": "twin@example.com"})
+    assert error_code(edit) == "DUPLICATES_DETECTED"
+
+
+def test_duplicate_rule_header_allows_the_save(sandbox: SandboxClient, sf: Salesforce) -> None:
+    twin = new_lead(sf, FirstName="Allow", LastName="Save", Email="allow@example.com")
+    details = {"Sforce-Duplicate-Rule-Header": "includeRecordDetails=true"}
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.Lead.create({"LastName": "X", "Company": "Y", "Email": "allow@example.com"},
+                       headers=details)
+    record = exc.value.content[0]["duplicateResult"]["matchResults"][0]["matchRecords"][0][
+        "record"]
+    assert record["Id"] == twin
+    assert record["Email"] == "allow@example.com"
+    saved = sf.Lead.create({"LastName": "X", "Company": "Y", "Email": "allow@example.com"},
+                           headers={"Sforce-Duplicate-Rule-Header":
+                                    "allowSave=true; runAsCurrentUser=true"})
+    assert saved["success"] is True
+    answer = sf.restful("composite/sobjects", method="POST", json={"allOrNone": False, "records": [
+        {"attributes": {"type": "Lead"}, "LastName": "Z", "Company": "Y",
+         "Email": "allow@example.com"}]}, headers={"Sforce-Duplicate-Rule-Header":
+                                                   "allowSave=true"})
+    assert answer[0]["success"] is True
+
+
+def test_collections_duplicates_match_the_documented_bodies(sandbox: SandboxClient,
+                                                            sf: Salesforce,
+                                                            reference: Path) -> None:
+    twin = new_lead(sf, FirstName="Doc", LastName="Twin", Email="doc.twin@example.com")
+    for all_or_none in (False, True):
+        records = [{"attributes": {"type": "Lead"}, "LastName": "Dup", "Company": "C",
+                    "Email": "doc.twin@example.com"},
+                   {"attributes": {"type": "Lead"}, "LastName": "Fresh", "Company": "C",
+                    "Email": f"fresh{all_or_none}@example.com"}]
+        ours = sf.restful("composite/sobjects", method="POST",
+                          json={"allOrNone": all_or_none, "records": records})
+        name = ("doc-collections-create-duplicates-detected-allornone-"
+                f"{str(all_or_none).lower()}.json")
+        recorded = json.loads((reference / "salesforce" / name).read_text())
+        # The documented example lists no duplicateResult; captured REST bodies carry one.
+        assert matched_ids([ours[0]["errors"][0]]) == [twin]
+        del ours[0]["errors"][0]["duplicateResult"]
+        assert same_shape(shape(ours), shape(recorded)) == []
+        assert [[e["statusCode"] for e in r["errors"]] for r in ours] == [
+            [e["statusCode"] for e in r["errors"]] for r in recorded]
+
+
+def test_duplicate_rules_knob_off(make_sandbox: Any) -> None:
+    box = make_sandbox(duplicate_rule=False)  # lenience: the knob under test
+    sf = salesforce_client(box)
+    new_lead(sf, Email="twin@example.com")
+    assert new_lead(sf, Email="TWIN@example.com")
 
 
 def collection(sf: Salesforce, method: str, body: Any = None, params: Any = None) -> Any:
@@ -392,6 +505,24 @@ def test_bulk2_query_pages_csv_with_sforce_locator(make_sandbox: Any) -> None:
     endpoints = box.requests("salesforce")["endpoints"]
     assert endpoints["salesforce.bulk2.results"] == 3
     assert endpoints["salesforce.bulk2.create"] == 1
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT Id, SystemModstamp FROM Lead ORDER BY SystemModstamp, Id",
+    "SELECT Id, SystemModstamp FROM Lead LIMIT 10",
+    "SELECT Id, SystemModstamp FROM Lead WHERE IsDeleted = false OFFSET 2"])
+def test_bulk2_query_refuses_order_by_and_limit(sandbox: SandboxClient, sf: Salesforce,
+                                                query: str) -> None:
+    # Bulk API 2.0 guide, "SOQL considerations": ORDER BY and LIMIT disable PK chunking.
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.restful("jobs/query", method="POST", json={
+            "operation": "query", "query": query})
+    assert error_code(exc) == "INVALIDJOB"
+    clause = next(c for c in ("ORDER BY", "LIMIT", "OFFSET") if c in query)
+    assert f"{clause} is not supported" in exc.value.content[0]["message"]
+    job = sf.restful("jobs/query", method="POST", json={
+        "operation": "query", "query": "SELECT Id, SystemModstamp FROM Lead"})
+    assert job["state"] == "UploadComplete"
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
 from sandbox.salesforce.access import UserAccess
+from sandbox.salesforce.duplicates import DuplicateHeader
 from sandbox.salesforce.limits import org_limits
 from sandbox.salesforce.org import (
     GET_DELETED_RETENTION,
@@ -41,6 +42,12 @@ QUERY_PAGE = 2000
 MAX_COLLECTION = 200
 BULK_PAGE_DEFAULT = 50_000
 V = "/services/data/v{version}"
+LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+# A JWT's ``aud`` names a login host, never the My Domain (simple-salesforce#672: "invalid
+# audience" otherwise); Experience Cloud sites' URLs are out of the sandbox's scope.
+JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
+DAILY_LIMIT_MESSAGE = "TotalRequests Limit exceeded."
+CONCURRENT_LIMIT_MESSAGE = "ConcurrentPerOrgLongTxn Limit exceeded."
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ class SalesforceVendor(Vendor):
     def admit(self, call: Call) -> Response | None:
         with self.org.lock:
             if self.org.api_used >= self.org.api_daily_max:
-                return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", DAILY_LIMIT_MESSAGE)
             self.org.api_used += 1
         return None
 
@@ -113,8 +120,10 @@ class SalesforceVendor(Vendor):
             return sf_errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if fault.kind == "429":
             # Salesforce itself answers an exhausted quota with 403; 429 comes from the edge.
-            return sf_errors(429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit "
-                             "exceeded.")
+            return sf_errors(429, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT_MESSAGE)
+        if fault.kind == "concurrent":
+            # The same status and code as the daily limit: only the message tells them apart.
+            return sf_errors(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_LIMIT_MESSAGE)
         if fault.kind == "503":
             return sf_errors(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable.")
         return sf_errors(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include "
@@ -156,6 +165,9 @@ class SalesforceEmulator:
             if problem:
                 return _oauth_error("invalid_grant", problem)
         elif grant == "client_credentials":
+            if _login_host(call.headers.get("host", "")):
+                # Only a My Domain token URL takes this flow; the login hosts refuse it.
+                return _oauth_error("invalid_grant", "request not supported on this domain")
             if form.get("client_id") != creds.client_id or form.get(
                     "client_secret") != creds.client_secret:
                 return _oauth_error("invalid_client", "invalid client credentials")
@@ -186,6 +198,8 @@ class SalesforceEmulator:
             return "expired authorization code"
         except jwt.PyJWTError:
             return "invalid assertion"
+        if claims.get("aud") not in JWT_AUDIENCES:
+            return "audience is invalid"
         if claims.get("iss") != self.credentials.client_id:
             return "invalid client credentials"
         if claims.get("sub") != self.credentials.username:
@@ -250,7 +264,8 @@ class SalesforceEmulator:
         if not isinstance(body, dict):
             return sf_errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of "
                              f"{name} from START_ARRAY value")
-        result = self.org.save_many("create", [name], [body], True, call.context["user_id"])[0]
+        result = self.org.save_many("create", [name], [body], True, call.context["user_id"],
+                                    *_dup(call))[0]
         if not result.success:
             return _errors_body(result, 400)
         return json_response(result.body(), 201, {
@@ -293,7 +308,7 @@ class SalesforceEmulator:
             return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
         payload = dict(body, Id=found[1]["Id"])
         result = self.org.save_many("update", [name], [payload], True,
-                                    call.context["user_id"])[0]
+                                    call.context["user_id"], *_dup(call))[0]
         if not result.success:
             status = 404 if result.errors[0]["statusCode"] == "ENTITY_IS_DELETED" else 400
             return _errors_body(result, status)
@@ -325,7 +340,7 @@ class SalesforceEmulator:
             return sf_errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of "
                              f"{name} from START_ARRAY value")
         result, many = self.org.upsert(name, fld, call.params["value"], body,
-                                       call.context["user_id"])
+                                       call.context["user_id"], *_dup(call))
         version = call.params["version"]
         if many:
             return json_response([f"/services/data/v{version}/sobjects/{name}/{i}" for i in many],
@@ -376,7 +391,7 @@ class SalesforceEmulator:
                     "request was using AllOrNone header", "fields": []}])).body()
                     for r in results])
         results_all = self.org.save_many("create", self._types(records), records, all_or_none,
-                                         call.context["user_id"])
+                                         call.context["user_id"], *_dup(call))
         return json_response([r.body() for r in results_all])
 
     def collection_update(self, call: Call) -> Response:
@@ -385,7 +400,7 @@ class SalesforceEmulator:
             return parsed
         records, all_or_none = parsed
         results = self.org.save_many("update", self._types(records), records, all_or_none,
-                                     call.context["user_id"])
+                                     call.context["user_id"], *_dup(call))
         return json_response([r.body() for r in results])
 
     def collection_upsert(self, call: Call) -> Response:
@@ -412,7 +427,7 @@ class SalesforceEmulator:
                         "other fields.", "fields": []}], "created": False})
                     continue
                 result, many = self.org.upsert(name, fld, rec.get(fld.name), rec,
-                                               call.context["user_id"])
+                                               call.context["user_id"], *_dup(call))
                 if many:
                     result = SaveResult(None, [{"statusCode": "DUPLICATE_EXTERNAL_ID",
                                                 "message": f"{fld.name}: more than one record "
@@ -578,6 +593,10 @@ class SalesforceEmulator:
         if parsed.count_only or any("." in f for f in parsed.fields):
             return sf_errors(400, "INVALIDJOB", "InvalidJob : Bulk API 2.0 does not support "
                              "COUNT() or relationship fields in this sandbox")
+        unsupported = bulk_unsupported_clause(parsed)
+        if unsupported is not None:
+            return sf_errors(400, "INVALIDJOB", f"InvalidJob : {unsupported} is not supported "
+                             "in a Bulk API 2.0 query (ORDER BY and LIMIT disable PK chunking)")
         job = BulkJob("750" + uuid.uuid4().hex[:15], operation, parsed, str(body["query"]),
                       sf_now(), call.context["user_id"], call.params["version"])
         job.rows = self._evaluate(parsed, operation == "queryAll")
@@ -766,6 +785,22 @@ def _batch_size(call: Call) -> int:
     return QUERY_PAGE
 
 
+def bulk_unsupported_clause(parsed: soql.Query) -> str | None:
+    """The clause Bulk API 2.0 refuses, if the query has one.
+
+    The guide's "SOQL considerations" list GROUP BY, LIMIT, ORDER BY, OFFSET and TYPEOF as
+    unsupported and say ORDER BY and LIMIT disable PK chunking; newer pages only advise against
+    them. The sandbox takes the harsher reading and refuses them, so a client sorts on its side.
+    """
+    if parsed.order:
+        return "ORDER BY"
+    if parsed.limit is not None:
+        return "LIMIT"
+    if parsed.offset:
+        return "OFFSET"
+    return None
+
+
 def _bulk_value(value: Any) -> str:
     if value is None:
         return ""
@@ -776,13 +811,29 @@ def _bulk_value(value: Any) -> str:
     return str(to_json(value))
 
 
+def _dup(call: Call) -> tuple[DuplicateHeader, str]:
+    """The request's ``Sforce-Duplicate-Rule-Header`` and API version, for the save."""
+    return (DuplicateHeader.parse(call.headers.get("sforce-duplicate-rule-header")),
+            call.params.get("version", "59.0"))
+
+
 def _errors_body(result: SaveResult, status: int) -> Response:
-    return json_response([{"message": e["message"], "errorCode": e["statusCode"],
+    """A single-record write's error array (``errorCode``, not ``statusCode``), with the
+    ``duplicateResult`` a duplicate rule adds."""
+    return json_response([{**({"duplicateResult": e["duplicateResult"]}
+                               if "duplicateResult" in e else {}),
+                           "message": e["message"], "errorCode": e["statusCode"],
                            "fields": e["fields"]} for e in result.errors], status)
 
 
 def _not_found_type(name: str) -> Response:
     return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _login_host(host_header: str) -> bool:
+    """Whether the request came to a login host rather than a My Domain host."""
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return host.strip().lower() in LOGIN_HOSTS
 
 
 def _oauth_error(code: str, description: str) -> Response:

@@ -16,6 +16,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.salesforce.duplicates import (
+    DuplicateHeader,
+    duplicate_error,
+    find_duplicates,
+    person_name,
+)
 from sandbox.salesforce.ids import make_id, to18
 from sandbox.salesforce.schema import (
     OBJECTS,
@@ -81,7 +87,7 @@ class Org:
     """All records of the emulated org, guarded by one lock (the server is single-process)."""
 
     org_id: str = "00D5g000004SANDBX"
-    duplicate_rule: bool = False
+    duplicate_rule: bool = True  # the standard Lead and Contact duplicate rules (``duplicates``)
     api_daily_max: int = 1_000_000
     api_used: int = 0
     session_seconds: int = 7200
@@ -94,6 +100,8 @@ class Org:
     created_at: dt.datetime = field(default_factory=sf_now)
     _counters: dict[str, itertools.count[int]] = field(default_factory=dict)
     _email_index: dict[str, dict[str, set[str]]] = field(
+        default_factory=lambda: {"Lead": {}, "Contact": {}})
+    _name_index: dict[str, dict[tuple[str, str], set[str]]] = field(
         default_factory=lambda: {"Lead": {}, "Contact": {}})
     _unique_index: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     cursors: OrderedDict[str, list[dict[str, Any]]] = field(default_factory=OrderedDict)
@@ -132,6 +140,13 @@ class Org:
                 bucket.add(rec["Id"])
             else:
                 bucket.discard(rec["Id"])
+        names = self._name_index.get(sobject)
+        name = person_name(rec)
+        if names is not None and name is not None:
+            if add:
+                names.setdefault(name, set()).add(rec["Id"])
+            else:
+                names.get(name, set()).discard(rec["Id"])
         for fld in OBJECTS[sobject].fields.values():
             if fld.unique and rec.get(fld.name) is not None:
                 uindex = self._unique_index.setdefault((sobject, fld.name), {})
@@ -140,6 +155,9 @@ class Org:
                     uindex[key] = rec["Id"]
                 elif uindex.get(key) == rec["Id"]:
                     del uindex[key]
+
+    def ids_with_name(self, sobject: str, name: tuple[str, str]) -> set[str]:
+        return set(self._name_index.get(sobject, {}).get(name, set()))
 
     def ids_with_email(self, sobject: str, email: str) -> set[str]:
         return set(self._email_index.get(sobject, {}).get(email.strip().casefold(), set()))
@@ -259,18 +277,16 @@ class Org:
                          f"Required fields are missing: [{', '.join(missing)}]", missing)
         return None
 
-    def _duplicate(self, sobject: str, rec: dict[str, Any], own_id: str | None
+    def _duplicate(self, sobject: str, rec: dict[str, Any], own_id: str | None,
+                   header: DuplicateHeader | None = None, version: str = "59.0"
                    ) -> dict[str, Any] | None:
-        if not self.duplicate_rule or sobject not in ("Lead", "Contact"):
+        """The standard duplicate rules (``duplicates``): they alert, so an API save is refused
+        unless the request's duplicate rule header says ``allowSave=true``."""
+        header = header or DuplicateHeader()
+        if not self.duplicate_rule or sobject not in ("Lead", "Contact") or header.allow_save:
             return None
-        email = rec.get("Email")
-        if not isinstance(email, str):
-            return None
-        others = [i for i in self.ids_with_email(sobject, email)
-                  if i != own_id and not self.records[sobject][i]["IsDeleted"]]
-        if others:
-            return error("DUPLICATES_DETECTED", "Use one of these records?")
-        return None
+        found = find_duplicates(self, sobject, rec, own_id)
+        return duplicate_error(self, sobject, found, header, version) if found else None
 
     def _unique_clash(self, sobject: SObject, rec: dict[str, Any], own_id: str | None
                       ) -> dict[str, Any] | None:
@@ -296,7 +312,9 @@ class Org:
 
     # -- writes --------------------------------------------------------------------------
     def plan_create(self, sobject_name: str, values: dict[str, Any], user_id: str,
-                    stamp: dt.datetime) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+                    stamp: dt.datetime, header: DuplicateHeader | None = None,
+                    version: str = "59.0"
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         sobject = OBJECTS[sobject_name]
         if not sobject.createable:
             return None, [error("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
@@ -319,7 +337,8 @@ class Org:
         rec.update(prepared)
         if sobject_name == "Opportunity" and "Probability" not in prepared:
             rec["Probability"] = STAGE_PROBABILITY.get(rec.get("StageName") or "", None)
-        problem = (self._missing_required(sobject, rec) or self._duplicate(sobject_name, rec, None)
+        problem = (self._missing_required(sobject, rec)
+                   or self._duplicate(sobject_name, rec, None, header, version)
                    or self._unique_clash(sobject, rec, None))
         if problem is not None:
             return None, [problem]
@@ -333,7 +352,8 @@ class Org:
         return str(rec["Id"])
 
     def plan_update(self, sobject_name: str, record_id: str | None, values: dict[str, Any],
-                    user_id: str, stamp: dt.datetime
+                    user_id: str, stamp: dt.datetime, header: DuplicateHeader | None = None,
+                    version: str = "59.0"
                     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         sobject = OBJECTS[sobject_name]
         if not record_id:
@@ -364,8 +384,8 @@ class Org:
             return None, [error("REQUIRED_FIELD_MISSING",
                                 f"Required fields are missing: [{', '.join(nulled_required)}]",
                                 nulled_required)]
-        problem = self._duplicate(sobject_name, merged, full) or self._unique_clash(
-            sobject, merged, full)
+        problem = self._duplicate(sobject_name, merged, full, header, version) or (
+            self._unique_clash(sobject, merged, full))
         if problem is not None:
             return None, [problem]
         if sobject_name == "Opportunity" and "StageName" in prepared and "Probability" not in (
@@ -411,7 +431,8 @@ class Org:
 
     # -- batches -------------------------------------------------------------------------
     def save_many(self, kind: str, sobject_names: list[str | None],
-                  payloads: list[dict[str, Any]], all_or_none: bool, user_id: str
+                  payloads: list[dict[str, Any]], all_or_none: bool, user_id: str,
+                  header: DuplicateHeader | None = None, version: str = "59.0"
                   ) -> list[SaveResult]:
         """Create or update records in one transaction (one shared timestamp)."""
         stamp = sf_now()
@@ -425,10 +446,11 @@ class Org:
                         "INVALID_TYPE", "Must send a concrete entity type.")]))
                     continue
                 if kind == "create":
-                    rec, errors = self.plan_create(name, payload, user_id, stamp)
+                    rec, errors = self.plan_create(name, payload, user_id, stamp, header,
+                                                   version)
                 else:
                     rec, errors = self.plan_update(name, payload.get("Id"), payload, user_id,
-                                                   stamp)
+                                                   stamp, header, version)
                 planned.append((name, rec) if rec is not None else None)
                 results.append(SaveResult(None, errors))
             if all_or_none and any(not r.success for r in results):
@@ -463,7 +485,8 @@ class Org:
             return results
 
     def upsert(self, sobject_name: str, fld: Field, value: Any, payload: dict[str, Any],
-               user_id: str) -> tuple[SaveResult, list[str]]:
+               user_id: str, header: DuplicateHeader | None = None, version: str = "59.0"
+               ) -> tuple[SaveResult, list[str]]:
         """Upsert one record by an external id; returns the result and, on >1 match, the ids."""
         with self.lock:
             matches = (self.find_by_field(sobject_name, fld, value)
@@ -474,12 +497,14 @@ class Org:
             body.pop(fld.name, None)
             if matches:
                 body["Id"] = matches[0]
-                result = self.save_many("update", [sobject_name], [body], False, user_id)[0]
+                result = self.save_many("update", [sobject_name], [body], False, user_id,
+                                        header, version)[0]
                 result.created = False
             else:
                 if fld.name != "Id":
                     body[fld.name] = value
-                result = self.save_many("create", [sobject_name], [body], False, user_id)[0]
+                result = self.save_many("create", [sobject_name], [body], False, user_id,
+                                        header, version)[0]
                 result.created = result.success
             return result, []
 
