@@ -49,7 +49,9 @@ class SandboxConfig:
     test must ask for (and say why): ``search_lag_seconds=0`` (HubSpot search sees writes at
     once), ``batch_trace_ids`` (batch results echo ``objectWriteTraceId``),
     ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
-    case). Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
+    case), ``default_lifecycle=False`` (no ``lead`` for a create without a lifecycle stage),
+    ``calculated_touch=False`` (no calculated-property update a second after a create).
+    Rate limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +66,8 @@ class SandboxConfig:
     batch_trace_ids: bool = False
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
+    default_lifecycle: bool = True  # False: a contact or company created without a stage has none
+    calculated_touch: bool = True  # False: HubSpot never updates calculated properties itself
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
@@ -168,10 +172,13 @@ class SandboxServer:
         self.org = Org(duplicate_rule=config.duplicate_rule,
                        api_daily_max=config.salesforce_daily_api_max)
         # Seeded records predate the sandbox, so the search index already holds them: seed
-        # without lag, then let later writes lag.
-        self.portal = Portal(search_lag=0.0)
+        # without lag, then let later writes lag. HubSpot's own after-create work on them is
+        # long done, so it is switched on only after seeding.
+        self.portal = Portal(search_lag=0.0, default_lifecycle=False, calculated_touch=False)
         self.seeded = seed(self.org, self.portal, config.seed, config.sizes)
         self.portal.search_lag = config.search_lag_seconds
+        self.portal.default_lifecycle = config.default_lifecycle
+        self.portal.calculated_touch = config.calculated_touch
 
         self.salesforce_log = RequestLog()
         self.hubspot_log = RequestLog()
