@@ -128,6 +128,9 @@ class WriteResult(BaseModel):
     id: str | None = None
     created: bool | None = None
     error: WriteError | None = None
+    # What the record holds after the write, where the vendor says (HubSpot echoes every set
+    # property, including the ones it set on its own, such as a new record's lifecycle stage).
+    values: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

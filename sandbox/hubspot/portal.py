@@ -110,6 +110,14 @@ class Portal:
         due = now.timestamp() + self.search_lag
         heapq.heappush(self._pending, (due, next(self._seq), object_type, record.id, snapshot))
 
+    def _unpublish(self, object_type: str, record_id: str, now: dt.datetime) -> None:
+        """A record leaves the search index, as late as writes reach it."""
+        if self.search_lag <= 0:
+            self._apply(object_type, record_id, None)
+            return
+        heapq.heappush(self._pending, (now.timestamp() + self.search_lag, next(self._seq),
+                                       object_type, record_id, None))
+
     def _apply(self, object_type: str, record_id: str, snapshot: HsRecord | None) -> None:
         if snapshot is None:
             self._search_view[object_type].pop(record_id, None)
@@ -271,7 +279,7 @@ class Portal:
                     if object_type == "contacts" and email and self._emails.get(
                             str(email)) == rid:
                         self._emails.pop(str(email), None)
-                    self._apply(object_type, rid, None)
+                    self._unpublish(object_type, rid, utcnow())
                     purged += 1
         return purged
 
@@ -296,7 +304,7 @@ class Portal:
         rows = self.records[object_type]
         for old in (primary, secondary):
             rows.pop(old.id, None)
-            self._apply(object_type, old.id, None)
+            self._unpublish(object_type, old.id, now)
             if old.properties.get("email"):
                 self._emails.pop(str(old.properties["email"]), None)
         for alias, target in list(self.merged_into[object_type].items()):
