@@ -263,3 +263,35 @@ def test_the_archive_is_read_a_slice_per_cycle(make_sandbox: Any, tmp_path: Path
     assert linked_hs(store, "leads", lead) is None
     assert max(calls) == 1
     assert len(calls) >= 2  # the first slice did not reach it
+
+
+def test_a_merge_the_change_read_never_shows_is_found_by_the_full_id_check(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """The merged record's last change lies before the watermark (so no change read shows it):
+    the full id check finds the linked id gone, reads it by id, and HubSpot answers with the
+    merged record, which takes the link; the Lead is not reported deleted."""
+    box, store = world(make_sandbox, tmp_path)
+    sf, hs = connectors(box)
+    run_cycle(store, MAPPING, sf, hs)
+    [lead] = new_leads(sf, "Unseen")
+    settle(store, sf, hs)
+    old = linked_hs(store, "leads", lead)
+    assert old is not None
+    loose = hs.upsert("contacts", [WriteRecord(values={"email": "unseen2@merge.example.com"})])
+    assert loose[0].id is not None
+    survivor = merge(box, loose[0].id, old)
+    time.sleep(DEFAULT_SEARCH_LAG_SECONDS + 0.2)  # search has the merge; then its date moves
+    found = hs.find_by("contacts", "email", ["unseen2@merge.example.com"])
+    assert survivor in {r.id for r in found}
+    box.admin("hubspot", "POST", "/hubspot/touch", {
+        "object": "contacts", "ids": [survivor], "at": "2026-01-01T00:00:00Z"})
+    time.sleep(DEFAULT_SEARCH_LAG_SECONDS + 0.2)
+    settle(store, sf, hs, cycles=1)
+    assert linked_hs(store, "leads", lead) == old  # not seen, and the check is not due
+    sf, hs = connectors(box, hubspot={"full_id_check_hours": NOW})
+    report = settle(store, sf, hs, cycles=1)
+    assert report is not None
+    assert report.merged == 1
+    assert linked_hs(store, "leads", lead) == survivor
+    with store.session() as session:
+        assert state.open_gap_detail(session, "missing_in_hubspot", "leads", lead) is None
