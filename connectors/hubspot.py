@@ -9,7 +9,10 @@ Quirks handled here, each for a reason:
   tenacity policy;
 - search stops at 10,000 results and lags writes, so reads go window by window in time and page
   by ``hs_object_id`` inside a window, starting a lookback before the watermark;
-- archiving does not bump the last-modified date, so archived records are polled separately;
+- archiving does not bump the last-modified date, so archived records are polled separately,
+  a slice per cycle (the archive lists only in id order, with no time filter);
+- a merge makes a new record with a new id; reads by id of a merged-away id answer with it, and
+  ``hs_merged_object_ids`` lists the ids merged into it;
 - a lifecycle stage only moves backwards when first cleared, so backward moves are two writes.
 """
 
