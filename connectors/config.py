@@ -112,6 +112,9 @@ class SalesforceSettings(BaseModel):
         60.0, ge=0, description="re-read this far behind the watermark: long transactions "
         "commit with an earlier SystemModstamp")
     retry_attempts: int = 6
+    full_id_check_hours: float = Field(
+        24.0, gt=0, description="compare the full id lists this often: rows purged from the "
+        "recycle bin or hard-deleted never show among the deletes")
 
     @field_validator("token_url", "instance_url")
     @classmethod
@@ -161,6 +164,12 @@ class HubSpotSettings(BaseModel):
     search_lookback_seconds: float = Field(
         300.0, ge=0, description="re-read this far behind the watermark: search lags writes")
     retry_attempts: int = 6
+    archive_pages_per_cycle: int = Field(
+        20, ge=1, description="archived-record pages (100 each) read per cycle: HubSpot lists "
+        "its archive only in id order, so a large archive is read a slice per cycle")
+    full_id_check_hours: float = Field(
+        24.0, gt=0, description="compare the full id lists this often: merged-away and "
+        "purged records vanish without an archive entry")
 
     @field_validator("host")
     @classmethod

@@ -129,8 +129,8 @@ class WriteResult(BaseModel):
     id: str | None = None
     created: bool | None = None
     error: WriteError | None = None
-    # The record as the vendor holds it after the write, where its answer says (HubSpot's
-    # results carry every property it set, defaults included; Salesforce's only the id).
+    # What the record holds after the write, where the vendor says (HubSpot echoes every set
+    # property, including the ones it set on its own, such as a new record's lifecycle stage).
     values: dict[str, Any] | None = None
 
     @property

@@ -231,6 +231,10 @@ class SalesforceConnector:
     def lookback(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.settings.lookback_seconds)
 
+    @property
+    def full_id_interval(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.settings.full_id_check_hours)
+
     def clear_cache(self) -> None:
         """Forget describes and users: called at the start of each cycle that refreshes."""
         self._schemas.clear()

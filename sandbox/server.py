@@ -53,6 +53,8 @@ class SandboxConfig:
     ``batch_results_in_input_order``, ``case_insensitive_in`` (search ``IN`` folds the values'
     case), ``hubspot_creates_201`` (creates answer 201 as HubSpot's spec says; the live API was
     recorded answering 200, which hubspot-api-client v12 does not deserialize),
+    ``default_lifecycle=False`` (no ``lead`` for a create without a lifecycle stage),
+    ``calculated_touch=False`` (no calculated-property update a second after a create),
     ``duplicate_rule=False`` (Salesforce's standard Lead and Contact duplicate rules off). Rate
     limits are knobs too (``hubspot_per_ten_seconds=0`` turns the window off).
     """
@@ -74,6 +76,8 @@ class SandboxConfig:
     batch_results_in_input_order: bool = False
     case_insensitive_in: bool = False
     hubspot_creates_201: bool = False  # lenience: creates answer 201, as HubSpot's spec says
+    default_lifecycle: bool = True  # False: a contact or company created without a stage has none
+    calculated_touch: bool = True  # False: HubSpot never updates calculated properties itself
     duplicate_rule: bool = True
     salesforce_daily_api_max: int = 1_000_000
     # the integration user's system permissions (default: all a deployment needs) and what it
@@ -184,10 +188,13 @@ class SandboxServer:
         self.org = Org(duplicate_rule=config.duplicate_rule,
                        api_daily_max=config.salesforce_daily_api_max)
         # Seeded records predate the sandbox, so the search index already holds them: seed
-        # without lag, then let later writes lag.
-        self.portal = Portal(search_lag=0.0)
+        # without lag, then let later writes lag. HubSpot's own after-create work on them is
+        # long done, so it is switched on only after seeding.
+        self.portal = Portal(search_lag=0.0, default_lifecycle=False, calculated_touch=False)
         self.seeded = seed(self.org, self.portal, config.seed, config.sizes)
         self.portal.search_lag = config.search_lag_seconds
+        self.portal.default_lifecycle = config.default_lifecycle
+        self.portal.calculated_touch = config.calculated_touch
 
         self.salesforce_log = RequestLog()
         self.hubspot_log = RequestLog()

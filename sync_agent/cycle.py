@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from connectors.contract import Connector
 from connectors.records import (
+    DeletedRecord,
+    DeletedRecords,
     Record,
     Watermark,
     WriteError,
@@ -29,7 +31,7 @@ from connectors.records import (
 from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
 from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
-from sync_agent import failpoints, sla, state
+from sync_agent import failpoints, merges, sla, state
 from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.owners import OwnerDirectory, owner_rule
 from sync_agent.stages import (
@@ -56,6 +58,16 @@ class FindsByProperty(Protocol):
 
     def find_by(self, object_type: str, prop: str, values: Iterable[str],
                 fields: Iterable[str] | None = None) -> list[Record]: ...
+
+
+@runtime_checkable
+class ReadsArchive(Protocol):
+    """A connector whose deletes are an archive listed only in id order (HubSpot)."""
+
+    archive_pages: int
+
+    def read_archived(self, object_type: str, after: str | None, pages: int
+                      ) -> tuple[list[DeletedRecord], str | None]: ...
 
 
 @dataclass
@@ -138,6 +150,9 @@ class Cycle:
         self.claimed_hs: dict[tuple[str, str], str] = {}  # (hs object, hs id) -> claimant
         self.claimed_sf: dict[tuple[str, str], str] = {}  # (pair, sf id) -> claimant
         self.marks: dict[tuple[str, str], Watermark] = {}
+        # Ids found deleted, purged or merged away this cycle: a stale search copy of one is
+        # never synced, linked or used to create.
+        self.vanished: dict[tuple[str, str], set[str]] = {}
         # (pair, side created in) -> the sources of its creates, and whether each is new
         # since the last sync (the change set explains it) or an old record.
         self.create_sources: dict[tuple[str, Side], list[tuple[str, bool]]] = {}
@@ -186,6 +201,8 @@ class Cycle:
         if names:
             names += [field for _, _, field in maps_on(self.mapping, system, obj)]
             names.append(CREATED[system])  # the create guard tells new records from old
+            if system == "hubspot" and merges.MERGED in self.hs.describe(obj).fields:
+                names.append(merges.MERGED)  # merges are followed by it
         names = [n for n in dict.fromkeys(names) if n != "Id"]
         return names
 
@@ -227,6 +244,7 @@ class Cycle:
                 self.prior_creates = state.load_pending_creates(session)
                 self._add_pending_sources(changed)
                 self._deletes(session, marks)
+                self._follow_hubspot_merges(session, changed)
                 self.changed = changed
                 pending: dict[tuple[str, str], _Pending] = {}
                 handled_hs: set[tuple[str, str]] = set()
@@ -332,24 +350,39 @@ class Cycle:
                      if (p.salesforce if system == "salesforce" else p.hubspot) == obj]
             links = [link for p in pairs for link in state.links_of(session, p.name)]
             if mark.cursor == EPOCH:
-                continue  # never read before, so nothing known can have gone
+                # never read before, so nothing known can have gone: this full read counts
+                # as the full id comparison
+                merges.done(session, system, obj, merges.ID_CHECK, self.now)
+                continue
             connector = self.sf if system == "salesforce" else self.hs
             since = mark.cursor - connector.lookback
-            answer = connector.read_deleted(obj, since)
+            answer = self._read_deleted(session, connector, obj, since)
             gone: dict[str, str | None] = {d.id: d.merged_into for d in answer.records}
             state.end_visits(session, system, list(gone), self.now)
-            if not answer.complete and links:
+            interval = getattr(connector, "full_id_interval", None)
+            scheduled = interval is not None and merges.is_due(
+                session, system, obj, merges.ID_CHECK, interval, self.now)
+            if (not answer.complete or scheduled) and links:
+                # Deletes that leave no trace (a purge, an emptied recycle bin, a HubSpot
+                # merge) show only here.
                 live = set(connector.list_ids(obj))
-                for link in links:
-                    record_id = link.sf_id if system == "salesforce" else link.hs_id
-                    if record_id not in live:
-                        gone.setdefault(record_id, None)
+                vanished = [rid for link in links if (rid := (
+                    link.sf_id if system == "salesforce" else link.hs_id)) not in live
+                    and rid not in gone]
+                if system == "hubspot" and vanished:
+                    vanished = self._vanished_merges(session, obj, vanished)
+                for record_id in vanished:
+                    gone.setdefault(record_id, None)
+            if scheduled:
+                merges.done(session, system, obj, merges.ID_CHECK, self.now)
+            self.vanished.setdefault((system, obj), set()).update(gone)
             for link in links:
                 record_id = link.sf_id if system == "salesforce" else link.hs_id
                 if record_id not in gone:
                     continue
                 survivor = gone[record_id]
-                if survivor and state.find_link(session, link.pair, sf_id=survivor) is None:
+                if survivor and system == "salesforce" and state.find_link(
+                        session, link.pair, sf_id=survivor) is None:
                     state.move_link(session, link, sf_id=survivor)
                     self.report.merged += 1
                     continue
@@ -362,6 +395,103 @@ class Cycle:
                     "deleted_counterpart": True})
                 state.delete_link(session, link)
                 self.report.unlinked += 1
+
+    def _read_deleted(self, session: Session, connector: Connector, obj: str,
+                      since: dt.datetime) -> DeletedRecords:
+        """Deletes since ``since``; HubSpot's archive, listed only in id order, a slice per
+        cycle from where the last slice stopped (every archived record in the slice counts:
+        only linked ones matter, and those are unlinked the first time they are seen)."""
+        if not isinstance(connector, ReadsArchive):
+            return connector.read_deleted(obj, since)
+        after = merges.archive_position(session, obj)
+        found, following = connector.read_archived(obj, after, connector.archive_pages)
+        merges.put_archive_position(session, obj, following, self.now)
+        return DeletedRecords(records=found)
+
+    def _follow_hubspot_merges(self, session: Session,
+                               changed: dict[tuple[str, str], list[Record]]) -> None:
+        """A HubSpot record this cycle read that lists merged ids takes over their links.
+        Records found gone this cycle are dropped from the change set first (search serves
+        copies of records deleted, purged or merged away seconds ago)."""
+        for key, ids in self.vanished.items():
+            if key in changed and ids:
+                changed[key] = [r for r in changed[key] if r.id not in ids]
+        for hs_object in sorted({p.hubspot for p in self.mapping.objects}):
+            records = changed.get(("hubspot", hs_object), [])
+            index = merges.survivors(records)
+            if index:
+                self._move_to_survivors(session, hs_object, index)
+                # search may still serve a stale copy of a merged-away record: never use it
+                changed[("hubspot", hs_object)] = [r for r in records if r.id not in index]
+
+    def _vanished_merges(self, session: Session, obj: str, vanished: list[str]) -> list[str]:
+        """Linked HubSpot ids gone from the full list: those a read by id answers for with
+        another record were merged into it (their links follow); the rest are returned."""
+        wanted = set(vanished)
+        found = self.hs.read_by_ids(obj, vanished, self.fields_of("hubspot", obj))
+        index = {old: r for old, r in merges.survivors(found).items() if old in wanted}
+        self._move_to_survivors(session, obj, index)
+        return [v for v in vanished if v not in index]
+
+    def _follow_read_merges(self, session: Session, pair: ObjectPair,
+                            linked: dict[int, tuple[str, str]], fresh: list[Record]) -> None:
+        """Linked HubSpot ids that a read by id answered for with another record (a merge
+        the change read has not shown yet): the links follow; ``linked`` is updated."""
+        returned = {r.id for r in fresh}
+        missing = {hs_id for _, hs_id in linked.values() if hs_id not in returned}
+        if not missing:
+            return
+        index = {old: r for old, r in merges.survivors(fresh).items() if old in missing}
+        if not index:
+            return
+        self._move_to_survivors(session, pair.hubspot, index)
+        for link_id, (sf_id, hs_id) in list(linked.items()):
+            if hs_id in index:
+                link = state.find_link(session, pair.name, sf_id=sf_id)
+                if link is None:
+                    del linked[link_id]  # a gap says why
+                else:
+                    linked[link_id] = (sf_id, link.hs_id)
+
+    def _move_to_survivors(self, session: Session, hs_object: str,
+                           index: dict[str, Record]) -> None:
+        """Links of merged-away HubSpot ids move to the record they were merged into. When
+        that record is linked already, or several linked records were merged into it and
+        the Salesforce id it carries does not say which link it keeps, the others become
+        gaps for a person (and their Salesforce records are never used to create another)."""
+        pairs = [p for p in self.mapping.objects if p.hubspot == hs_object]
+        merged_away: list[str] = []
+        for pair in pairs:
+            claims: dict[str, list[Any]] = {}
+            for old_id in sorted(index):
+                link = state.find_link(session, pair.name, hs_id=old_id)
+                if link is not None:
+                    claims.setdefault(index[old_id].id, []).append(link)
+            for survivor_id, links in claims.items():
+                record = next(r for r in index.values() if r.id == survivor_id)
+                taken = any(state.find_link(session, p.name, hs_id=survivor_id) for p in pairs)
+                keep: Any = None
+                if not taken and len(links) == 1:
+                    keep = links[0]
+                elif not taken:
+                    prop = self._carried_field(pair)
+                    carried = str(record.values.get(prop) or "") if prop else ""
+                    keep = next((held for held in links if held.sf_id == carried), None)
+                for held in links:
+                    merged_away.append(held.hs_id)
+                    if held is keep:
+                        state.move_link(session, held, hs_id=survivor_id)
+                        self.report.merged += 1
+                        continue
+                    why = ("which is linked to another record" if taken else
+                           "together with other linked records")
+                    self._gap(session, "missing_in_hubspot", pair.name, held.sf_id, {
+                        "reason": f"its HubSpot counterpart {held.hs_id} was merged into "
+                        f"{survivor_id}, {why}; a person decides which record it belongs "
+                        "with", "hubspot_id": survivor_id, "deleted_counterpart": True})
+                    state.delete_link(session, held)
+                    self.report.unlinked += 1
+        state.end_visits(session, "hubspot", merged_away, self.now)
 
     # -- one pair --------------------------------------------------------------------------
     def _pair(self, session: Session, pair: ObjectPair,
@@ -641,6 +771,9 @@ class Cycle:
         def linked(result: WriteResult, session: Session = session) -> None:
             assert result.id is not None
             created = dict(values)
+            if into == "hubspot":  # what HubSpot set on its own (a lifecycle stage) was synced
+                for name, value in (result.values or {}).items():
+                    created.setdefault(name, value)
             sf_values, hs_values = ((created, known_values) if into == "salesforce"
                                     else (known_values, created))
             sf_id, hs_id = ((result.id, record.id) if into == "salesforce"
@@ -829,8 +962,10 @@ class Cycle:
             sf_records.update({r.id: r for r in self.sf.read_by_ids(
                 pair.salesforce, need_sf, self.fields_of("salesforce", pair.salesforce))})
         if need_hs:
-            hs_records.update({r.id: r for r in self.hs.read_by_ids(
-                pair.hubspot, need_hs, self.fields_of("hubspot", pair.hubspot))})
+            fresh = self.hs.read_by_ids(pair.hubspot, need_hs,
+                                        self.fields_of("hubspot", pair.hubspot))
+            hs_records.update({r.id: r for r in fresh})
+            self._follow_read_merges(session, pair, linked, fresh)
         for link_id, (sf_id, hs_id) in linked.items():
             sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
             if sf_record is None or hs_record is None:

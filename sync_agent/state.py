@@ -84,7 +84,8 @@ def add_link(session: Session, pair: str, sf_object: str, sf_id: str, hs_object:
 
 
 def move_link(session: Session, link: Link, *, pair: str | None = None,
-              sf_object: str | None = None, sf_id: str | None = None) -> None:
+              sf_object: str | None = None, sf_id: str | None = None,
+              hs_id: str | None = None) -> None:
     """A Lead converted (or a record merged): the link follows the surviving record."""
     if pair is not None:
         link.pair = pair
@@ -92,6 +93,8 @@ def move_link(session: Session, link: Link, *, pair: str | None = None,
         link.sf_object = sf_object
     if sf_id is not None:
         link.sf_id = sf_id
+    if hs_id is not None:
+        link.hs_id = hs_id
     link.updated_at = now()
 
 

@@ -113,6 +113,14 @@ class Calls:
 C = "/crm/v3/objects/contacts"
 D = "/crm/v3/objects/deals"
 Call = Callable[[Calls], tuple[str, str, Any]]
+
+
+def _two_contacts(c: Calls) -> dict[str, str]:
+    """A fresh pair of contacts to merge (a merge uses both up)."""
+    ids = [c.post(C, {"properties": {}}).json()["id"] for _ in range(2)]
+    return {"primaryObjectId": ids[0], "objectIdToMerge": ids[1]}
+
+
 HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
     "list": ("hubspot.objects.list", lambda c: ("GET", f"{C}?limit=2&properties=email", None)),
     "list archived": ("hubspot.objects.list", lambda c: ("GET", f"{C}?archived=true", None)),
@@ -137,6 +145,9 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
         "filterGroups": [{"filters": [{"propertyName": "lifecyclestage",
                                        "operator": "HAS_PROPERTY"}]}],
         "limit": 3, "properties": ["email"]})),
+    "merge": ("hubspot.objects.merge", lambda c: ("POST", f"{C}/merge", _two_contacts(c))),
+    "merge missing": ("hubspot.objects.merge", lambda c: ("POST", f"{C}/merge", {
+        "primaryObjectId": c.contact, "objectIdToMerge": "98765"})),
     "search deals": ("hubspot.objects.search", lambda c: ("POST", f"{D}/search", {"limit": 2})),
     "search bad operator": ("hubspot.objects.search", lambda c: ("POST", f"{C}/search", {
         "filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE"}]}]})),
@@ -247,6 +258,8 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
         "hubspot.objects.update": lambda hs, c: hs.crm.companies.basic_api.update(
             c.company, simple_public_object_input={"properties": {"city": "Oslo"}}),
         "hubspot.objects.archive": lambda hs, c: hs.crm.contacts.basic_api.archive("31337"),
+        "hubspot.objects.merge": lambda hs, c: hs.crm.contacts.basic_api.merge(
+            public_merge_input=_two_contacts(c)),
         "hubspot.objects.search": lambda hs, c: hs.crm.deals.search_api.do_search(
             public_object_search_request=PublicObjectSearchRequest(limit=2)),
         "hubspot.batch.read": lambda hs, c: hs.crm.contacts.batch_api.read(

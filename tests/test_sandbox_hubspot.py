@@ -467,7 +467,8 @@ def test_leniences_are_named_knobs(make_sandbox: Any) -> None:
     assert box.admin("hubspot", "POST", "/hubspot/config", {"caseInsensitiveIn": False,
                                                           "batchTraceIds": False}) == {
         "searchLagSeconds": 0.0, "perTenSeconds": 0, "searchPerSecond": 0,
-        "batchTraceIds": False, "batchResultsInInputOrder": True, "caseInsensitiveIn": False}
+        "batchTraceIds": False, "batchResultsInInputOrder": True, "caseInsensitiveIn": False,
+        "defaultLifecycle": True, "calculatedTouch": True}
     again = hs_post(box, f"{c}/search", {"filterGroups": [{"filters": [
         {"propertyName": "firstname", "operator": "IN", "values": ["MacLeod"]}]}]}).json()
     assert again["total"] == 0

@@ -4,6 +4,13 @@ Reproduced on purpose: values are stored and returned as strings; ``lifecyclesta
 forward unless it is first cleared (a backward set is silently ignored); every record of one
 batch gets the same modification timestamp; archiving does not touch the last-modified date;
 and search reads an index that lags writes by ``search_lag`` seconds.
+
+Record lifecycle, as HubSpot runs it (sources in sandbox/README.md's fidelity table): a contact
+or company created without ``lifecyclestage`` gets ``lead``; a second after a create HubSpot
+fills in a calculated property, which moves the last-modified date with no user edit; a merge
+makes a new record with a new id (``hs_merged_object_ids`` lists both old ids), the old ids leave
+no archive entry and only reads by id still answer for them (with the new record); archives are
+purged after ``ARCHIVE_DAYS`` days.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from sandbox.timeutil import hs_format, parse_iso, utcnow
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CLOSED_STAGES = {s[0] for s in DEAL_STAGES if s[3] == "true"}
+CALCULATED_AFTER_SECONDS = 1.0  # HubSpot's own update of calculated properties after a create
+CALCULATED_PROPERTY = "hs_analytics_source_data_1"
+ARCHIVE_DAYS = 90  # HubSpot purges archived records after 90 days
+MERGED = "hs_merged_object_ids"
 
 
 class ValidationFailed(Exception):
@@ -83,6 +94,11 @@ class Portal:
         default_factory=lambda: {name: {} for name in PROPERTIES})
     _pending: list[tuple[float, int, str, str, HsRecord | None]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
+    default_lifecycle: bool = True  # contacts and companies created without a stage get "lead"
+    calculated_touch: bool = True  # HubSpot updates a calculated property after each create
+    _calculated: list[tuple[float, int, str, str]] = field(default_factory=list)
+    merged_into: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {name: {} for name in PROPERTIES})
 
     # -- search index --------------------------------------------------------------------
     def _publish(self, object_type: str, record: HsRecord, now: dt.datetime) -> None:
@@ -94,6 +110,14 @@ class Portal:
         due = now.timestamp() + self.search_lag
         heapq.heappush(self._pending, (due, next(self._seq), object_type, record.id, snapshot))
 
+    def _unpublish(self, object_type: str, record_id: str, now: dt.datetime) -> None:
+        """A record leaves the search index, as late as writes reach it."""
+        if self.search_lag <= 0:
+            self._apply(object_type, record_id, None)
+            return
+        heapq.heappush(self._pending, (now.timestamp() + self.search_lag, next(self._seq),
+                                       object_type, record_id, None))
+
     def _apply(self, object_type: str, record_id: str, snapshot: HsRecord | None) -> None:
         if snapshot is None:
             self._search_view[object_type].pop(record_id, None)
@@ -104,6 +128,7 @@ class Portal:
         """What search sees now: writes older than the lag, in id order."""
         now = utcnow().timestamp()
         with self.lock:
+            self.settle()
             while self._pending and self._pending[0][0] <= now:
                 _, _, obj, rid, snapshot = heapq.heappop(self._pending)
                 self._apply(obj, rid, snapshot)
@@ -165,8 +190,14 @@ class Portal:
             record.properties["hs_lastmodifieddate"] = stamp
         if object_type == "deals":
             record.properties.setdefault("pipeline", "default")
+        if self.default_lifecycle and object_type in ("contacts", "companies") and not \
+                record.properties.get("lifecyclestage"):
+            record.properties["lifecyclestage"] = "lead"
         self._derive(object_type, record)
         self.records[object_type][record.id] = record
+        if self.calculated_touch:
+            heapq.heappush(self._calculated, (now.timestamp() + CALCULATED_AFTER_SECONDS,
+                                              next(self._seq), object_type, record.id))
         if object_type == "contacts" and record.properties.get("email"):
             self._emails[str(record.properties["email"])] = record.id
         self._publish(object_type, record, now)
@@ -204,6 +235,105 @@ class Portal:
         if object_type == "deals":
             stage = record.properties.get("dealstage")
             record.properties["hs_is_closed"] = "true" if stage in CLOSED_STAGES else "false"
+
+    # -- HubSpot's own changes, merges and purges ----------------------------------------
+    def settle(self) -> None:
+        """Apply HubSpot's calculated-property updates that are due and purge archives past
+        ``ARCHIVE_DAYS``. Called by every read; each update is stamped at its due time (or at
+        the record's last write, if a write came later), so results do not depend on when
+        they are looked at."""
+        now = utcnow()
+        with self.lock:
+            while self._calculated and self._calculated[0][0] <= now.timestamp():
+                due, _, object_type, record_id = heapq.heappop(self._calculated)
+                record = self.get(object_type, record_id)
+                if record is not None:
+                    stamp = max(dt.datetime.fromtimestamp(due, dt.UTC), record.updated)
+                    self.calculate(object_type, record, stamp)
+            self.purge_archived(now - dt.timedelta(days=ARCHIVE_DAYS))
+
+    def calculate(self, object_type: str, record: HsRecord, stamp: dt.datetime) -> None:
+        """HubSpot recalculates a property on its own: the last-modified date moves, no value a
+        user can write changes."""
+        record.properties[CALCULATED_PROPERTY] = "INTEGRATION"
+        record.updated = stamp
+        text = hs_format(stamp)
+        record.properties[LAST_MODIFIED[object_type]] = text
+        record.properties["hs_lastmodifieddate"] = text
+        self._publish(object_type, record, stamp)
+
+    def purge_archived(self, before: dt.datetime, ids: set[str] | None = None) -> int:
+        """Archived records archived before ``before`` (or these ids, archived or not) are
+        gone for good: no list, read or search shows them again."""
+        purged = 0
+        with self.lock:
+            for object_type, rows in self.records.items():
+                if ids is not None:
+                    doomed = [rid for rid in rows if rid in ids]
+                else:
+                    doomed = [rid for rid, r in rows.items() if r.archived and r.archived_at
+                              is not None and r.archived_at < before]
+                for rid in doomed:
+                    record = rows.pop(rid)
+                    email = record.properties.get("email")
+                    if object_type == "contacts" and email and self._emails.get(
+                            str(email)) == rid:
+                        self._emails.pop(str(email), None)
+                    self._unpublish(object_type, rid, utcnow())
+                    purged += 1
+        return purged
+
+    def merge(self, object_type: str, primary: HsRecord, secondary: HsRecord,
+              now: dt.datetime) -> HsRecord:
+        """HubSpot's merge: a new record with a new id takes the primary's values (the
+        secondary's where the primary has none); both old records disappear without an
+        archive entry, and their ids (and the ids merged into them before) are listed in
+        ``hs_merged_object_ids``. Associations of both move to the new record."""
+        merged_ids = {primary.id, secondary.id}
+        for old in (primary, secondary):
+            merged_ids.update(i for i in str(old.properties.get(MERGED) or "").split(";") if i)
+        values: dict[str, str | None] = {
+            k: v for k, v in secondary.properties.items() if v is not None}
+        values.update({k: v for k, v in primary.properties.items() if v is not None})
+        record = HsRecord(self.new_id(), values, now, now)
+        stamp = hs_format(now)
+        record.properties.update({
+            "createdate": stamp, "hs_object_id": record.id, LAST_MODIFIED[object_type]: stamp,
+            "hs_lastmodifieddate": stamp,
+            MERGED: ";".join(sorted(merged_ids, key=int))})
+        rows = self.records[object_type]
+        for old in (primary, secondary):
+            rows.pop(old.id, None)
+            self._unpublish(object_type, old.id, now)
+            if old.properties.get("email"):
+                self._emails.pop(str(old.properties["email"]), None)
+        for alias, target in list(self.merged_into[object_type].items()):
+            if target in merged_ids:
+                self.merged_into[object_type][alias] = record.id
+        for old_id in merged_ids:
+            self.merged_into[object_type][old_id] = record.id
+        rows[record.id] = record
+        if object_type == "contacts" and record.properties.get("email"):
+            self._emails[str(record.properties["email"])] = record.id
+        for (from_type, to_type), table in list(self.associations.items()):
+            for old in (primary, secondary):
+                if from_type == object_type and old.id in table:
+                    for to_id, types in table.pop(old.id).items():
+                        table.setdefault(record.id, {}).setdefault(to_id, set()).update(types)
+                if to_type == object_type:
+                    for targets in table.values():
+                        if old.id in targets:
+                            targets.setdefault(record.id, set()).update(targets.pop(old.id))
+        self._publish(object_type, record, now)
+        return record
+
+    def resolve(self, object_type: str, record_id: str) -> HsRecord | None:
+        """A read by id: a merged-away id answers with the record it was merged into (with
+        that record's own, new id), as HubSpot's reads by id do."""
+        record = self.get(object_type, record_id)
+        if record is None and record_id in self.merged_into[object_type]:
+            record = self.get(object_type, self.merged_into[object_type][record_id])
+        return record
 
     def archive(self, object_type: str, record: HsRecord, now: dt.datetime) -> None:
         record.archived = True

@@ -84,6 +84,12 @@ _COMMON = [
     _p("hs_object_id", "Record ID", "number", "number", read_only=True),
     _p("hubspot_owner_id", "Owner", "enumeration", "select"),
     _p("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", read_only=True),
+    # Set by HubSpot on the record a merge makes: the ids merged into it, ";"-separated.
+    _p("hs_merged_object_ids", "Merged record IDs", "enumeration", "checkbox",
+       read_only=True),
+    # A calculated property HubSpot fills in on its own after a create (original source).
+    _p("hs_analytics_source_data_1", "Original Source Drill-Down 1", read_only=True,
+       calculated=True),
 ]
 
 

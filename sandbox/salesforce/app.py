@@ -680,6 +680,12 @@ class SalesforceEmulator:
         except (ValueError, KeyError) as exc:
             return json_response({"success": False, "error": str(exc)}, 400)
 
+    def admin_purge(self, call: Call) -> Response:
+        """``{ids?}``: hard-delete these rows, or empty the whole recycle bin."""
+        body = call.json() or {}
+        ids = [str(i) for i in body["ids"]] if body.get("ids") else None
+        return json_response({"purged": self.org.purge(ids)})
+
     def admin_age(self, call: Call) -> Response:
         body = call.json() or {}
         try:
@@ -771,6 +777,7 @@ class SalesforceEmulator:
             Route("POST", a + "/merge", "admin", self.admin_merge),
             Route("POST", a + "/expireSessions", "admin", self.admin_expire),
             Route("POST", a + "/age", "admin", self.admin_age),
+            Route("POST", a + "/purge", "admin", self.admin_purge),
             Route("POST", a + "/config", "admin", self.admin_config),
             Route("GET", a + "/counts", "admin", self.admin_counts),
         ]

@@ -594,6 +594,24 @@ class Org:
             master["SystemModstamp"] = stamp
             return {"id": master["Id"], "mergedRecordIds": gone, "success": True}
 
+    def purge(self, ids: list[str] | None = None) -> int:
+        """Rows gone for good: the given ids (a hard delete, or ``emptyRecycleBin`` of
+        deleted ones), or, with none given, every deleted row (the recycle bin emptied).
+        Purged rows show in neither ``queryAll`` nor ``getDeleted``."""
+        wanted = {to18(i) for i in ids} if ids is not None else None
+        purged: set[str] = set()
+        with self.lock:
+            for sobject, rows in self.records.items():
+                doomed = [rid for rid, rec in rows.items()
+                          if (rid in wanted if wanted is not None else rec["IsDeleted"])]
+                for rid in doomed:
+                    rec = rows.pop(rid)
+                    if not rec["IsDeleted"]:
+                        self._index(sobject, rec, add=False)
+                    purged.add(rid)
+            self.deleted_log = [e for e in self.deleted_log if e.id not in purged]
+        return len(purged)
+
     def age(self, record_id: str, delta: dt.timedelta) -> None:
         """Move a record's stamps (and its deletion, if deleted) ``delta`` into the past."""
         with self.lock:
