@@ -66,6 +66,9 @@ class SandboxConfig:
     case_insensitive_in: bool = False
     duplicate_rule: bool = False
     salesforce_daily_api_max: int = 1_000_000
+    # Lifecycle stages the portal defined itself: (id, label, the stage it follows). Not a
+    # lenience: a portal setting, as in HubSpot, where admins may add stages.
+    custom_lifecycle_stages: tuple[tuple[str, str, str], ...] = ()
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 
 
@@ -170,6 +173,8 @@ class SandboxServer:
         # Seeded records predate the sandbox, so the search index already holds them: seed
         # without lag, then let later writes lag.
         self.portal = Portal(search_lag=0.0)
+        for stage_id, label, after in config.custom_lifecycle_stages:
+            self.portal.add_lifecycle_stage(stage_id, label, after)
         self.seeded = seed(self.org, self.portal, config.seed, config.sizes)
         self.portal.search_lag = config.search_lag_seconds
 
