@@ -158,7 +158,27 @@ class PairPlanner:
                     change.side, change.field, original, change.new, change.rule,
                     change.reason, change.key)
             warnings += latest.warnings
+        self._stage_follows_pipeline(merged, sf, hs)
         return Plan(changes=list(merged.values()), warnings=list(dict.fromkeys(warnings)))
+
+    def _stage_follows_pipeline(self, merged: dict[tuple[Side, str], FieldChange],
+                                sf: Mapping[str, Any], hs: Mapping[str, Any]) -> None:
+        """A deal moved to another pipeline needs a stage of that pipeline in the same write
+        (HubSpot refuses a stage of another pipeline): Salesforce's stage, translated with
+        the new pipeline's stage map, goes along."""
+        moved = merged.get(("hubspot", "pipeline"))
+        if moved is None or self.route_by is None or ("hubspot", "dealstage") in merged:
+            return
+        stage = next((f for f in self.fields_for(sf, hs) if f.hs == "dealstage"), None)
+        if stage is None:
+            return
+        new = stage.to_hs(sf.get(stage.sf))
+        if isinstance(new, Unmapped) or blank(new):
+            return
+        merged.pop(("salesforce", stage.sf), None)
+        merged[("hubspot", "dealstage")] = FieldChange(
+            "hubspot", "dealstage", hs.get("dealstage"), new, stage.rule.value,
+            f"the deal moves to pipeline {moved.new}: its stage follows Salesforce", stage.key)
 
     def _round(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
                history: Mapping[str, tuple[Any, Any]], sf_modified: float,

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from connectors.records import WriteRecord
 from mapping.model import MappingFile
+from mapping.rules import PairPlanner
 from sandbox.admin import SandboxClient
 from sync_agent import state
 from sync_agent.cli import app
@@ -297,3 +298,24 @@ def test_a_queue_owned_cold_lead_gets_its_task_from_the_fallback_user(
 
 
 
+
+
+def test_a_deal_moved_to_another_pipeline_goes_back_with_a_stage_of_that_pipeline() -> None:
+    renewal, new_business = "0125g0000000002AAA", "0125g0000000001AAA"
+    planner = PairPlanner(MAPPING, "opportunities",
+                          record_types={renewal: "Renewal", new_business: "New_Business"})
+    created = planner.plan({"RecordTypeId": renewal, "StageName": "Negotiation/Review",
+                            "Name": "D"}, {})
+    assert {(c.field, c.new) for c in created.changes} >= {("pipeline", RENEWALS),
+                                                            ("dealstage", "1033186542")}
+    # someone dragged the deal into the default pipeline in HubSpot: Salesforce's record
+    # type decides the pipeline, and the stage must come along (HubSpot refuses a stage of
+    # another pipeline)
+    moved = planner.plan(
+        {"RecordTypeId": renewal, "StageName": "Closed Won", "Name": "D"},
+        {"pipeline": "default", "dealstage": "closedwon", "dealname": "D"},
+        {"RecordTypeId>pipeline": (renewal, RENEWALS),
+         "StageName>dealstage": ("Closed Won", "1033186543"), "Name>dealname": ("D", "D")},
+        sf_modified=1.0, hs_modified=2.0)
+    assert sorted((c.side, c.field, c.new) for c in moved.changes) == [
+        ("hubspot", "dealstage", "1033186543"), ("hubspot", "pipeline", RENEWALS)]
