@@ -23,7 +23,7 @@ from sync_agent.cli import app
 from sync_agent.cycle import run_cycle
 from tests.conftest import hubspot_client, salesforce_client
 from tests.test_cycle import MAPPING, fresh
-from tests.test_cycle_stages import WEEK, gap, new_lead, tasks_on
+from tests.test_cycle_stages import WEEK, gap, hs_of, new_lead, tasks_on
 
 DEFAULT = Path(__file__).resolve().parents[1] / "mapping" / "default.yaml"
 CUSTOM_STAGE = ("1234567", "Onboarding", "customer")
@@ -284,6 +284,8 @@ def test_a_queue_owned_cold_lead_gets_its_task_from_the_fallback_user(
     assert task.values["OwnerId"] == fallback.id
     after = sf.read_by_ids("Lead", [lead], ["OwnerId"])[0].values
     assert after["OwnerId"] == queue  # the queue is never replaced from HubSpot
+    contact = hs.read_by_ids("contacts", [hs_of(store, lead)], ["hubspot_owner_id"])[0]
+    assert contact.values["hubspot_owner_id"] is None  # a queue has no HubSpot owner
     # without a fallback user no task is made, and the cold lead's gap says why
     box2, sf2, hs2, store2 = fresh(make_sandbox, tmp_path / "second")
     queue2 = salesforce_client(box2).query(
