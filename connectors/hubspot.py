@@ -204,8 +204,9 @@ class HubSpotConnector:
             forward_only=p.name == LIFECYCLE) for p in props}
         pipelines: dict[str, list[Stage]] = {}
         if name in PIPELINED:
+            source = PIPELINED[name]
             found = self._call("pipelines.list",
-                               lambda: self.pipelines_api.get_all(object_type=name)).results
+                               lambda: self.pipelines_api.get_all(object_type=source)).results
             for pipeline in sorted(found, key=lambda p: p.display_order or 0):
                 pipelines[pipeline.id] = [Stage(
                     id=s.id, label=s.label, order=s.display_order,
@@ -712,8 +713,10 @@ def data_error(object_type: str, result: WriteResult) -> DataError:
                      code=result.error.code)
 
 
-# Objects whose stage properties take their values from /crm/v3/pipelines/{object}.
-PIPELINED = ("contacts", "companies", "deals")
+# Objects whose stage properties take their values from a pipeline, and whose: lifecycle
+# stages are one set for contacts and companies, read from the contacts' lifecycle pipeline
+# (the recorded amp-pipelines-contacts-lifecycle.json; a companies one is not recorded).
+PIPELINED = {"contacts": "contacts", "companies": "contacts", "deals": "deals"}
 
 
 def _options_from_pipelines(name: str, fields: dict[str, FieldInfo],
