@@ -280,16 +280,18 @@ class HubSpotConnector:
             calculated=bool(p.calculated), unique=bool(p.has_unique_value),
             forward_only=p.name == LIFECYCLE) for p in props}
         pipelines: dict[str, list[Stage]] = {}
-        if name == "deals":
+        if name in PIPELINED:
+            source = PIPELINED[name]
             found = self._call("pipelines.list",
-                               lambda: self.pipelines_api.get_all(object_type=name)).results
-            for pipeline in found:
+                               lambda: self.pipelines_api.get_all(object_type=source)).results
+            for pipeline in sorted(found, key=lambda p: p.display_order or 0):
                 pipelines[pipeline.id] = [Stage(
                     id=s.id, label=s.label, order=s.display_order,
                     probability=float(s.metadata["probability"])
                     if s.metadata.get("probability") not in (None, "") else None,
                     closed=str(s.metadata.get("isClosed", "false")) == "true")
                     for s in sorted(pipeline.stages, key=lambda s: s.display_order)]
+            fields = _options_from_pipelines(name, fields, pipelines)
         schema = ObjectSchema(system=SYSTEM, object=name, fields=fields, pipelines=pipelines)
         self._schemas[object_type] = schema
         return schema
@@ -913,3 +915,27 @@ def data_error(object_type: str, result: WriteResult) -> DataError:
                      f"{result.error.message}", record_id=result.id,
                      field=result.error.fields[0] if result.error.fields else None,
                      code=result.error.code)
+
+
+# Objects whose stage properties take their values from a pipeline, and whose: lifecycle
+# stages are one set for contacts and companies, read from the contacts' lifecycle pipeline
+# (the recorded amp-pipelines-contacts-lifecycle.json; a companies one is not recorded).
+PIPELINED = {"contacts": "contacts", "companies": "contacts", "deals": "deals"}
+
+
+def _options_from_pipelines(name: str, fields: dict[str, FieldInfo],
+                            pipelines: dict[str, list[Stage]]) -> dict[str, FieldInfo]:
+    """The valid values of properties with ``externalOptions: true`` come from pipelines:
+    ``dealstage`` lists no options at all and ``lifecyclestage`` only HubSpot's defaults, so
+    a portal's own lifecycle stages and every deal pipeline's (often numeric) stage ids are
+    known only from there. HubSpot refuses any other value, so the property is restricted."""
+    stage_ids = tuple(dict.fromkeys(s.id for stages in pipelines.values() for s in stages))
+    values = {"dealstage": stage_ids, "pipeline": tuple(pipelines)} if name == "deals" else {
+        LIFECYCLE: stage_ids}
+    out = dict(fields)
+    for prop, allowed in values.items():
+        if prop in out and allowed:
+            out[prop] = out[prop].model_copy(update={"picklist_values": allowed,
+                                                     "restricted_picklist": True})
+    return out
+

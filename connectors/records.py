@@ -102,6 +102,8 @@ class ObjectSchema(BaseModel):
     label: str = ""
     fields: dict[str, FieldInfo]
     pipelines: dict[str, list[Stage]] = Field(default_factory=dict)
+    # Salesforce record types of the object, id -> developer name (the master one left out).
+    record_types: dict[str, str] = Field(default_factory=dict)
 
 
 class WriteRecord(BaseModel):

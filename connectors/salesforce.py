@@ -259,8 +259,10 @@ class SalesforceConnector:
                 restricted_picklist=bool(f.get("restrictedPicklist")),
                 calculated=bool(f.get("calculated")), unique=bool(f.get("unique")),
                 external_id=bool(f.get("externalId")))
+        record_types = {str(t["recordTypeId"]): str(t["developerName"])
+                        for t in body.get("recordTypeInfos") or [] if not t.get("master")}
         schema = ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
-                              fields=fields)
+                              fields=fields, record_types=record_types)
         self._schemas[object_name] = schema
         return schema
 

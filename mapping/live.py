@@ -90,7 +90,8 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
         if "OwnerId" in sf.fields:
             check.field("hubspot", hs, owners.hubspot_property, ("owners", "hubspot_property"))
     for name, smap in mapping.stage_maps.items():
-        _check_stage_map(check, name, smap)
+        _check_stage_map(check, name, smap, mapping)
+    _check_deal_pipelines(check, mapping)
     for index, sla in enumerate(mapping.sla):
         sla_pair = next((p for p in mapping.objects if p.name == sla.pair), None)
         sla_hs = check.cache.get(("hubspot", sla_pair.hubspot)) if sla_pair else None
@@ -149,7 +150,12 @@ def _coverage(check: LiveChecker, rule: FieldRule, source: FieldInfo, target: Fi
         return
     convert, _ = compile_chain(rule.transforms, target_side, stage)
     allowed = set(target.picklist_values)
+    vmap = next((t for t in rule.transforms if isinstance(t, ValueMap)), None)
+    ignored = set((vmap.ignore_salesforce if target_side == "hubspot" else vmap.ignore_hubspot)
+                  if vmap is not None else ())
     for value in source.picklist_values:
+        if value in ignored:
+            continue  # left out on purpose
         carried = convert(value)
         if isinstance(carried, Unmapped) or (carried is not None and str(carried) not in allowed):
             check.add((*path, "transforms"), f"{source.name} value {value!r} becomes "
@@ -158,7 +164,23 @@ def _coverage(check: LiveChecker, rule: FieldRule, source: FieldInfo, target: Fi
                       f"map {value!r} to one of {sorted(allowed)[:8]}")
 
 
-def _check_stage_map(check: LiveChecker, name: str, smap: StageMap) -> None:
+def _pipelines_of(mapping: MappingFile | None, name: str, schema: ObjectSchema
+                  ) -> list[tuple[str, str]]:
+    """The deal pipelines stage map ``name`` writes stages into, each with the mapping path
+    that sends deals there: the routes of ``deal_pipelines`` using it, else HubSpot's default
+    pipeline (where a deal without one goes)."""
+    routing = mapping.deal_pipelines if mapping is not None else None
+    routed = [(r.pipeline, "deal_pipelines." + (where if where == "default"
+                                                else f"record_types.{where}"))
+              for where, r in (routing.routes() if routing else []) if r.stage_map == name]
+    if routed:
+        return list(dict((p, w) for p, w in reversed(routed) if p in schema.pipelines).items())
+    first = "default" if "default" in schema.pipelines else next(iter(schema.pipelines))
+    return [(first, "HubSpot's default pipeline")]
+
+
+def _check_stage_map(check: LiveChecker, name: str, smap: StageMap,
+                     mapping: MappingFile | None = None) -> None:
     base: PathKey = ("stage_maps", name)
     for side, spec in (("salesforce", smap.salesforce_field), ("hubspot", smap.hubspot_field)):
         object_name, _, field_name = spec.partition(".")
@@ -170,15 +192,48 @@ def _check_stage_map(check: LiveChecker, name: str, smap: StageMap) -> None:
             continue
         mapped = {v for pair in smap.stages for v in getattr(pair, side)}
         ignored = set(getattr(smap, f"ignore_{side}"))
-        real = set(found.picklist_values)
-        if side == "hubspot" and schema.pipelines:
-            real = {s.id for stages in schema.pipelines.values() for s in stages}
-        for index, pair in enumerate(smap.stages):
-            for value in getattr(pair, side):
-                if real and value not in real:
-                    check.add((*base, "stages", index, side),
-                              f"{spec} has no stage {value!r}",
-                              f"use one of {sorted(real)[:10]}")
-        for value in sorted(real - mapped - ignored):
-            check.add((*base, "stages"), f"{side} stage {value!r} of {spec} is not mapped",
-                      f"map it in stages:, or list it under ignore_{side}:")
+        # Deal stage ids belong to one pipeline: check against each pipeline the map serves.
+        targets: list[tuple[set[str], str]] = [(set(found.picklist_values), "")]
+        if side == "hubspot" and field_name == "dealstage" and schema.pipelines:
+            targets = [({s.id for s in schema.pipelines[p]},
+                        f" in pipeline {p!r} (where {via} sends deals)")
+                       for p, via in _pipelines_of(mapping, name, schema)]
+        for real, where in targets:
+            for index, pair in enumerate(smap.stages):
+                for value in getattr(pair, side):
+                    if real and value not in real:
+                        check.add((*base, "stages", index, side),
+                                  f"{spec} has no stage {value!r}{where}",
+                                  f"use one of {sorted(real)[:10]}")
+            for value in sorted(real - mapped - ignored):
+                check.add((*base, "stages"), f"{side} stage {value!r} of {spec} is not "
+                          f"mapped{where}", f"map it in stages:, or list it under "
+                          f"ignore_{side}:")
+
+
+def _check_deal_pipelines(check: LiveChecker, mapping: MappingFile) -> None:
+    """Every routed pipeline exists, every record type named exists on the Salesforce object,
+    and every stage map is of the Opportunity stage and deal stage fields."""
+    routing = mapping.deal_pipelines
+    pair = next((p for p in mapping.objects if routing and p.name == routing.pair), None)
+    if routing is None or pair is None:
+        return
+    base: PathKey = ("deal_pipelines",)
+    sf = check.schema("salesforce", pair.salesforce, (*base, "pair"))
+    hs = check.schema("hubspot", pair.hubspot, (*base, "pair"))
+    if sf is None or hs is None:
+        return
+    check.field("salesforce", sf, routing.record_type_field, (*base, "record_type_field"))
+    known = sorted(sf.record_types.values())
+    for name in routing.record_types:
+        if name not in known:
+            check.add((*base, "record_types", name), f"{sf.object} has no record type {name!r}",
+                      f"use one of {known}" if known else
+                      f"{sf.object} has no record types: remove record_types")
+    for where, route in routing.routes():
+        path: PathKey = (*base, where) if where == "default" else (*base, "record_types", where)
+        if route.pipeline not in hs.pipelines:
+            labels = sorted(hs.pipelines)
+            check.add((*path, "pipeline"), f"HubSpot has no {pair.hubspot} pipeline "
+                      f"{route.pipeline!r}", f"use a pipeline's internal id, one of {labels}")
+

@@ -59,6 +59,10 @@ class ValueMap(Strict):
     kind: Literal["value_map"]
     values: dict[str, str]
     reverse: dict[str, str] = Field(default_factory=dict)
+    # Values with no counterpart on the other side, left out on purpose: never carried across
+    # (the other side keeps its value; the plan says so), and not reported by validate --live.
+    ignore_salesforce: list[str] = Field(default_factory=list)
+    ignore_hubspot: list[str] = Field(default_factory=list)
 
 
 class Coerce(Strict):
@@ -250,12 +254,46 @@ class SlaRule(Strict):
 
 
 class Owners(Strict):
-    """Salesforce users and HubSpot owners are the same people when their emails match."""
+    """Salesforce users and HubSpot owners are the same people when their emails match.
+
+    A Lead (or Task) may be owned by a queue (a Salesforce Group, id prefix ``00G``) rather
+    than a user. A queue has no HubSpot owner, so a queue-owned record's HubSpot owner is left
+    as it is (``queues: leave_hubspot_owner``, the plan says why), and Salesforce's queue is
+    never overwritten from HubSpot. A queue cannot own Tasks, so the SLA's follow-up Task for a
+    queue-owned lead goes to ``queue_task_owner`` (a Salesforce user's email); without one the
+    Task is not created and the cold lead's gap says why."""
 
     match_by: Literal["email"] = "email"
     salesforce_field: str = "OwnerId"
     hubspot_property: str = "hubspot_owner_id"
     sync: Rule = Rule.PREFER_SALESFORCE_UNLESS_BLANK
+    queues: Literal["leave_hubspot_owner"] = "leave_hubspot_owner"
+    queue_task_owner: str | None = Field(
+        None, description="email of the Salesforce user who gets tasks for queue-owned records")
+
+
+class PipelineRoute(Strict):
+    """One HubSpot deal pipeline (its internal id, often a number) and the stage map that
+    translates Opportunity stages into that pipeline's stage ids."""
+
+    pipeline: str
+    stage_map: str
+
+
+class DealPipelines(Strict):
+    """Which HubSpot pipeline a pair's deals go to, per Salesforce record type (by developer
+    name), as HubSpot's own Salesforce connector does. Opportunities of an unlisted record type
+    (or of none) go to ``default``. A deal cannot be created without a pipeline, and its stage
+    must be one of that pipeline's stages."""
+
+    pair: str = "opportunities"
+    record_type_field: str = "RecordTypeId"
+    default: PipelineRoute
+    record_types: dict[str, PipelineRoute] = Field(default_factory=dict)
+
+    def routes(self) -> list[tuple[str, PipelineRoute]]:
+        """Every route with where it is written (``default`` or a record type's name)."""
+        return [("default", self.default), *self.record_types.items()]
 
 
 class LeadScore(Strict):
@@ -297,3 +335,4 @@ class MappingFile(Strict):
     lead_score: LeadScore | None = None
     safety: Safety = Field(default_factory=Safety)
     salesforce: SalesforceOptions = Field(default_factory=SalesforceOptions)
+    deal_pipelines: DealPipelines | None = None

@@ -99,11 +99,38 @@ def pair_rules(mapping: MappingFile, pair_name: str,
 
 
 class PairPlanner:
-    """Plans one object pair's fields; build once per mapping, call per linked pair."""
+    """Plans one object pair's fields; build once per mapping, call per linked pair.
+
+    For the pair ``deal_pipelines`` names, ``record_types`` (id -> developer name, from
+    Salesforce's describe) adds the rule writing the deal's ``pipeline``, and each deal is
+    planned with the stage map of its own pipeline."""
 
     def __init__(self, mapping: MappingFile, pair_name: str,
-                 extra: Sequence[FieldRule] = ()) -> None:
-        self.fields = compile_fields(pair_rules(mapping, pair_name, extra), mapping)
+                 extra: Sequence[FieldRule] = (),
+                 record_types: Mapping[str, str] | None = None) -> None:
+        from mapping.pipelines import deal_pipelines_of, pipeline_rule, routed_rules
+
+        routing = deal_pipelines_of(mapping, pair_name)
+        if routing is not None:
+            extra = [*extra, pipeline_rule(routing, record_types or {})]
+        rules = pair_rules(mapping, pair_name, extra)
+        self.fields = compile_fields(rules, mapping)
+        self.routed: dict[str, list[CompiledField]] = {}
+        self.route_by: CompiledField | None = None
+        if routing is not None:
+            hubspot_object = next(p.hubspot for p in mapping.objects if p.name == pair_name)
+            self.routed = {pipeline: compile_fields(routed, mapping) for pipeline, routed in
+                           routed_rules(mapping, routing, hubspot_object, rules).items()}
+            self.route_by = next(f for f in self.fields if f.hs == "pipeline")
+
+    def fields_for(self, sf: Mapping[str, Any], hs: Mapping[str, Any]) -> list[CompiledField]:
+        """The compiled fields for this record: its pipeline's, when deals are routed (by the
+        Salesforce record type when there is a Salesforce record, else by the deal's own)."""
+        if self.route_by is None:
+            return self.fields
+        route = self.route_by
+        pipeline = route.to_hs(sf.get(route.sf)) if sf else hs.get(route.hs)
+        return self.routed.get(str(pipeline), self.fields)
 
     def plan(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
              last: Mapping[str, tuple[Any, Any]] | None = None,
@@ -131,13 +158,33 @@ class PairPlanner:
                     change.side, change.field, original, change.new, change.rule,
                     change.reason, change.key)
             warnings += latest.warnings
+        self._stage_follows_pipeline(merged, sf, hs)
         return Plan(changes=list(merged.values()), warnings=list(dict.fromkeys(warnings)))
+
+    def _stage_follows_pipeline(self, merged: dict[tuple[Side, str], FieldChange],
+                                sf: Mapping[str, Any], hs: Mapping[str, Any]) -> None:
+        """A deal moved to another pipeline needs a stage of that pipeline in the same write
+        (HubSpot refuses a stage of another pipeline): Salesforce's stage, translated with
+        the new pipeline's stage map, goes along."""
+        moved = merged.get(("hubspot", "pipeline"))
+        if moved is None or self.route_by is None or ("hubspot", "dealstage") in merged:
+            return
+        stage = next((f for f in self.fields_for(sf, hs) if f.hs == "dealstage"), None)
+        if stage is None:
+            return
+        new = stage.to_hs(sf.get(stage.sf))
+        if isinstance(new, Unmapped) or blank(new):
+            return
+        merged.pop(("salesforce", stage.sf), None)
+        merged[("hubspot", "dealstage")] = FieldChange(
+            "hubspot", "dealstage", hs.get("dealstage"), new, stage.rule.value,
+            f"the deal moves to pipeline {moved.new}: its stage follows Salesforce", stage.key)
 
     def _round(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
                history: Mapping[str, tuple[Any, Any]], sf_modified: float,
                hs_modified: float) -> Plan:
         result = Plan()
-        for f in self.fields:
+        for f in self.fields_for(sf, hs):
             if f.rule is Rule.NONE:
                 continue
             s = sf.get(f.sf)

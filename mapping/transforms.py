@@ -102,10 +102,14 @@ def _value_map(vmap: ValueMap, target: str) -> Fn:
             table.setdefault(dest, source)
         table.update(vmap.reverse)
 
+    ignored = set(vmap.ignore_salesforce if target == "hubspot" else vmap.ignore_hubspot)
+
     def mapped(value: Any) -> Any:
         key = _to_text(value)
         if key in table:
             return table[key]
+        if key in ignored:
+            return Unmapped(f"{value!r} is left out of the value map on purpose")
         return Unmapped(f"{value!r} has no entry in the value map")
     return mapped
 

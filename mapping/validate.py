@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from mapping.loader import LoadError, Located, PathKey, load_file, load_text
 from mapping.model import (
     BusinessHours,
+    DealPipelines,
     FieldRule,
     LeadScore,
     MappingFile,
@@ -30,7 +31,8 @@ from mapping.model import (
 from mapping.problems import Problem
 
 SECTIONS: dict[str, type[BaseModel]] = {"business_hours": BusinessHours, "owners": Owners,
-                                        "lead_score": LeadScore}
+                                        "lead_score": LeadScore,
+                                        "deal_pipelines": DealPipelines}
 
 
 def _vocabulary() -> list[str]:
@@ -337,6 +339,42 @@ def _cycles(graph: dict[tuple[str, str], str], rule: Recycle) -> bool:
     return current in seen
 
 
+def _check_deal_pipelines(check: Checker, parsed: MappingFile) -> None:
+    """Deals need a pipeline; each route's stage map must be of the pair's stage fields."""
+    routing = parsed.deal_pipelines
+    deals = [(i, p) for i, p in enumerate(parsed.objects) if p.hubspot == "deals"]
+    if routing is None:
+        for index, pair in deals:
+            if pair.create_in_hubspot.enabled:
+                check.add(("objects", index, "create_in_hubspot"),
+                          f"pair {pair.name!r} creates HubSpot deals, which need a pipeline",
+                          "add deal_pipelines: {pair: ..., default: {pipeline: default, "
+                          "stage_map: ...}}")
+        return
+    routed = next((p for _, p in deals if p.name == routing.pair), None)
+    if routed is None:
+        check.add(("deal_pipelines", "pair"), f"no object pair of HubSpot deals named "
+                  f"{routing.pair!r}", f"use one of {sorted(p.name for _, p in deals)}")
+        return
+    pair = routed
+    stage = next((f for f in pair.fields if f.stage_map is not None
+                  and f.hubspot == "dealstage"), None)
+    for where, route in routing.routes():
+        path = ("deal_pipelines", where) if where == "default" else (
+            "deal_pipelines", "record_types", where)
+        smap = parsed.stage_maps.get(route.stage_map)
+        if smap is None:
+            check.add((*path, "stage_map"), f"no stage map named {route.stage_map!r}",
+                      f"use one of {sorted(parsed.stage_maps)}")
+        elif stage is not None and (
+                smap.salesforce_field != f"{pair.salesforce}.{stage.salesforce}"
+                or smap.hubspot_field != f"{pair.hubspot}.dealstage"):
+            check.add((*path, "stage_map"), f"stage map {route.stage_map!r} is for "
+                      f"{smap.salesforce_field} and {smap.hubspot_field}, not "
+                      f"{pair.salesforce}.{stage.salesforce} and {pair.hubspot}.dealstage",
+                      "use a stage map of these fields")
+
+
 def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
     check = Checker(located)
     parsed = _parse(check)
@@ -359,6 +397,8 @@ def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
         except ValidationError:
             score = None
     _semantics(check, pairs, maps, slas, business, score)
+    if parsed is not None:
+        _check_deal_pipelines(check, parsed)
     problems = sorted(check.problems, key=lambda p: (p.line, p.column))
     has_error = any(p.severity == "error" for p in problems)
     return (parsed if not has_error else None), problems

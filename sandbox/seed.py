@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.hubspot.portal import Portal
-from sandbox.hubspot.schema import DEAL_STAGES
+from sandbox.hubspot.schema import DEAL_STAGES, RENEWALS_PIPELINE
 from sandbox.salesforce.org import Org
-from sandbox.salesforce.schema import OBJECTS, OPPORTUNITY_STAGE, STAGE_PROBABILITY
+from sandbox.salesforce.schema import (
+    INDUSTRY,
+    OBJECTS,
+    OPPORTUNITY_RECORD_TYPES,
+    OPPORTUNITY_STAGE,
+    STAGE_PROBABILITY,
+    record_type_id,
+)
 from sandbox.timeutil import hs_format
 
 FIRST = ["Ada", "Bertha", "Carlos", "Dmitri", "Elena", "Farah", "Gustavo", "Hana", "Ivan",
@@ -43,6 +50,14 @@ SF_TO_HS_STAGE = {
     "Proposal/Price Quote": "contractsent", "Negotiation/Review": "contractsent",
     "Closed Won": "closedwon", "Closed Lost": "closedlost",
 }
+# Renewal deals live in the portal's second pipeline, whose stage ids are numbers.
+RENEWAL_STAGE = {"appointmentscheduled": "1033186541", "qualifiedtobuy": "1033186541",
+                 "presentationscheduled": "1033186541", "decisionmakerboughtin": "1033186542",
+                 "contractsent": "1033186542", "closedwon": "1033186543",
+                 "closedlost": "1033186544"}
+# Queues that own leads (a Group of Type Queue supporting Lead): leads routed to a team.
+QUEUES = (("Inbound_Leads", "Inbound Leads"), ("EMEA_Leads", "EMEA Leads"))
+QUEUED_LEAD_SHARE = 20  # one lead in this many is owned by a queue
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,9 @@ def _sf_insert(org: Org, sobject: str, values: dict[str, Any], stamp: dt.datetim
 def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[str, int]:
     """Fill both emulators; returns the counts created per object."""
     rng = random.Random(seed_value)
+    # Draws added later (industries, queues) come from their own stream, so the records the
+    # main stream makes stay as they were for a given seed.
+    extra = random.Random(f"{seed_value}:schemas")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     make = _Maker(rng, now)
     org_start = now - dt.timedelta(days=400)
@@ -164,6 +182,20 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
                    "userIdIncludingInactive": 9199999, "createdAt": hs_format(org_start),
                    "updatedAt": hs_format(org_start), "archived": False})
     portal.owners = owners
+    portal.deal_pipelines.append(RENEWALS_PIPELINE)
+    record_types = {}
+    for index, (developer_name, label) in enumerate(OPPORTUNITY_RECORD_TYPES, start=1):
+        rid = _sf_insert(org, "RecordType", {"Name": label, "DeveloperName": developer_name,
+                                             "SobjectType": "Opportunity", "IsActive": True},
+                         org_start, integration)
+        assert rid == record_type_id(index), "record types must be the org's first"
+        record_types[developer_name] = rid
+    queues = []
+    for developer_name, label in QUEUES:
+        qid = _sf_insert(org, "Group", {"Name": label, "DeveloperName": developer_name,
+                                        "Type": "Queue"}, org_start, integration)
+        org.queue_objects[qid] = frozenset({"Lead"})
+        queues.append(qid)
     owner_by_user: dict[str, str] = {users[i][0]: str(owners[i]["id"])
                                      for i in range(len(owners) - 1)}
 
@@ -173,10 +205,10 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         stamp = make.moment()
         owner = rng.choice(users)[0]
         name = make.company()
-        industries = OBJECTS["Account"].fields["Industry"].picklist
+        rng.randrange(12)  # the draw of the industry before it had its own stream
         account_values: dict[str, Any] = {
             "Name": name, "Website": f"https://{name.split()[0].lower()}.example.com",
-            "Industry": rng.choice(industries.values if industries else ("Other",)),
+            "Industry": extra.choice(INDUSTRY.values),
             "OwnerId": owner, "NumberOfEmployees": rng.randint(5, 5000)}
         aid = _sf_insert(org, "Account", account_values, stamp, integration)
         accounts.append((aid, name, owner))
@@ -185,6 +217,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     hs_contacts = 0
     email_number = 0
     previous_emails: list[str] = []
+    lead_ids: list[str] = []
     for _ in range(sizes.leads):
         first, last = make.person()
         email_number += 1
@@ -202,7 +235,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
             "Phone": make.phone(), "Status": status, "OwnerId": owner,
             "LeadSource": rng.choice(["Web", "Partner Referral", "Trade Show", "Other", None]),
             "Title": rng.choice(["CTO", "VP Marketing", "Head of Ops", None])}
-        _sf_insert(org, "Lead", lead, stamp, integration)
+        lead_ids.append(_sf_insert(org, "Lead", lead, stamp, integration))
         if lead_email:
             previous_emails.append(lead_email)
         if lead_email and rng.random() < 0.6:
@@ -215,6 +248,10 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
                             STATUS_TO_HS_LEAD[status], owner_by_user.get(owner))
                 hs_contacts += 1
     counts["Lead"] = sizes.leads
+    # Leads an assignment rule routed to a queue after their contact reached HubSpot.
+    for lead_id in extra.sample(lead_ids, k=len(lead_ids) // QUEUED_LEAD_SHARE):
+        org.records["Lead"][lead_id]["OwnerId"] = extra.choice(queues)
+    counts["Group"] = len(queues)
 
     contacts = []
     for _ in range(sizes.contacts):
@@ -271,13 +308,17 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
             "Name": name, "AccountId": account[0] if account else None, "StageName": stage,
             "CloseDate": close, "Amount": amount, "Probability": STAGE_PROBABILITY[stage],
             "OwnerId": account[2] if account else rng.choice(users)[0],
+            "RecordTypeId": record_types["Renewal" if kind == "Renewal" else "New_Business"],
         }, stamp, integration)
         if rng.random() < 0.5:
             hs_stage = SF_TO_HS_STAGE[stage]
             if rng.random() < 0.1:
                 hs_stage = rng.choice([s[0] for s in DEAL_STAGES])
+            pipeline = "default"
+            if kind == "Renewal":
+                hs_stage, pipeline = RENEWAL_STAGE[hs_stage], RENEWALS_PIPELINE.id
             portal.create("deals", {"dealname": name, "amount": str(int(amount)),
-                                    "dealstage": hs_stage, "pipeline": "default",
+                                    "dealstage": hs_stage, "pipeline": pipeline,
                                     "closedate": f"{close.isoformat()}T00:00:00.000Z"}, stamp)
             deals += 1
     counts["Opportunity"] = sizes.opportunities

@@ -85,6 +85,9 @@ class SandboxConfig:
     salesforce_user_permissions: dict[str, bool] = field(
         default_factory=lambda: dict.fromkeys(USER_PERMISSIONS, True))
     salesforce_denied: tuple[str, ...] = ()
+    # Lifecycle stages the portal defined itself: (id, label, the stage it follows). Not a
+    # lenience: a portal setting, as in HubSpot, where admins may add stages.
+    custom_lifecycle_stages: tuple[tuple[str, str, str], ...] = ()
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 
 
@@ -191,6 +194,8 @@ class SandboxServer:
         # without lag, then let later writes lag. HubSpot's own after-create work on them is
         # long done, so it is switched on only after seeding.
         self.portal = Portal(search_lag=0.0, default_lifecycle=False, calculated_touch=False)
+        for stage_id, label, after in config.custom_lifecycle_stages:
+            self.portal.add_lifecycle_stage(stage_id, label, after)
         self.seeded = seed(self.org, self.portal, config.seed, config.sizes)
         self.portal.search_lag = config.search_lag_seconds
         self.portal.default_lifecycle = config.default_lifecycle

@@ -54,6 +54,9 @@ def sandbox_start(
     hubspot_port: Annotated[int, typer.Option(help="0 picks a free port.")] = 8080,
     state_dir: Annotated[Path, typer.Option(help="Where the CA, keys and settings go.")]
     = Path(".stagesync/sandbox"),
+    lifecycle_stage: Annotated[list[str] | None, typer.Option(
+        help="A lifecycle stage the portal defines itself, ID:LABEL:AFTER (after the stage "
+             "AFTER), e.g. 1234567:Onboarding:customer. Repeatable.")] = None,
 ) -> None:
     """Start both emulators, seed them, and write the connection settings. Ctrl-C stops."""
     from sandbox.faults import FaultSpecError, parse_fault_spec
@@ -64,11 +67,19 @@ def sandbox_start(
         parse_fault_spec(faults)
     except FaultSpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    stages = []
+    for spec in lifecycle_stage or []:
+        parts = spec.split(":")
+        if len(parts) != 3 or not all(p.strip() for p in parts):
+            raise typer.BadParameter(f"{spec!r}: write ID:LABEL:AFTER, e.g. "
+                                     "1234567:Onboarding:customer", param_hint="--lifecycle-stage")
+        stages.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
     server = SandboxServer(SandboxConfig(
         host=host, salesforce_port=salesforce_port, hubspot_port=hubspot_port, seed=seed,
         sizes=scaled(records), faults=faults, hubspot_per_ten_seconds=rate_limit,
         hubspot_search_per_second=search_rate, search_lag_seconds=search_lag,
-        duplicate_rule=duplicate_rule, state_dir=state_dir))
+        duplicate_rule=duplicate_rule, state_dir=state_dir,
+        custom_lifecycle_stages=tuple(stages)))
     info = server.info
     seeded = ", ".join(f"{n} {k}" for k, n in info.seeded.items())
 

@@ -33,7 +33,7 @@ from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
 from sync_agent import failpoints, merges, sla, state
 from sync_agent.identity import group_by_key, match_key, passes
-from sync_agent.owners import OwnerDirectory, owner_rule
+from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
 from sync_agent.stages import (
     StageBook,
     StageField,
@@ -166,7 +166,8 @@ class Cycle:
             rule = owner_rule(self.mapping, pair, self.directory, self.sf, self.hs)
             if rule is not None:
                 extra.append(rule)
-            self.planners[pair.name] = PairPlanner(self.mapping, pair.name, extra)
+            self.planners[pair.name] = PairPlanner(self.mapping, pair.name, extra,
+                                                   deal_record_types(self.mapping, pair, self.sf))
 
     def _owner_field(self, system: str) -> str:
         owners = self.mapping.owners

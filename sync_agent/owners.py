@@ -75,3 +75,21 @@ def owner_rule(mapping: MappingFile, pair: ObjectPair, directory: OwnerDirectory
         return None
     return FieldRule(salesforce=owners.salesforce_field, hubspot=owners.hubspot_property,
                      rule=owners.sync, transforms=[directory.value_map()])
+
+
+# Salesforce's key prefix of Group ids: a record owned by one is owned by a queue.
+QUEUE_PREFIX = "00G"
+
+
+def is_queue(owner_id: str | None) -> bool:
+    return bool(owner_id) and str(owner_id).startswith(QUEUE_PREFIX)
+
+
+def deal_record_types(mapping: MappingFile, pair: ObjectPair, salesforce: Connector
+                      ) -> dict[str, str]:
+    """Record type id -> developer name of the pair ``deal_pipelines`` routes (else none)."""
+    routing = mapping.deal_pipelines
+    if routing is None or routing.pair != pair.name:
+        return {}
+    return dict(salesforce.describe(pair.salesforce).record_types)
+

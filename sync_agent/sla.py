@@ -29,7 +29,7 @@ from mapping.model import (
 from mapping.rules import FieldChange, Side
 from sync_agent import state
 from sync_agent.business_hours import deadline
-from sync_agent.owners import OwnerDirectory
+from sync_agent.owners import OwnerDirectory, is_queue
 from sync_agent.tables import Gap, StageVisit
 
 KIND = "cold_lead"
@@ -179,8 +179,12 @@ def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDir
                     "Status": "Not Started", "WhoId": lead.sf_id,
                     "ActivityDate": today.isoformat(),
                     "Description": f"{MARK} {lead.rule.name}: {reason}."}
-                if lead.owner:
-                    values["OwnerId"] = lead.owner
+                assignee = _task_owner(mapping, directory, lead.owner)
+                if isinstance(assignee, Skip):
+                    skipped.append((lead, f"{action.kind}: {assignee.reason}"))
+                    continue
+                if assignee:
+                    values["OwnerId"] = assignee
                 writes.append(ActionWrite("salesforce", "Task", None, values,
                                           [change("salesforce", "Subject", action.subject)],
                                           lead, action.kind))
@@ -244,6 +248,27 @@ def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDir
                                  f"sla:{rule.name}", "no longer cold",
                                  f"sla>{action.property}")], lead, "clear_property"))
     return writes, skipped
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def _task_owner(mapping: MappingFile, directory: OwnerDirectory, owner: str | None
+                ) -> str | Skip | None:
+    """Who the follow-up Task is assigned to: the lead's owner, or for a lead a queue owns
+    (a queue cannot own Tasks) the mapping's ``owners.queue_task_owner``."""
+    if not is_queue(owner):
+        return owner
+    email = mapping.owners.queue_task_owner
+    if not email:
+        return Skip(f"the lead is owned by the queue {owner}, which cannot own tasks; name a "
+                    "user in owners.queue_task_owner")
+    user = directory.user_by_email(email)
+    if user is None:
+        return Skip(f"owners.queue_task_owner {email} is no active Salesforce user's email")
+    return user.id
 
 
 def _merged(writes: list[ActionWrite]) -> list[ActionWrite]:

@@ -37,17 +37,35 @@ class StageField:
     smap: StageMap
     sf_field: str
     hs_field: str
+    # For deals routed to pipelines: pipeline id -> (stage map name, map) of that pipeline.
+    pipelines: tuple[tuple[str, str, StageMap], ...] = ()
+
+    def for_record(self, hs: Mapping[str, Any]) -> tuple[str, StageMap]:
+        """The stage map this record's stages are read with: its deal pipeline's, if any."""
+        pipeline = hs.get("pipeline")
+        for pid, name, smap in self.pipelines:
+            if pid == pipeline:
+                return name, smap
+        return self.name, self.smap
 
     def field(self, side: Side) -> str:
         return self.sf_field if side == "salesforce" else self.hs_field
 
 
 def stage_fields(mapping: MappingFile, pair: ObjectPair) -> list[StageField]:
+    from mapping.pipelines import deal_pipelines_of, is_stage_rule
+
+    routing = deal_pipelines_of(mapping, pair.name)
     out: list[StageField] = []
     for rule in pair.fields:
         smap = mapping.stage_maps.get(rule.stage_map) if rule.stage_map else None
         if smap is not None and rule.stage_map is not None:
-            out.append(StageField(rule.stage_map, smap, rule.salesforce, rule.hubspot))
+            routes: tuple[tuple[str, str, StageMap], ...] = ()
+            if routing is not None and is_stage_rule(mapping, pair.hubspot, rule):
+                routes = tuple((r.pipeline, r.stage_map, mapping.stage_maps[r.stage_map])
+                               for _, r in reversed(routing.routes())
+                               if r.stage_map in mapping.stage_maps)
+            out.append(StageField(rule.stage_map, smap, rule.salesforce, rule.hubspot, routes))
     return out
 
 
@@ -198,7 +216,7 @@ def drift(fields: Iterable[StageField], sf: Mapping[str, Any], hs: Mapping[str, 
         s, h = sf.get(sfield.sf_field), hs.get(sfield.hs_field)
         if blank(s) and blank(h):
             continue
-        smap = sfield.smap
+        name, smap = sfield.for_record(hs)
         if str(s) in smap.ignore_salesforce or str(h) in smap.ignore_hubspot:
             continue
         sp, hp = position(smap, "salesforce", s), position(smap, "hubspot", h)
@@ -208,7 +226,7 @@ def drift(fields: Iterable[StageField], sf: Mapping[str, Any], hs: Mapping[str, 
             reason = held[sfield.name]
         elif sp is None or hp is None:
             side, value = ("Salesforce", s) if sp is None else ("HubSpot", h)
-            reason = (f"{side} stage {value!r} is not in stage map {sfield.name}"
+            reason = (f"{side} stage {value!r} is not in stage map {name}"
                       if not blank(value) else f"{side} has no stage")
         else:
             reason = "the field rule does not carry the stage across"

@@ -127,11 +127,12 @@ def test_stage_maps_translate_and_unknown_stages_are_not_written() -> None:
 def test_values_are_carried_in_each_systems_form() -> None:
     planner = PairPlanner(MAPPING, "accounts")
     plan = planner.plan({"NumberOfEmployees": 250, "AnnualRevenue": 1500000.0,
-                         "Industry": "Agriculture", "Name": "A"},
-                        {"numberofemployees": None, "annualrevenue": None, "industry": "OTHER",
-                         "name": "A"})
+                         "Industry": "Communications", "Name": "A"},
+                        {"numberofemployees": None, "annualrevenue": None,
+                         "industry": "TELECOMMUNICATIONS", "name": "A"})
     writes = {c.field: c.new for c in plan.changes}
-    # Industry: Agriculture and OTHER are in sync through the many-to-one value map;
+    # Industry: Communications and TELECOMMUNICATIONS are in sync through the many-to-one
+    # value map (TELECOMMUNICATIONS comes back as Telecommunications);
     # no Salesforce Id in the record, so nothing to carry to salesforceaccountid.
     assert writes == {"numberofemployees": "250", "annualrevenue": "1500000"}
     back = planner.plan({"NumberOfEmployees": None, "Name": "A"},

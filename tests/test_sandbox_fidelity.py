@@ -96,7 +96,7 @@ class Calls:
         self.company = self.post("/crm/v3/objects/companies",
                                  {"properties": {"name": "Spec Co"}}).json()["id"]
         self.deal = self.post("/crm/v3/objects/deals", {"properties": {
-            "dealname": "Spec", "dealstage": "closedwon"}}).json()["id"]
+            "dealname": "Spec", "dealstage": "closedwon", "pipeline": "default"}}).json()["id"]
         self.owner = self.get("/crm/v3/owners").json()["results"][0]["id"]
 
     def get(self, path: str) -> Any:
@@ -134,7 +134,8 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
     "create bad property": ("hubspot.objects.create", lambda c: ("POST", C, {"properties": {
         "nope": "x"}})),
     "create deal": ("hubspot.objects.create", lambda c: ("POST", D, {"properties": {
-        "dealname": "x", "amount": "10"}})),
+        "dealname": "x", "amount": "10", "pipeline": "default",
+        "dealstage": "appointmentscheduled"}})),
     "get": ("hubspot.objects.get", lambda c: ("GET", f"{C}/{c.contact}?properties=email", None)),
     "get missing": ("hubspot.objects.get", lambda c: ("GET", f"{C}/98765", None)),
     "get deal": ("hubspot.objects.get", lambda c: ("GET", f"{D}/{c.deal}", None)),
@@ -253,7 +254,8 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
     return {
         "hubspot.objects.list": lambda hs, c: hs.crm.companies.basic_api.get_page(limit=2),
         "hubspot.objects.create": lambda hs, c: hs.crm.deals.basic_api.create(
-            simple_public_object_input_for_create={"properties": {"dealname": "rt"}}),
+            simple_public_object_input_for_create={"properties": {
+                "dealname": "rt", "pipeline": "default", "dealstage": "closedwon"}}),
         "hubspot.objects.get": lambda hs, c: hs.crm.deals.basic_api.get_by_id(c.deal),
         "hubspot.objects.update": lambda hs, c: hs.crm.companies.basic_api.update(
             c.company, simple_public_object_input={"properties": {"city": "Oslo"}}),

@@ -275,7 +275,8 @@ def test_associations_v4_round_trip(hs: Any) -> None:
         simple_public_object_input_for_create={"properties": {"name": "Assoc Co"}}).id
     deal = hs.crm.deals.basic_api.create(
         simple_public_object_input_for_create={"properties": {
-            "dealname": "D", "dealstage": "qualifiedtobuy", "amount": "100"}}).id
+            "dealname": "D", "dealstage": "qualifiedtobuy", "pipeline": "default",
+            "amount": "100"}}).id
     v4 = hs.crm.associations.v4
     v4.basic_api.create_default("contacts", cid, "companies", company)
     v4.batch_api.create("deals", "contacts", batch_input_public_association_multi_post=(

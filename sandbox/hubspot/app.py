@@ -28,7 +28,6 @@ from sandbox.hubspot.schema import (
     OBJECT_TYPE_IDS,
     PROPERTIES,
     SINGULAR,
-    pipelines_body,
     property_body,
 )
 from sandbox.requestlog import RequestLog
@@ -382,7 +381,8 @@ class HubSpotEmulator:
             return hs_error(400, "Invalid input JSON", "VALIDATION_ERROR")
         with self.portal.lock:
             try:
-                values = self.portal.validate(object_type, body.get("properties", {}))
+                values = self.portal.validate(object_type, body.get("properties", {}),
+                                              creating=True)
             except ValidationFailed as exc:
                 return json_response(exc.body(str(uuid.uuid4())), 400)
             existing = self._email_conflict(object_type, values)
@@ -427,7 +427,8 @@ class HubSpotEmulator:
                 return hs_error(404, "Object not found.  objectId are usually numeric.",
                                 "OBJECT_NOT_FOUND", context={"id": [call.params["id"]]})
             try:
-                values = self.portal.validate(object_type, body.get("properties", {}))
+                values = self.portal.validate(object_type, body.get("properties", {}),
+                                              current=record)
             except ValidationFailed as exc:
                 return json_response(exc.body(str(uuid.uuid4())), 400)
             clash = self._email_conflict(object_type, values)
@@ -447,7 +448,7 @@ class HubSpotEmulator:
         return Response(status_code=204)
 
     # -- batch ---------------------------------------------------------------------------
-    def _batch(self, call: Call, validate: bool = False
+    def _batch(self, call: Call, validate: bool = False, creating: bool = False
                ) -> tuple[str, list[Any], list[dict[str, str]]] | Response:
         """What every batch route starts with: object type, inputs (<= 100) and, when asked,
         each input's validated properties (any invalid one refuses the whole batch, as HubSpot
@@ -461,8 +462,8 @@ class HubSpotEmulator:
         prepared: list[dict[str, str]] = []
         if validate:
             try:
-                prepared = [self.portal.validate(object_type, i.get("properties", {}))
-                            for i in inputs]
+                prepared = [self.portal.validate(object_type, i.get("properties", {}),
+                                                 creating=creating) for i in inputs]
             except ValidationFailed as exc:
                 return json_response(exc.body(str(uuid.uuid4())), 400)
         return object_type, inputs, prepared
@@ -494,7 +495,7 @@ class HubSpotEmulator:
         return self._batch_response(self._unordered(results), errors, started)
 
     def batch_create(self, call: Call) -> Response:
-        batch = self._batch(call, validate=True)
+        batch = self._batch(call, validate=True, creating=True)
         if isinstance(batch, Response):
             return batch
         object_type, inputs, prepared = batch
@@ -538,6 +539,15 @@ class HubSpotEmulator:
                             " IDs must be unique", "VALIDATION_ERROR",
                             context={"ids": duplicated})
         with self.portal.lock:
+            try:  # each input against its own record's pipeline, before any write
+                for item, key in zip(inputs, keys, strict=True):
+                    found = (self.portal.find_by(object_type, id_property, key) if id_property
+                             else self.portal.get(object_type, key))
+                    if found is not None:
+                        self.portal.validate(object_type, item.get("properties", {}),
+                                             current=found)
+            except ValidationFailed as exc:
+                return json_response(exc.body(str(uuid.uuid4())), 400)
             now = self.portal.now()
             results: list[dict[str, Any]] = []
             missing: list[str] = []
@@ -695,13 +705,13 @@ class HubSpotEmulator:
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
-        return json_response({"results": pipelines_body(object_type)})
+        return json_response({"results": self.portal.pipelines(object_type)})
 
     def pipeline(self, call: Call) -> Response:
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
-        for item in pipelines_body(object_type):
+        for item in self.portal.pipelines(object_type):
             if item["id"] == call.params["pipeline"]:
                 return json_response(item)
         return hs_error(404, f"Unable to find pipeline {call.params['pipeline']}",
@@ -711,7 +721,7 @@ class HubSpotEmulator:
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
-        for item in pipelines_body(object_type):
+        for item in self.portal.pipelines(object_type):
             if item["id"] == call.params["pipeline"]:
                 return json_response({"results": item["stages"]})
         return hs_error(404, f"Unable to find pipeline {call.params['pipeline']}",

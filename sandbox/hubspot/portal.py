@@ -25,17 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.hubspot.schema import (
-    DEAL_STAGES,
+    DEAL_REQUIRED,
+    DEFAULT_PIPELINE,
+    EXTERNAL_OPTIONS,
     LAST_MODIFIED,
-    LIFECYCLE_ORDER,
+    LIFECYCLE_STAGES,
     PROPERTIES,
     SINGULAR,
+    Pipeline,
     Prop,
+    pipelines_body,
 )
 from sandbox.timeutil import hs_format, parse_iso, utcnow
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CLOSED_STAGES = {s[0] for s in DEAL_STAGES if s[3] == "true"}
 CALCULATED_AFTER_SECONDS = 1.0  # HubSpot's own update of calculated properties after a create
 CALCULATED_PROPERTY = "hs_analytics_source_data_1"
 ARCHIVE_DAYS = 90  # HubSpot purges archived records after 90 days
@@ -99,6 +102,66 @@ class Portal:
     _calculated: list[tuple[float, int, str, str]] = field(default_factory=list)
     merged_into: dict[str, dict[str, str]] = field(
         default_factory=lambda: {name: {} for name in PROPERTIES})
+    # The portal's deal pipelines and lifecycle stages (in funnel order): the only source of
+    # valid dealstage, pipeline and lifecyclestage values (their properties have
+    # externalOptions: true and list no, or only the default, options).
+    deal_pipelines: list[Pipeline] = field(default_factory=lambda: [DEFAULT_PIPELINE])
+    lifecycle: list[tuple[str, str]] = field(default_factory=lambda: list(LIFECYCLE_STAGES))
+
+    # -- pipelines -----------------------------------------------------------------------
+    def add_lifecycle_stage(self, stage_id: str, label: str, after: str) -> None:
+        """A stage the portal defined itself, placed after ``after`` in the funnel."""
+        at = next((i + 1 for i, (v, _) in enumerate(self.lifecycle) if v == after),
+                  len(self.lifecycle))
+        self.lifecycle.insert(at, (stage_id, label))
+
+    def pipelines(self, object_type: str) -> list[dict[str, Any]]:
+        """``GET /crm/v3/pipelines/{objectType}``'s results."""
+        return pipelines_body(object_type, self.deal_pipelines, self.lifecycle)
+
+    def _lifecycle_position(self, stage: str) -> int:
+        return next((i for i, (v, _) in enumerate(self.lifecycle) if v == stage), 0)
+
+    def _closed_stages(self) -> set[str]:
+        return {sid for p in self.deal_pipelines for sid, _, _, closed in p.stages
+                if closed == "true"}
+
+    def _external(self, object_type: str, values: dict[str, str],
+                  current: dict[str, str | None] | None) -> list[dict[str, Any]]:
+        """Checks only the pipelines can make: a lifecycle stage of the portal's lifecycle
+        pipeline; an existing pipeline; a deal stage of the deal's own pipeline."""
+        problems: list[dict[str, Any]] = []
+
+        def refuse(name: str, text: str, allowed: list[str]) -> None:
+            problems.append({"name": name, "code": "INVALID_OPTION",
+                             "message": f"{text} was not one of the allowed options: "
+                             f"[{', '.join(allowed)}]"})
+
+        stage = values.get("lifecyclestage")
+        if stage and object_type in ("contacts", "companies"):
+            allowed = [v for v, _ in self.lifecycle]
+            if stage not in allowed:
+                refuse("lifecyclestage", stage, allowed)
+        if object_type != "deals":
+            return problems
+        by_id = {p.id: p for p in self.deal_pipelines}
+        pipeline_id = values.get("pipeline") or (current or {}).get("pipeline")
+        if values.get("pipeline") and values["pipeline"] not in by_id:
+            refuse("pipeline", values["pipeline"], list(by_id))
+            return problems
+        deal_stage = values.get("dealstage") or (
+            (current or {}).get("dealstage") if "pipeline" in values else None)
+        if deal_stage and pipeline_id in by_id:
+            stage_ids = [sid for sid, _, _, _ in by_id[str(pipeline_id)].stages]
+            if deal_stage not in stage_ids:
+                problems.append({"name": "dealstage", "code": "INVALID_OPTION",
+                                 "message": f"{deal_stage} is not a valid stage of pipeline "
+                                 f"{pipeline_id}: [{', '.join(stage_ids)}]"})
+        elif deal_stage and pipeline_id is None:  # no record to hand: any pipeline's stage
+            every = [sid for p in self.deal_pipelines for sid, _, _, _ in p.stages]
+            if deal_stage not in every:
+                refuse("dealstage", deal_stage, every)
+        return problems
 
     # -- search index --------------------------------------------------------------------
     def _publish(self, object_type: str, record: HsRecord, now: dt.datetime) -> None:
@@ -156,7 +219,11 @@ class Portal:
             ("true" if raw else "false") if isinstance(raw, bool) else str(raw))
         return _typed(prop, text, self._owner_ids())
 
-    def validate(self, object_type: str, properties: Any) -> dict[str, str]:
+    def validate(self, object_type: str, properties: Any, *, creating: bool = False,
+                 current: HsRecord | None = None) -> dict[str, str]:
+        """The properties as stored, or ``ValidationFailed`` naming every bad one. A deal
+        create needs a name, a pipeline and a stage of that pipeline; an update is checked
+        against the record's pipeline (``current``)."""
         if not isinstance(properties, dict):
             raise ValidationFailed([{"name": "properties", "code": "INVALID_INPUT",
                                      "message": "properties must be an object"}])
@@ -168,6 +235,13 @@ class Portal:
                 problems.append(problem)
             elif value is not None:
                 out[name] = value
+        if creating and object_type == "deals":
+            problems += [{"name": name, "code": "REQUIRED_PROPERTY",
+                          "message": f'Property "{name}" is required to create a deal'}
+                         for name in DEAL_REQUIRED if not out.get(name)]
+        if not problems:
+            problems = self._external(object_type, out,
+                                      current.properties if current is not None else None)
         if problems:
             raise ValidationFailed(problems)
         return out
@@ -188,8 +262,6 @@ class Portal:
                                   LAST_MODIFIED[object_type]: stamp})
         if object_type == "contacts":
             record.properties["hs_lastmodifieddate"] = stamp
-        if object_type == "deals":
-            record.properties.setdefault("pipeline", "default")
         if self.default_lifecycle and object_type in ("contacts", "companies") and not \
                 record.properties.get("lifecyclestage"):
             record.properties["lifecyclestage"] = "lead"
@@ -225,7 +297,7 @@ class Portal:
         for name, value in values.items():
             if name == "lifecyclestage" and value and record.properties.get(name):
                 current = str(record.properties[name])
-                if LIFECYCLE_ORDER.get(value, 0) < LIFECYCLE_ORDER.get(current, 0):
+                if self._lifecycle_position(value) < self._lifecycle_position(current):
                     continue  # HubSpot ignores a backward move unless the stage was cleared
             if name == "email" and value:
                 value = value.strip().lower()
@@ -234,7 +306,8 @@ class Portal:
     def _derive(self, object_type: str, record: HsRecord) -> None:
         if object_type == "deals":
             stage = record.properties.get("dealstage")
-            record.properties["hs_is_closed"] = "true" if stage in CLOSED_STAGES else "false"
+            record.properties["hs_is_closed"] = ("true" if stage in self._closed_stages()
+                                                 else "false")
 
     # -- HubSpot's own changes, merges and purges ----------------------------------------
     def settle(self) -> None:
@@ -418,7 +491,7 @@ def _typed(prop: Prop, text: str, owner_ids: set[str]) -> tuple[str | None,
             return None, {"name": name, "code": "INVALID_OWNER_ID",
                           "message": f"{text} is not a valid owner id"}
         return text, None
-    if prop.type == "enumeration":
+    if prop.type == "enumeration" and name not in EXTERNAL_OPTIONS:
         allowed = [value for value, _ in prop.options]
         if text not in allowed:
             return None, {"name": name, "code": "INVALID_OPTION",

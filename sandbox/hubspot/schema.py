@@ -3,6 +3,14 @@
 Property definitions follow the recorded ``/crm/v3/properties`` bodies; the option sets of
 ``lifecyclestage`` and ``hs_lead_status`` are HubSpot's defaults. Every value travels as a
 string (numbers too), which is a HubSpot quirk the connectors must handle.
+
+As recorded (``../shared/reference/hubspot/nango-properties-companies.test.json``,
+``nango-properties-deals.response.json``, ``amp-properties-deals-sampled.json``):
+``industry`` has 148 options and no ``OTHER``; ``lifecyclestage``, ``dealstage``, ``pipeline``
+and ``hubspot_owner_id`` have ``externalOptions: true``; ``dealstage`` and ``pipeline`` list no
+options at all, so their valid values are only in ``/crm/v3/pipelines/deals``, and the valid
+lifecycle stages are the stages of the lifecycle pipeline
+(``amp-pipelines-contacts-lifecycle.json``), which include any stage the portal defined itself.
 """
 
 from __future__ import annotations
@@ -33,12 +41,19 @@ LIFECYCLE_STAGES = [
     ("customer", "Customer"), ("evangelist", "Evangelist"), ("other", "Other"),
 ]
 LIFECYCLE_ORDER = {value: index for index, (value, _) in enumerate(LIFECYCLE_STAGES)}
+# The lifecycle pipeline marks "other" closed (amp-pipelines-contacts-lifecycle.json).
+CLOSED_LIFECYCLE_STAGES = frozenset({"other"})
+# Properties whose options live elsewhere (pipelines, owners): recorded externalOptions: true.
+EXTERNAL_OPTIONS = frozenset({"lifecyclestage", "dealstage", "pipeline", "hubspot_owner_id"})
+# HubSpot's Objects guide: a deal needs these when it is created.
+DEAL_REQUIRED = ("dealname", "dealstage", "pipeline")
 LEAD_STATUSES = [
     ("NEW", "New"), ("OPEN", "Open"), ("IN_PROGRESS", "In Progress"),
     ("OPEN_DEAL", "Open Deal"), ("UNQUALIFIED", "Unqualified"),
     ("ATTEMPTED_TO_CONTACT", "Attempted to Contact"), ("CONNECTED", "Connected"),
     ("BAD_TIMING", "Bad Timing"),
 ]
+# (stage id, label, probability, closed) of the default "Sales Pipeline", as recorded.
 DEAL_STAGES = [
     ("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
     ("qualifiedtobuy", "Qualified To Buy", "0.4", "false"),
@@ -48,10 +63,120 @@ DEAL_STAGES = [
     ("closedwon", "Closed Won", "1.0", "true"),
     ("closedlost", "Closed Lost", "0.0", "true"),
 ]
-INDUSTRIES = [("ACCOUNTING", "Accounting"), ("BANKING", "Banking"),
-              ("COMPUTER_SOFTWARE", "Computer Software"), ("EDUCATION_MANAGEMENT", "Education"),
-              ("HOSPITAL_HEALTH_CARE", "Hospital & Health Care"), ("RETAIL", "Retail"),
-              ("TELECOMMUNICATIONS", "Telecommunications"), ("OTHER", "Other")]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A deal pipeline: its id and its stages (id, label, probability, closed)."""
+
+    id: str
+    label: str
+    stages: tuple[tuple[str, str, str, str], ...]
+
+
+DEFAULT_PIPELINE = Pipeline("default", "Sales Pipeline", tuple(DEAL_STAGES))
+# A pipeline a portal adds itself: HubSpot gives it and its stages numeric ids.
+RENEWALS_PIPELINE = Pipeline("705209413", "Renewals", (
+    ("1033186541", "Renewal Due", "0.3", "false"),
+    ("1033186542", "Renewal Quoted", "0.6", "false"),
+    ("1033186543", "Renewed", "1.0", "true"),
+    ("1033186544", "Churned", "0.0", "true"),
+))
+# The 148 options of companies' `industry`, in their recorded order (there is no OTHER).
+INDUSTRIES = [
+    ("ACCOUNTING", "Accounting"), ("AIRLINES_AVIATION", "Airlines/Aviation"),
+    ("ALTERNATIVE_DISPUTE_RESOLUTION", "Alternative Dispute Resolution"),
+    ("ALTERNATIVE_MEDICINE", "Alternative Medicine"), ("ANIMATION", "Animation"),
+    ("APPAREL_FASHION", "Apparel & Fashion"), ("ARCHITECTURE_PLANNING", "Architecture & Planning"),
+    ("ARTS_AND_CRAFTS", "Arts and Crafts"), ("AUTOMOTIVE", "Automotive"),
+    ("AVIATION_AEROSPACE", "Aviation & Aerospace"), ("BANKING", "Banking"),
+    ("BIOTECHNOLOGY", "Biotechnology"), ("BROADCAST_MEDIA", "Broadcast Media"),
+    ("BUILDING_MATERIALS", "Building Materials"),
+    ("BUSINESS_SUPPLIES_AND_EQUIPMENT", "Business Supplies and Equipment"),
+    ("CAPITAL_MARKETS", "Capital Markets"), ("CHEMICALS", "Chemicals"),
+    ("CIVIC_SOCIAL_ORGANIZATION", "Civic & Social Organization"),
+    ("CIVIL_ENGINEERING", "Civil Engineering"),
+    ("COMMERCIAL_REAL_ESTATE", "Commercial Real Estate"),
+    ("COMPUTER_NETWORK_SECURITY", "Computer & Network Security"),
+    ("COMPUTER_GAMES", "Computer Games"), ("COMPUTER_HARDWARE", "Computer Hardware"),
+    ("COMPUTER_NETWORKING", "Computer Networking"), ("COMPUTER_SOFTWARE", "Computer Software"),
+    ("INTERNET", "Internet"), ("CONSTRUCTION", "Construction"),
+    ("CONSUMER_ELECTRONICS", "Consumer Electronics"), ("CONSUMER_GOODS", "Consumer Goods"),
+    ("CONSUMER_SERVICES", "Consumer Services"), ("COSMETICS", "Cosmetics"), ("DAIRY", "Dairy"),
+    ("DEFENSE_SPACE", "Defense & Space"), ("DESIGN", "Design"),
+    ("EDUCATION_MANAGEMENT", "Education Management"), ("E_LEARNING", "E-Learning"),
+    ("ELECTRICAL_ELECTRONIC_MANUFACTURING", "Electrical/Electronic Manufacturing"),
+    ("ENTERTAINMENT", "Entertainment"), ("ENVIRONMENTAL_SERVICES", "Environmental Services"),
+    ("EVENTS_SERVICES", "Events Services"), ("EXECUTIVE_OFFICE", "Executive Office"),
+    ("FACILITIES_SERVICES", "Facilities Services"), ("FARMING", "Farming"),
+    ("FINANCIAL_SERVICES", "Financial Services"), ("FINE_ART", "Fine Art"), ("FISHERY", "Fishery"),
+    ("FOOD_BEVERAGES", "Food & Beverages"), ("FOOD_PRODUCTION", "Food Production"),
+    ("FUND_RAISING", "Fund-Raising"), ("FURNITURE", "Furniture"),
+    ("GAMBLING_CASINOS", "Gambling & Casinos"),
+    ("GLASS_CERAMICS_CONCRETE", "Glass, Ceramics & Concrete"),
+    ("GOVERNMENT_ADMINISTRATION", "Government Administration"),
+    ("GOVERNMENT_RELATIONS", "Government Relations"), ("GRAPHIC_DESIGN", "Graphic Design"),
+    ("HEALTH_WELLNESS_AND_FITNESS", "Health, Wellness and Fitness"),
+    ("HIGHER_EDUCATION", "Higher Education"), ("HOSPITAL_HEALTH_CARE", "Hospital & Health Care"),
+    ("HOSPITALITY", "Hospitality"), ("HUMAN_RESOURCES", "Human Resources"),
+    ("IMPORT_AND_EXPORT", "Import and Export"),
+    ("INDIVIDUAL_FAMILY_SERVICES", "Individual & Family Services"),
+    ("INDUSTRIAL_AUTOMATION", "Industrial Automation"),
+    ("INFORMATION_SERVICES", "Information Services"),
+    ("INFORMATION_TECHNOLOGY_AND_SERVICES", "Information Technology and Services"),
+    ("INSURANCE", "Insurance"), ("INTERNATIONAL_AFFAIRS", "International Affairs"),
+    ("INTERNATIONAL_TRADE_AND_DEVELOPMENT", "International Trade and Development"),
+    ("INVESTMENT_BANKING", "Investment Banking"),
+    ("INVESTMENT_MANAGEMENT", "Investment Management"), ("JUDICIARY", "Judiciary"),
+    ("LAW_ENFORCEMENT", "Law Enforcement"), ("LAW_PRACTICE", "Law Practice"),
+    ("LEGAL_SERVICES", "Legal Services"), ("LEGISLATIVE_OFFICE", "Legislative Office"),
+    ("LEISURE_TRAVEL_TOURISM", "Leisure, Travel & Tourism"), ("LIBRARIES", "Libraries"),
+    ("LOGISTICS_AND_SUPPLY_CHAIN", "Logistics and Supply Chain"),
+    ("LUXURY_GOODS_JEWELRY", "Luxury Goods & Jewelry"), ("MACHINERY", "Machinery"),
+    ("MANAGEMENT_CONSULTING", "Management Consulting"), ("MARITIME", "Maritime"),
+    ("MARKET_RESEARCH", "Market Research"),
+    ("MARKETING_AND_ADVERTISING", "Marketing and Advertising"),
+    ("MECHANICAL_OR_INDUSTRIAL_ENGINEERING", "Mechanical or Industrial Engineering"),
+    ("MEDIA_PRODUCTION", "Media Production"), ("MEDICAL_DEVICES", "Medical Devices"),
+    ("MEDICAL_PRACTICE", "Medical Practice"), ("MENTAL_HEALTH_CARE", "Mental Health Care"),
+    ("MILITARY", "Military"), ("MINING_METALS", "Mining & Metals"),
+    ("MOTION_PICTURES_AND_FILM", "Motion Pictures and Film"),
+    ("MUSEUMS_AND_INSTITUTIONS", "Museums and Institutions"), ("MUSIC", "Music"),
+    ("NANOTECHNOLOGY", "Nanotechnology"), ("NEWSPAPERS", "Newspapers"),
+    ("NON_PROFIT_ORGANIZATION_MANAGEMENT", "Non-Profit Organization Management"),
+    ("OIL_ENERGY", "Oil & Energy"), ("ONLINE_MEDIA", "Online Media"),
+    ("OUTSOURCING_OFFSHORING", "Outsourcing/Offshoring"),
+    ("PACKAGE_FREIGHT_DELIVERY", "Package/Freight Delivery"),
+    ("PACKAGING_AND_CONTAINERS", "Packaging and Containers"),
+    ("PAPER_FOREST_PRODUCTS", "Paper & Forest Products"), ("PERFORMING_ARTS", "Performing Arts"),
+    ("PHARMACEUTICALS", "Pharmaceuticals"), ("PHILANTHROPY", "Philanthropy"),
+    ("PHOTOGRAPHY", "Photography"), ("PLASTICS", "Plastics"),
+    ("POLITICAL_ORGANIZATION", "Political Organization"),
+    ("PRIMARY_SECONDARY_EDUCATION", "Primary/Secondary Education"), ("PRINTING", "Printing"),
+    ("PROFESSIONAL_TRAINING_COACHING", "Professional Training & Coaching"),
+    ("PROGRAM_DEVELOPMENT", "Program Development"), ("PUBLIC_POLICY", "Public Policy"),
+    ("PUBLIC_RELATIONS_AND_COMMUNICATIONS", "Public Relations and Communications"),
+    ("PUBLIC_SAFETY", "Public Safety"), ("PUBLISHING", "Publishing"),
+    ("RAILROAD_MANUFACTURE", "Railroad Manufacture"), ("RANCHING", "Ranching"),
+    ("REAL_ESTATE", "Real Estate"),
+    ("RECREATIONAL_FACILITIES_AND_SERVICES", "Recreational Facilities and Services"),
+    ("RELIGIOUS_INSTITUTIONS", "Religious Institutions"),
+    ("RENEWABLES_ENVIRONMENT", "Renewables & Environment"), ("RESEARCH", "Research"),
+    ("RESTAURANTS", "Restaurants"), ("RETAIL", "Retail"),
+    ("SECURITY_AND_INVESTIGATIONS", "Security and Investigations"),
+    ("SEMICONDUCTORS", "Semiconductors"), ("SHIPBUILDING", "Shipbuilding"),
+    ("SPORTING_GOODS", "Sporting Goods"), ("SPORTS", "Sports"),
+    ("STAFFING_AND_RECRUITING", "Staffing and Recruiting"), ("SUPERMARKETS", "Supermarkets"),
+    ("TELECOMMUNICATIONS", "Telecommunications"), ("TEXTILES", "Textiles"),
+    ("THINK_TANKS", "Think Tanks"), ("TOBACCO", "Tobacco"),
+    ("TRANSLATION_AND_LOCALIZATION", "Translation and Localization"),
+    ("TRANSPORTATION_TRUCKING_RAILROAD", "Transportation/Trucking/Railroad"),
+    ("UTILITIES", "Utilities"),
+    ("VENTURE_CAPITAL_PRIVATE_EQUITY", "Venture Capital & Private Equity"),
+    ("VETERINARY", "Veterinary"), ("WAREHOUSING", "Warehousing"), ("WHOLESALE", "Wholesale"),
+    ("WINE_AND_SPIRITS", "Wine and Spirits"), ("WIRELESS", "Wireless"),
+    ("WRITING_AND_EDITING", "Writing and Editing"), ("MOBILE_GAMES", "Mobile Games"),
+]
 
 
 @dataclass(frozen=True)
@@ -146,10 +271,8 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
     "deals": _with("dealinformation", [
         _p("dealname", "Deal Name", group="dealinformation"),
         _p("amount", "Amount", "number", "number", group="dealinformation"),
-        _p("dealstage", "Deal Stage", "enumeration", "radio", group="dealinformation",
-           options=tuple((s[0], s[1]) for s in DEAL_STAGES)),
-        _p("pipeline", "Pipeline", "enumeration", "select", group="dealinformation",
-           options=(("default", "Sales Pipeline"),)),
+        _p("dealstage", "Deal Stage", "enumeration", "radio", group="dealinformation"),
+        _p("pipeline", "Pipeline", "enumeration", "select", group="dealinformation"),
         _p("closedate", "Close Date", "datetime", "date", group="dealinformation"),
         _p("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox",
            group="dealinformation", read_only=True, calculated=True,
@@ -185,7 +308,7 @@ def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dic
         "options": [{"label": label, "value": value, "displayOrder": index, "hidden": False}
                     for index, (value, label) in enumerate(options)],
         "displayOrder": -1, "calculated": prop.calculated, "externalOptions":
-        prop.name == "hubspot_owner_id", "hasUniqueValue": prop.unique, "hidden": False,
+        prop.name in EXTERNAL_OPTIONS, "hasUniqueValue": prop.unique, "hidden": False,
         "hubspotDefined": prop.hubspot_defined,
         "modificationMetadata": {"archivable": True,  # true on every recorded property
                                  "readOnlyDefinition": prop.hubspot_defined,
@@ -231,22 +354,27 @@ def _as_recorded(body: dict[str, Any], prop: Prop) -> dict[str, Any]:
     return body
 
 
-def pipelines_body(object_type: str) -> list[dict[str, Any]]:
-    """Deal pipelines, and the contacts lifecycle stages shown as a pipeline."""
+def _stage(index: int, sid: str, label: str, metadata: dict[str, str]) -> dict[str, Any]:
+    return {"label": label, "displayOrder": index, "metadata": metadata, "id": sid,
+            "createdAt": EPOCH, "updatedAt": EPOCH,
+            "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT", "archived": False}
+
+
+def pipelines_body(object_type: str, deal_pipelines: list[Pipeline] | None = None,
+                   lifecycle: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Deal pipelines, and the contacts' (companies') lifecycle stages shown as a pipeline,
+    in the recorded shapes (amp-pipelines-deals.json, amp-pipelines-contacts-lifecycle.json)."""
     if object_type == "deals":
-        stages = [{"label": label, "displayOrder": i,
-                   "metadata": {"isClosed": closed, "probability": prob}, "id": sid,
-                   "createdAt": EPOCH, "updatedAt": EPOCH,
-                   "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT", "archived": False}
-                  for i, (sid, label, prob, closed) in enumerate(DEAL_STAGES)]
-        return [{"label": "Sales Pipeline", "displayOrder": 0, "id": "default",
-                 "stages": stages, "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}]
+        return [{"label": p.label, "displayOrder": n, "id": p.id,
+                 "stages": [_stage(i, sid, label, {"isClosed": closed, "probability": prob})
+                            for i, (sid, label, prob, closed) in enumerate(p.stages)],
+                 "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}
+                for n, p in enumerate(deal_pipelines or [DEFAULT_PIPELINE])]
     if object_type in ("contacts", "companies"):
-        stages = [{"label": label, "displayOrder": i,
-                   "metadata": {"isClosed": "false", "state": "OPEN"}, "id": value,
-                   "createdAt": EPOCH, "updatedAt": EPOCH,
-                   "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT", "archived": False}
-                  for i, (value, label) in enumerate(LIFECYCLE_STAGES)]
+        stages = [_stage(i, value, label, {"isClosed": "true", "state": "CLOSED"}
+                         if value in CLOSED_LIFECYCLE_STAGES
+                         else {"isClosed": "false", "state": "OPEN"})
+                  for i, (value, label) in enumerate(lifecycle or LIFECYCLE_STAGES)]
         return [{"label": "Lifecycle Stage Pipeline", "displayOrder": 0,
                  "id": f"{object_type}-lifecycle-pipeline", "stages": stages,
                  "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}]

@@ -97,6 +97,8 @@ class Org:
     sessions: dict[str, Session] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     integration_user_id: str = ""
+    # Which objects each queue (Group of Type Queue) may own: Salesforce's QueueSobject rows.
+    queue_objects: dict[str, frozenset[str]] = field(default_factory=dict)
     created_at: dt.datetime = field(default_factory=sf_now)
     _counters: dict[str, itertools.count[int]] = field(default_factory=dict)
     _email_index: dict[str, dict[str, set[str]]] = field(
@@ -224,6 +226,11 @@ class Org:
             if target is None or target[0] not in allowed or target[1]["IsDeleted"]:
                 return None, error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id",
                                    [fld.name])
+            if target[0] == "Group" and sobject.name not in self.queue_objects.get(full, ()):
+                # describe lists Group, but only a queue that supports the object may own it
+                return None, error("INVALID_CROSS_REFERENCE_KEY",
+                                   f"{fld.label}: the queue {target[1].get('Name')!r} does not "
+                                   f"support {sobject.name} records", [fld.name])
             return full, None
         if t == "email" and not EMAIL_PATTERN.match(value.strip()):
             return None, error("INVALID_EMAIL_ADDRESS",

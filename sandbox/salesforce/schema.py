@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.salesforce.ids import make_id
+
 API_VERSIONS = ("59.0", "60.0", "61.0", "62.0")
 LATEST_VERSION = API_VERSIONS[-1]
 
@@ -88,9 +90,11 @@ def _system_fields(prefix_label: str) -> list[Field]:
     ]
 
 
-def _owner() -> Field:
+def _owner(queues: bool = False) -> Field:
+    """OwnerId: a User, or for objects queues can hold, a Group (a queue), as Lead.OwnerId
+    and the recorded Task describe (``referenceTo: [Group, User]``) say."""
     return Field("OwnerId", "reference", "Owner ID", 18, nillable=False, default_on_create=True,
-                 reference_to=("User",))
+                 reference_to=("Group", "User") if queues else ("User",))
 
 
 def _master() -> Field:
@@ -110,9 +114,21 @@ LEAD_STATUS = Picklist(
 )
 LEAD_SOURCE = Picklist(("Web", "Phone Inquiry", "Partner Referral", "Purchased List",
                         "Advertisement", "Trade Show", "Other"))
-INDUSTRY = Picklist(("Agriculture", "Banking", "Communications", "Consulting", "Education",
-                     "Energy", "Healthcare", "Manufacturing", "Media", "Retail", "Technology",
-                     "Other"))
+# The 32 values of Account.Industry, in their recorded order
+# (../shared/reference/salesforce/nango-describe-account.test.json).
+INDUSTRY = Picklist((
+    "Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications",
+    "Construction", "Consulting", "Education", "Electronics", "Energy", "Engineering",
+    "Entertainment", "Environmental", "Finance", "Food & Beverage", "Government", "Healthcare",
+    "Hospitality", "Insurance", "Machinery", "Manufacturing", "Media", "Not For Profit",
+    "Recreation", "Retail", "Shipping", "Technology", "Telecommunications", "Transportation",
+    "Utilities", "Other"))
+# Opportunity record types (developer name, label); the ids are the first RecordType ids the
+# org hands out, so the seed creates them first and in this order.
+OPPORTUNITY_RECORD_TYPES = (("New_Business", "New Business"), ("Renewal", "Renewal"))
+# Queues can own only some objects (Lead, Case, custom objects; never Account, Contact,
+# Opportunity or Task), whatever describe's referenceTo lists.
+QUEUE_TYPES = Picklist(("Regular", "Queue", "Role", "RoleAndSubordinates", "Organization"))
 OPPORTUNITY_STAGE = Picklist(
     ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
      "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
@@ -171,6 +187,7 @@ def _contactish(with_company: bool) -> list[Field]:
             _ro("Days_Since_Created__c", "double", "Days Since Created", calculated=True,
                 custom=True, precision=18),
         ]
+        fields[fields.index(_owner())] = _owner(queues=True)
     else:
         fields += [
             Field("AccountId", "reference", "Account ID", 18, reference_to=("Account",)),
@@ -227,6 +244,7 @@ OBJECTS: dict[str, SObject] = {
         Field("Description", "textarea", "Description", 32000),
         Field("HubSpot_Deal_Id__c", "string", "HubSpot Deal ID", 40, external_id=True,
               unique=True, custom=True),
+        Field("RecordTypeId", "reference", "Record Type ID", 18, reference_to=("RecordType",)),
         _owner(),
     ]),
     "Task": _build("Task", "Task", "Tasks", "00T", [
@@ -243,8 +261,20 @@ OBJECTS: dict[str, SObject] = {
         Field("Type", "picklist", "Type", 255, picklist=Picklist(("Call", "Email", "Meeting",
                                                                    "Other"))),
         _ro("IsClosed", "boolean", "Closed", nillable=False, default_on_create=True),
-        _owner(),
+        _owner(queues=True),
     ]),
+    "RecordType": _build("RecordType", "Record Type", "Record Types", "012", [
+        Field("Name", "string", "Record Type Name", 80, nillable=False),
+        Field("DeveloperName", "string", "Record Type Name", 80, nillable=False),
+        Field("SobjectType", "picklist", "Sobject Type Name", 40, nillable=False),
+        Field("IsActive", "boolean", "Active", nillable=False, default_on_create=True),
+    ], createable=False, updateable=False, deletable=False),
+    "Group": _build("Group", "Group", "Groups", "00G", [
+        Field("Name", "string", "Name", 40, nillable=False),
+        Field("DeveloperName", "string", "Developer Name", 80, nillable=False),
+        Field("Type", "picklist", "Type", 40, nillable=False, picklist=QUEUE_TYPES),
+        Field("Email", "email", "Email", 255),
+    ], createable=False, updateable=False, deletable=False),
     "User": _build("User", "User", "Users", "005", [
         Field("Username", "string", "Username", 80, nillable=False),
         Field("Email", "email", "Email", 128, nillable=False),
@@ -334,6 +364,25 @@ def _default_value(f: Field) -> Any:
     return False if f.type == "boolean" else None
 
 
+def record_type_id(index: int) -> str:
+    """The id of the org's ``index``-th record type (1-based)."""
+    return make_id("012", index)
+
+
+def _record_type_infos(obj: SObject, base: str) -> list[dict[str, Any]]:
+    master = "012000000000000AAA"
+    own = ([(record_type_id(i + 1), dev, label)
+            for i, (dev, label) in enumerate(OPPORTUNITY_RECORD_TYPES)]
+           if obj.name == "Opportunity" else [])
+    return [*({"active": True, "available": True, "defaultRecordTypeMapping": i == 0,
+               "developerName": dev, "master": False, "name": label, "recordTypeId": rid,
+               "urls": {"layout": f"{base}/describe/layouts/{rid}"}}
+              for i, (rid, dev, label) in enumerate(own)),
+            {"active": True, "available": not own, "defaultRecordTypeMapping": not own,
+             "developerName": "Master", "master": True, "name": "Master",
+             "recordTypeId": master, "urls": {"layout": f"{base}/describe/layouts/{master}"}}]
+
+
 def describe_object(obj: SObject, version: str, instance: str = "") -> dict[str, Any]:
     """The body of ``GET /sobjects/{name}/describe`` (``instance``: the org's URL, which the
     recorded describes name in their ``ui*`` links)."""
@@ -366,12 +415,7 @@ def _describe_body(obj: SObject, version: str, base: str) -> dict[str, Any]:
         "listviewable": None, "lookupLayoutable": None, "mergeable": obj.mergeable,
         "mruEnabled": True, "name": obj.name, "namedLayoutInfos": [],
         "networkScopeFieldName": None, "queryable": True,
-        "recordTypeInfos": [{
-            "active": True, "available": True, "defaultRecordTypeMapping": True,
-            "developerName": "Master", "master": True, "name": "Master",
-            "recordTypeId": "012000000000000AAA",
-            "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"},
-        }],
+        "recordTypeInfos": _record_type_infos(obj, base),
         "replicateable": True, "retrieveable": True, "searchLayoutable": True,
         "searchable": True, "sobjectDescribeOption": "FULL", "supportedScopes": [],
         "triggerable": True, "undeletable": obj.deletable, "updateable": obj.updateable,

@@ -264,7 +264,7 @@ class _Parser:
         if "." in token.text:
             rel, _, target = token.text.partition(".")
             ref = self.sobject.field_ci(rel + "Id")
-            if (ref is None or ref.type != "reference" or len(ref.reference_to) != 1
+            if (ref is None or ref.type != "reference" or not ref.reference_to
                     or "." in target):
                 raise SoqlError("INVALID_FIELD", _error_text(
                     self.query, token.column,
@@ -272,9 +272,12 @@ class _Parser:
                     "attempting to use a custom relationship, be sure to append the '__r' after "
                     "the custom relationship name. Please reference your WSDL or the describe "
                     "call for the appropriate names."))
-            other = OBJECTS[ref.reference_to[0]]
+            # A polymorphic reference (Owner: Group or User) offers the fields all its
+            # targets share, as Salesforce's Name entity does.
+            targets = [OBJECTS[name] for name in ref.reference_to]
+            other = targets[-1]
             target_field = other.field_ci(target)
-            if target_field is None:
+            if target_field is None or any(t.field_ci(target) is None for t in targets):
                 raise SoqlError("INVALID_FIELD", _error_text(
                     self.query, token.column,
                     f"No such column '{target}' on entity '{other.name}'. If you are attempting "
