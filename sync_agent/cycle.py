@@ -1011,13 +1011,20 @@ class Cycle:
             changes = [c for c in plan.changes if c.side == system]
             if not changes:
                 continue
+            if system == "salesforce" and self._refused_before(
+                    session, pair, record_id, {c.field: c.new for c in changes}):
+                # The duplicate rules refused this very update: a person decides. What is
+                # remembered keeps Salesforce's values as they are, not as planned.
+                after_sync = synced(planner, dict(sf_record.values), hs_values)
+                continue
             self.report.plan.append(PlannedWrite(pair.name, system, obj, record_id, changes))
             current = hs_record.values if system == "hubspot" else sf_record.values
             values_after = hs_values if system == "hubspot" else sf_values
 
             def remember(result: WriteResult, session: Session = session, link_id: int = link.id,
                          system: str = system, obj: str = obj, record_id: str = record_id,
-                         values_after: dict[str, Any] = values_after) -> None:
+                         values_after: dict[str, Any] = values_after,
+                         after_sync: dict[str, tuple[Any, Any]] = after_sync) -> None:
                 self._remember(session, link_id, after_sync, stored)
                 self.stages.observe(self.mapping, system, obj, record_id, values_after,
                                     self._owner_field(system), self.now)
@@ -1139,13 +1146,14 @@ class Cycle:
                         "field": c.field, "old": _json(c.old), "new": _json(c.new),
                         "rule": c.rule, "reason": c.reason} for c in changes))
                     continue
-                self.report.failed += 1
                 error = result.error
                 assert error is not None
                 self.failed_sources.add((pair.name, source_id))
                 if system == "salesforce" and error.code == DUPLICATES_DETECTED:
+                    # not a dead letter: a duplicate_match gap (counted with the gaps)
                     self._duplicate_refused(session, pair, obj, write, source_id, error)
                     continue
+                self.report.failed += 1
                 letter = self.retrying.get((pair.name, source_id))
                 if letter is not None:  # a retry failed again: the same letter, backed off
                     state.retried(letter, False, f"{error.code}: {error.message}")
@@ -1187,8 +1195,8 @@ class Cycle:
 
     def _refused_before(self, session: Session, pair: ObjectPair, source_id: str,
                         values: dict[str, Any]) -> bool:
-        """The same create was refused by the duplicate rules and its gap is open: it is not
-        sent again until its values change or the mapping says ``allow_save``."""
+        """The same create or update was refused by the duplicate rules and its gap is open:
+        it is not sent again until its values change or the mapping says ``allow_save``."""
         if self.mapping.salesforce.duplicate_rules != "respect":
             return False
         known = state.open_gap_detail(session, "duplicate_match", pair.name, source_id)

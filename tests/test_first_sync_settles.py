@@ -48,6 +48,7 @@ def test_a_first_sync_of_the_demo_data_settles_in_one_cycle(make_sandbox: Any,
         linked = len(list(session.scalars(select(Link))))
         open_before = {(g.kind, g.pair, g.key) for g in state.open_gaps(session)}
     assert letters == []
+    assert first.failed == 0  # "refused (dead letters)": duplicate-rule refusals are gaps
     time.sleep(1.05)  # Salesforce stamps to the second
     box.reset_requests()
     second = run_cycle(store, mapping, sf, hs)
