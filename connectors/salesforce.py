@@ -50,6 +50,7 @@ from connectors.records import (
 )
 from connectors.retry import RetryPolicy, describe_request
 from connectors.salesforce_auth import authenticate
+from connectors.salesforce_duplicates import likely_duplicates
 from connectors.salesforce_permissions import permissions_lacking
 from connectors.salesforce_values import format_datetime, from_csv, parse_datetime
 
@@ -259,7 +260,8 @@ class SalesforceConnector:
                 restricted_picklist=bool(f.get("restrictedPicklist")),
                 calculated=bool(f.get("calculated")), unique=bool(f.get("unique")),
                 external_id=bool(f.get("externalId")))
-        record_types = {str(t["recordTypeId"]): str(t["developerName"])
+        # a recorded 2015 describe has no developerName: the type is then known by its name
+        record_types = {str(t["recordTypeId"]): str(t.get("developerName") or t.get("name"))
                         for t in body.get("recordTypeInfos") or [] if not t.get("master")}
         schema = ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
                               fields=fields, record_types=record_types)
@@ -522,7 +524,18 @@ class SalesforceConnector:
                                            json=body, headers=headers)
                 for index, item in zip(chunk, answer, strict=True):
                     results[index] = _result(index, item, created=kind == "create")
+        for index, result in results.items():
+            error = result.error
+            if error is not None and error.code == DUPLICATES_DETECTED and not error.matches:
+                rec = records[index]
+                matches = likely_duplicates(self._rows, object_name,
+                                            {**(rec.current or {}), **rec.values}, rec.id)
+                results[index] = result.model_copy(update={
+                    "error": error.model_copy(update={"matches": matches})})
         return [results[i] for i in range(len(records))]
+
+    def _rows(self, soql: str) -> list[dict[str, Any]]:
+        return [row for _, page in self._query_pages(soql) for row in page]
 
     def _duplicate_header(self) -> dict[str, str]:
         """``allow_save`` in the mapping saves past duplicate rules that only alert; by default
@@ -591,6 +604,9 @@ def _result(index: int, item: dict[str, Any], created: bool) -> WriteResult:
     return WriteResult(index=index, id=item.get("id"), error=WriteError(
         code=str(first.get("statusCode", "UNKNOWN")), message=str(first.get("message", "")),
         fields=tuple(first.get("fields") or ()), matches=duplicate_matches(first)))
+
+
+DUPLICATES_DETECTED = "DUPLICATES_DETECTED"
 
 
 def duplicate_matches(error: dict[str, Any]) -> tuple[str, ...]:

@@ -1191,7 +1191,7 @@ class Cycle:
             "salesforce_ids": list(error.matches), "values": _json(write.values),
             "reason": f"Salesforce's duplicate rules refused this {obj} "
             f"{'update' if write.id else 'create'}: {error.message}"
-            + ("" if error.matches else " (Salesforce named no matching records)")})
+            + ("" if error.matches else " (no matching records found)")})
 
     def _refused_before(self, session: Session, pair: ObjectPair, source_id: str,
                         values: dict[str, Any]) -> bool:

@@ -229,9 +229,12 @@ def _hs_describe(object_type: str, properties: str | None = None,
     def parse(exchanges: list[Exchange], tls: Path) -> None:
         _, body = exchanges[0]
         props = body if properties is None else _recorded_body(properties)
-        pipes = body if pipelines is None else _recorded_body(pipelines)
+        # contacts and companies take their lifecycle stages from the contacts' pipeline
+        source = "deals" if object_type == "deals" else "contacts"
+        pipes = (_recorded_body(pipelines) if pipelines is not None else
+                 body if object_type == "deals" else _recorded_body(LIFECYCLE_PIPELINE))
         with hubspot_on([Answer("GET", f"/crm/v3/properties/{object_type}", 200, props),
-                         Answer("GET", f"/crm/v3/pipelines/{object_type}", 200, pipes)]
+                         Answer("GET", f"/crm/v3/pipelines/{source}", 200, pipes)]
                         ) as (conn, _):
             schema = conn.describe(object_type)
         assert set(schema.fields) == {p["name"] for p in props["results"]}
@@ -248,12 +251,15 @@ def _recorded_body(name: str) -> Any:
 
 
 CONTACT_PROPERTIES = "hubspot/amp-properties-contacts-sampled.json"
+LIFECYCLE_PIPELINE = "hubspot/amp-pipelines-contacts-lifecycle.json"
 
 
 def _hs_batch_read(exchanges: list[Exchange], tls: Path) -> None:
     status, body = exchanges[0]
     with hubspot_on([Answer("GET", "/crm/v3/properties/contacts", 200,
                             _recorded_body(CONTACT_PROPERTIES)),
+                     Answer("GET", "/crm/v3/pipelines/contacts", 200,
+                            _recorded_body(LIFECYCLE_PIPELINE)),
                      Answer("POST", f"{C}/batch/read", status, body)]) as (conn, replay):
         records = conn.read_by_ids("contacts", [r["id"] for r in body["results"]])
     served(replay, "POST", "/batch/read")
@@ -418,11 +424,11 @@ HUBSPOT: dict[str, Case] = {
             {"properties": {"email": unique("c207"), "firstname": "S", "lastname": "D"},
              "objectWriteTraceId": "1"}]})] if a.contact() else [],
         _hs_write("create"), computed=True,
-        tolerate=("only ours ['hs_object_id', 'lastmodifieddate']",),
-        note="this captured fixture's created contact lacks the hs_object_id and "
-             "lastmodifieddate that amp-batch-create-contacts-success.json and "
-             "nango-create-contact.test.json echo: trimmed by its authors; the recorded ones "
-             "are followed"),
+        tolerate=("only ours ['hs_object_id', 'lastmodifieddate', 'lifecyclestage']",),
+        note="this captured fixture's created contact lacks the hs_object_id, "
+             "lastmodifieddate and lifecyclestage that amp-batch-create-contacts-success.json "
+             "and nango-create-contact.test.json echo: trimmed by its authors; the recorded "
+             "ones are followed"),
     HS + "amp-batch-create-contacts-400-property-doesnt-exist.json": Case(
         body_of(HS + "amp-batch-create-contacts-400-property-doesnt-exist.json", 400),
         lambda a: [a.hs("POST", f"{C}/batch/create", {"inputs": [{"properties": {
@@ -488,7 +494,12 @@ HUBSPOT: dict[str, Case] = {
     HS + "amp-pipelines-deals.json": Case(
         body_of(HS + "amp-pipelines-deals.json"),
         lambda a: [a.hs("GET", "/crm/v3/pipelines/deals")],
-        _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json")),
+        _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json"),
+        tolerate=("is numeric id, recorded 'default' is free text",
+                  "is numeric id, recorded 'appointmentscheduled' is free text"),
+        note="the recorded portal has only the default pipeline; the sandbox's second "
+             "(Renewals) has numeric pipeline and stage ids, as a pipeline made in a portal "
+             "has (HubSpot pipelines API guide; the issue: stage ids can be numeric)"),
     HS + "amp-properties-contacts-sampled.json": Case(
         body_of(HS + "amp-properties-contacts-sampled.json"),
         lambda a: [a.hs("GET", "/crm/v3/properties/contacts")], _hs_describe("contacts")),
@@ -570,7 +581,12 @@ HUBSPOT: dict[str, Case] = {
     HS + "nango-pipelines-deals.test.json": Case(
         nango_of(HS + "nango-pipelines-deals.test.json"),
         lambda a: [a.hs("GET", "/crm/v3/pipelines/deals")],
-        _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json")),
+        _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json"),
+        tolerate=("is numeric id, recorded 'default' is free text",
+                  "is numeric id, recorded 'appointmentscheduled' is free text"),
+        note="the recorded portal has only the default pipeline; the sandbox's second "
+             "(Renewals) has numeric pipeline and stage ids, as a pipeline made in a portal "
+             "has (HubSpot pipelines API guide; the issue: stage ids can be numeric)"),
     HS + "nango-properties-companies.test.json": Case(
         nango_of(HS + "nango-properties-companies.test.json"),
         lambda a: [a.hs("GET", "/crm/v3/properties/companies")], _hs_describe("companies")),

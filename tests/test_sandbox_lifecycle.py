@@ -6,6 +6,7 @@ recycle bin. Sources are in sandbox/README.md's fidelity table."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,13 @@ from simple_salesforce.format import format_soql
 from sandbox.admin import SandboxClient
 from sandbox.hubspot.portal import CALCULATED_AFTER_SECONDS
 from tests.conftest import hubspot_client, salesforce_client
+
+
+@pytest.fixture
+def make_sandbox(make_sandbox: Any) -> Any:
+    # lenience: these tests read create answers through hubspot-api-client v12's basic_api,
+    # which deserializes only the 201 HubSpot's spec names (the live API answers 200)
+    return functools.partial(make_sandbox, hubspot_creates_201=True)
 
 
 def create_contact(hs: Any, **props: str) -> Any:
@@ -81,7 +89,8 @@ def test_a_create_without_a_lifecycle_stage_comes_back_lead(make_sandbox: Any) -
     assert company.properties["lifecyclestage"] == "lead"
     from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
     deal = hs.crm.deals.basic_api.create(
-        simple_public_object_input_for_create=DealInput(properties={"dealname": "D"}))
+        simple_public_object_input_for_create=DealInput(properties={
+            "dealname": "D", "pipeline": "default", "dealstage": "appointmentscheduled"}))
     assert "lifecyclestage" not in (deal.properties or {})
 
 

@@ -326,6 +326,7 @@ _READ_ONLY_OPTIONS = {"dealstage": False, "dealtype": False, "industry": False,
 _FORMULAS = {"hs_is_closed": "(pipeline_probability(string(dealstage)) <= 0 or "
                              "pipeline_probability(string(dealstage)) >= 1)"}
 _NO_DATES = {"hs_object_id"}  # recorded without createdAt/updatedAt
+_EPOCH_CREATED = {"hs_merged_object_ids"}  # recorded created 1970-01-01T00:00:00Z
 _CREATOR = "76070032"
 
 
@@ -348,6 +349,8 @@ def _as_recorded(body: dict[str, Any], prop: Prop) -> dict[str, Any]:
     if prop.name in _NO_DATES:
         body.pop("createdAt")
         body.pop("updatedAt")
+    if prop.name in _EPOCH_CREATED:
+        body["createdAt"] = EPOCH
     if not prop.hubspot_defined:
         del body["hubspotDefined"]
         body |= {"createdUserId": _CREATOR, "updatedUserId": _CREATOR, "archived": False}

@@ -61,7 +61,10 @@ class SaveResult:
         if self.id is not None:
             out["id"] = self.id
         out["success"] = self.success
-        out["errors"] = self.errors
+        # A Collections result's errors carry no duplicateResult (recorded:
+        # doc-collections-create-duplicates-detected-*.json); a single-record answer does.
+        out["errors"] = [{k: v for k, v in e.items() if k != "duplicateResult"}
+                         for e in self.errors]
         if with_created:
             out["created"] = bool(self.created)
         return out
