@@ -252,6 +252,13 @@ def _recorded_body(name: str) -> Any:
 
 CONTACT_PROPERTIES = "hubspot/amp-properties-contacts-sampled.json"
 LIFECYCLE_PIPELINE = "hubspot/amp-pipelines-contacts-lifecycle.json"
+# The recorded portal has only the default pipeline; the sandbox's second (Renewals) has the
+# numeric pipeline and stage ids a pipeline made in a portal has.
+NUMERIC_PIPELINE_IDS = ("is numeric id, recorded 'default' is free text",
+                        "is numeric id, recorded 'appointmentscheduled' is free text")
+NUMERIC_PIPELINE_NOTE = ("the recorded portal has only the default pipeline; the sandbox's "
+                         "second (Renewals) has numeric pipeline and stage ids, as a pipeline "
+                         "made in a portal has (HubSpot pipelines API guide)")
 
 
 def _hs_batch_read(exchanges: list[Exchange], tls: Path) -> None:
@@ -495,11 +502,7 @@ HUBSPOT: dict[str, Case] = {
         body_of(HS + "amp-pipelines-deals.json"),
         lambda a: [a.hs("GET", "/crm/v3/pipelines/deals")],
         _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json"),
-        tolerate=("is numeric id, recorded 'default' is free text",
-                  "is numeric id, recorded 'appointmentscheduled' is free text"),
-        note="the recorded portal has only the default pipeline; the sandbox's second "
-             "(Renewals) has numeric pipeline and stage ids, as a pipeline made in a portal "
-             "has (HubSpot pipelines API guide; the issue: stage ids can be numeric)"),
+        tolerate=NUMERIC_PIPELINE_IDS, note=NUMERIC_PIPELINE_NOTE),
     HS + "amp-properties-contacts-sampled.json": Case(
         body_of(HS + "amp-properties-contacts-sampled.json"),
         lambda a: [a.hs("GET", "/crm/v3/properties/contacts")], _hs_describe("contacts")),
@@ -582,11 +585,7 @@ HUBSPOT: dict[str, Case] = {
         nango_of(HS + "nango-pipelines-deals.test.json"),
         lambda a: [a.hs("GET", "/crm/v3/pipelines/deals")],
         _hs_describe("deals", properties="hubspot/nango-properties-deals.response.json"),
-        tolerate=("is numeric id, recorded 'default' is free text",
-                  "is numeric id, recorded 'appointmentscheduled' is free text"),
-        note="the recorded portal has only the default pipeline; the sandbox's second "
-             "(Renewals) has numeric pipeline and stage ids, as a pipeline made in a portal "
-             "has (HubSpot pipelines API guide; the issue: stage ids can be numeric)"),
+        tolerate=NUMERIC_PIPELINE_IDS, note=NUMERIC_PIPELINE_NOTE),
     HS + "nango-properties-companies.test.json": Case(
         nango_of(HS + "nango-properties-companies.test.json"),
         lambda a: [a.hs("GET", "/crm/v3/properties/companies")], _hs_describe("companies")),
