@@ -11,6 +11,7 @@ every test here skips, saying where it looked (``STAGESYNC_REFERENCE`` overrides
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import re
@@ -22,7 +23,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import hubspot
 import pytest
 from hubspot.crm.contacts import ApiException
 from simple_salesforce.format import format_soql
@@ -141,7 +141,7 @@ def salesforce_on(answers: list[Answer], tls: Path) -> Iterator[tuple[Salesforce
 def hs_model(body: Any, api: str, klass: str) -> Any:
     """The body as hubspot-api-client's generated models read it (they raise on a missing
     required field or a wrong type)."""
-    client = getattr(hubspot.crm, api).ApiClient()
+    client = importlib.import_module(f"hubspot.crm.{api}").ApiClient()
     return client.deserialize(SimpleNamespace(data=json.dumps(body)), klass)
 
 
@@ -202,9 +202,7 @@ def _hs_model(api: str, klass: str) -> Callable[[list[Exchange], Path], None]:
 
     def parse(exchanges: list[Exchange], tls: Path) -> None:
         for _, body in exchanges:
-            module: Any = hubspot
-            for part in api.split("."):
-                module = getattr(module, part)
+            module: Any = importlib.import_module(f"hubspot.{api}")  # run alone, not yet imported
             model = module.ApiClient().deserialize(SimpleNamespace(data=json.dumps(body)),
                                                    klass)
             assert model is not None
