@@ -524,15 +524,25 @@ class SalesforceConnector:
                                            json=body, headers=headers)
                 for index, item in zip(chunk, answer, strict=True):
                     results[index] = _result(index, item, created=kind == "create")
-        for index, result in results.items():
-            error = result.error
-            if error is not None and error.code == DUPLICATES_DETECTED and not error.matches:
-                rec = records[index]
-                matches = likely_duplicates(self._rows, object_name,
-                                            {**(rec.current or {}), **rec.values}, rec.id)
-                results[index] = result.model_copy(update={
-                    "error": error.model_copy(update={"matches": matches})})
+        self._name_duplicates(object_name, records, results)
         return [results[i] for i in range(len(records))]
+
+    def _name_duplicates(self, object_name: str, records: list[WriteRecord],
+                         results: dict[int, WriteResult]) -> None:
+        """Refusals by duplicate rules get the records the rules would match (a Collections
+        answer names none), looked up for all of them together."""
+        refused = [i for i, r in sorted(results.items()) if r.error is not None
+                   and r.error.code == DUPLICATES_DETECTED and not r.error.matches]
+        if not refused:
+            return
+        found = likely_duplicates(self._rows, object_name, [
+            ({**(records[i].current or {}), **records[i].values}, records[i].id)
+            for i in refused])
+        for index, matches in zip(refused, found, strict=True):
+            error = results[index].error
+            assert error is not None
+            results[index] = results[index].model_copy(update={
+                "error": error.model_copy(update={"matches": matches})})
 
     def _rows(self, soql: str) -> list[dict[str, Any]]:
         return [row for _, page in self._query_pages(soql) for row in page]

@@ -6,8 +6,10 @@ single-record answer does). A person deciding a ``duplicate_match`` gap needs th
 they are found by the standard matching rules' own keys (Salesforce Help, "Standard Contact
 Matching Rule and Standard Lead Matching Rule"): the same email, or the same first and last name
 with the same company (a Contact's account name) or phone. Both rules look at Leads and
-Contacts. Salesforce's name comparison is fuzzy; this one is exact (case-insensitive, as SOQL's
-``=`` is), so it may name fewer records than the rule matched, never others.
+Contacts. Salesforce's name comparison is fuzzy; this one is exact after trimming and
+case-folding, so it may name fewer records than the rule matched, never others. The refusals
+of one write call are looked up together: by email first (one query per object for each 200
+emails), then by name only for the refusals no email explains.
 """
 
 from __future__ import annotations
@@ -18,50 +20,86 @@ from typing import Any
 from simple_salesforce.format import format_soql
 
 Query = Callable[[str], Iterable[dict[str, Any]]]  # SOQL -> rows
+PER_QUERY = 200  # values per IN list: well inside SOQL's 100,000-character limit
 
 
-def _text(values: dict[str, Any], name: str) -> str | None:
-    value = values.get(name)
-    return str(value).strip() or None if value is not None else None
+def _fold(value: Any) -> str | None:
+    text = str(value).strip().casefold() if value is not None else ""
+    return text or None
 
 
-def likely_duplicates(query: Query, object_name: str, values: dict[str, Any],
-                      record_id: str | None = None) -> tuple[str, ...]:
-    """Ids of live Leads and Contacts matching ``values`` (a Lead's or a Contact's fields, as
-    sent and as last read) by the standard rules' keys, ``record_id`` itself left out. At most
-    four queries, and none when nothing identifies the person."""
-    email, phone = _text(values, "Email"), _text(values, "Phone")
-    first, last = _text(values, "FirstName"), _text(values, "LastName")
-    company = _text(values, "Company")
-    account_ids: list[str] = []
-    if object_name == "Contact" and values.get("AccountId"):
-        account_ids = [str(values["AccountId"])]
-        company = next((str(r.get("Name")) for r in query(format_soql(
-            "SELECT Name FROM Account WHERE Id = {}", account_ids[0]))), None)
-    elif company:
-        account_ids = [str(r["Id"]) for r in query(format_soql(
-            "SELECT Id FROM Account WHERE Name = {}", company))]
-    found: list[str] = []
-    for other, extra in (("Lead", "IsConverted = false"), ("Contact", None)):
-        alike: list[str] = []
-        if first and last:
-            same = []
-            if other == "Lead" and company:
-                same.append(format_soql("Company = {}", company))
-            if other == "Contact" and account_ids:
-                same.append(format_soql("AccountId IN {}", account_ids))
-            if phone:
-                same.append(format_soql("Phone = {}", phone))
-            if same:
-                alike.append(format_soql("(FirstName = {} AND LastName = {} AND ({:literal}))",
-                                         first, last, " OR ".join(same)))
-        if email:
-            alike.append(format_soql("Email = {}", email))
-        if not alike:
-            continue
-        where = "(" + " OR ".join(alike) + ")"  # every value above went through format_soql
-        if extra:
-            where = f"{extra} AND {where}"
-        found += [str(r["Id"]) for r in query(format_soql(
-            "SELECT Id FROM {:literal} WHERE {:literal} ORDER BY Id", other, where))]
-    return tuple(i for i in dict.fromkeys(found) if i != record_id)
+def _person(values: dict[str, Any], company: str | None) -> tuple[str | None, ...]:
+    return (_fold(values.get("Email")), _fold(values.get("FirstName")),
+            _fold(values.get("LastName")), _fold(company), _fold(values.get("Phone")))
+
+
+def _alike(a: tuple[str | None, ...], b: tuple[str | None, ...]) -> bool:
+    email, first, last, company, phone = a
+    if email and email == b[0]:
+        return True
+    return bool(first and last and (first, last) == (b[1], b[2])
+                and ((company and company == b[3]) or (phone and phone == b[4])))
+
+
+def _chunks(values: set[str]) -> list[list[str]]:
+    ordered = sorted(values)
+    return [ordered[i:i + PER_QUERY] for i in range(0, len(ordered), PER_QUERY)]
+
+
+def _candidates(query: Query, where: str) -> list[tuple[str, tuple[str | None, ...]]]:
+    """Live Leads and Contacts matching ``where`` (built with format_soql), as people."""
+    out = []
+    for other, select, converted in (
+            ("Lead", "Id, Email, FirstName, LastName, Company, Phone", "IsConverted = false AND "),
+            ("Contact", "Id, Email, FirstName, LastName, Account.Name, Phone", "")):
+        for row in query(format_soql(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal}({:literal}) ORDER BY Id",
+                select, other, converted, where)):
+            company = (row.get("Company") if other == "Lead"
+                       else (row.get("Account") or {}).get("Name"))
+            out.append((str(row["Id"]), _person(row, company)))
+    return out
+
+
+def likely_duplicates(query: Query, object_name: str,
+                      refused: list[tuple[dict[str, Any], str | None]]) -> list[tuple[str, ...]]:
+    """For each refused (values, record id): ids of live Leads and Contacts matching its
+    values (a Lead's or Contact's fields, as sent and as last read) by the standard rules'
+    keys, the record itself left out."""
+    account_names: dict[str, str] = {}
+    account_ids = {str(v["AccountId"]) for v, _ in refused
+                   if object_name == "Contact" and v.get("AccountId")}
+    for chunk in _chunks(account_ids):
+        account_names.update({str(r["Id"]): str(r.get("Name") or "") for r in query(
+            format_soql("SELECT Id, Name FROM Account WHERE Id IN {}", chunk))})
+    people = [_person(v, v.get("Company") if object_name == "Lead"
+                      else account_names.get(str(v.get("AccountId"))))
+              for v, _ in refused]
+    found: list[tuple[str, tuple[str | None, ...]]] = []
+    emails = {str(v["Email"]).strip() for v, _ in refused if _fold(v.get("Email"))}
+    for chunk in _chunks(emails):
+        found += _candidates(query, format_soql("Email IN {}", chunk))
+    # Names only for refusals no email explains (a name query matches far more rows).
+    holders: dict[str | None, set[str]] = {}
+    for hit_id, holder in found:
+        holders.setdefault(holder[0], set()).add(hit_id)
+    named = [v for (v, record_id), p in zip(refused, people, strict=True)
+             if p[1] and p[2] and not holders.get(p[0], set()) - {record_id or ""}]
+    for at in range(0, len(named), PER_QUERY):
+        batch = named[at:at + PER_QUERY]
+        found += _candidates(query, format_soql(
+            "FirstName IN {} AND LastName IN {}",
+            sorted({str(v["FirstName"]).strip() for v in batch}),
+            sorted({str(v["LastName"]).strip() for v in batch})))
+    by_email: dict[str, list[tuple[str, tuple[str | None, ...]]]] = {}
+    by_name: dict[tuple[str | None, str | None], list[tuple[str, tuple[str | None, ...]]]] = {}
+    for hit in found:  # indexed once: each refusal looks at its own candidates only
+        if hit[1][0]:
+            by_email.setdefault(str(hit[1][0]), []).append(hit)
+        by_name.setdefault((hit[1][1], hit[1][2]), []).append(hit)
+    out = []
+    for person, (_, record_id) in zip(people, refused, strict=True):
+        candidates = by_email.get(str(person[0]), []) + by_name.get((person[1], person[2]), [])
+        ids = [i for i, candidate in candidates if i != record_id and _alike(person, candidate)]
+        out.append(tuple(dict.fromkeys(ids)))
+    return out

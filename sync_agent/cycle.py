@@ -98,6 +98,20 @@ class CycleReport:
 
 
 @dataclass
+class _Settling:
+    """What one linked pair holds before and after its planned writes."""
+
+    planner: PairPlanner
+    sf_id: str
+    hs_id: str
+    sf_before: dict[str, Any]
+    hs_before: dict[str, Any]
+    sf_after: dict[str, Any]
+    hs_after: dict[str, Any]
+    stored: dict[str, tuple[Any, Any]]
+
+
+@dataclass
 class _Pending:
     """Writes for one (system, object), with what to do once each succeeds."""
 
@@ -143,6 +157,11 @@ class Cycle:
                                       dict[tuple[str, str], _Pending]]] = []
         # Links made by a create: (pair, link, side created in, the source record, what the
         # write's answer says the new record holds, if it says).
+        # Pairs whose writes succeeded, remembered once the whole flush is known: a side whose
+        # write failed keeps its values as they were (else the next cycle would take the
+        # planned value for a change there and write the old one back: a lost update).
+        self.to_remember: dict[int, _Settling] = {}
+        self.unwritten: set[tuple[str, str]] = set()  # (system, record id) not written
         self.created_links: list[tuple[ObjectPair, Any, Side, Record,
                                        dict[str, Any] | None]] = []
         # Every link this cycle makes or write it plans, by record, checked before any
@@ -1013,19 +1032,20 @@ class Cycle:
                 continue
             if system == "salesforce" and self._refused_before(
                     session, pair, record_id, {c.field: c.new for c in changes}):
-                # The duplicate rules refused this very update: a person decides. What is
-                # remembered keeps Salesforce's values as they are, not as planned.
-                after_sync = synced(planner, dict(sf_record.values), hs_values)
+                # The duplicate rules refused this very update: a person decides. Not sent,
+                # so what is remembered keeps Salesforce's values as they are.
+                self.unwritten.add((system, record_id))
                 continue
             self.report.plan.append(PlannedWrite(pair.name, system, obj, record_id, changes))
             current = hs_record.values if system == "hubspot" else sf_record.values
             values_after = hs_values if system == "hubspot" else sf_values
 
-            def remember(result: WriteResult, session: Session = session, link_id: int = link.id,
-                         system: str = system, obj: str = obj, record_id: str = record_id,
-                         values_after: dict[str, Any] = values_after,
-                         after_sync: dict[str, tuple[Any, Any]] = after_sync) -> None:
-                self._remember(session, link_id, after_sync, stored)
+            def remember(result: WriteResult, link_id: int = link.id, system: str = system,
+                         obj: str = obj, record_id: str = record_id,
+                         values_after: dict[str, Any] = values_after) -> None:
+                self.to_remember[link_id] = _Settling(
+                    planner, sf_record.id, hs_record.id, dict(sf_record.values),
+                    dict(hs_record.values), sf_values, hs_values, stored)
                 self.stages.observe(self.mapping, system, obj, record_id, values_after,
                                     self._owner_field(system), self.now)
 
@@ -1122,6 +1142,19 @@ class Cycle:
 
     def _flush(self, session: Session, pending: dict[tuple[str, str], _Pending],
                run_id: int | None) -> None:
+        """Send the queued writes, then remember what each written pair now holds."""
+        self._send(session, pending, run_id)
+        for link_id, pair in self.to_remember.items():
+            sf_side = (pair.sf_before if ("salesforce", pair.sf_id) in self.unwritten
+                       else pair.sf_after)
+            hs_side = (pair.hs_before if ("hubspot", pair.hs_id) in self.unwritten
+                       else pair.hs_after)
+            self._remember(session, link_id, synced(pair.planner, sf_side, hs_side),
+                           pair.stored)
+        self.to_remember = {}
+
+    def _send(self, session: Session, pending: dict[tuple[str, str], _Pending],
+              run_id: int | None) -> None:
         order = sorted(pending, key=lambda k: (k[0] != "salesforce", k))
         for system, obj in order:
             batch = pending[(system, obj)]
@@ -1149,6 +1182,8 @@ class Cycle:
                 error = result.error
                 assert error is not None
                 self.failed_sources.add((pair.name, source_id))
+                if write.id is not None:
+                    self.unwritten.add((system, write.id))
                 if system == "salesforce" and error.code == DUPLICATES_DETECTED:
                     # not a dead letter: a duplicate_match gap (counted with the gaps)
                     self._duplicate_refused(session, pair, obj, write, source_id, error)
