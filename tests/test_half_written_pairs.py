@@ -18,7 +18,7 @@ def test_a_refused_salesforce_update_beside_a_hubspot_write_loses_no_hubspot_edi
     # lenience: this test is about what is remembered after a half-written pair, not search lag
     _, sf, hs, store = fresh(lambda **kw: make_sandbox(search_lag_seconds=0, **kw), tmp_path)
     person = {"FirstName": "Ann", "LastName": "Lee", "Company": "Acme Rockets"}
-    first = sf.upsert("Lead", [WriteRecord(values={**person, "Email": "ann.a@acme.example"})])[0]
+    sf.upsert("Lead", [WriteRecord(values={**person, "Email": "ann.a@acme.example"})])
     sf.duplicate_rules = "allow_save"  # a second Ann Lee of Acme, saved past the rules
     twin = sf.upsert("Lead", [WriteRecord(values={**person, "Email": "ann.b@acme.example"})])[0]
     run_cycle(store, MAPPING, sf, hs)
@@ -43,4 +43,4 @@ def test_a_refused_salesforce_update_beside_a_hubspot_write_loses_no_hubspot_edi
         gap = state.open_gap_detail(session, "duplicate_match", "leads", twin.id)
     assert gap is not None
     assert gap["code"] == "DUPLICATES_DETECTED"
-    assert gap["salesforce_ids"] == [first.id]  # the Lead the standard rule matched, by name
+    assert gap["record_id"] == twin.id  # an update refused by name: the gap names its record
