@@ -115,6 +115,7 @@ class PairPlanner:
             extra = [*extra, pipeline_rule(routing, record_types or {})]
         rules = pair_rules(mapping, pair_name, extra)
         self.fields = compile_fields(rules, mapping)
+        self._active: dict[int, list[tuple[str, str, str, CompiledField]]] = {}
         self.routed: dict[str, list[CompiledField]] = {}
         self.route_by: CompiledField | None = None
         if routing is not None:
@@ -184,12 +185,15 @@ class PairPlanner:
                history: Mapping[str, tuple[Any, Any]], sf_modified: float,
                hs_modified: float) -> Plan:
         result = Plan()
-        for f in self.fields_for(sf, hs):
-            if f.rule is Rule.NONE:
-                continue
-            s = sf.get(f.sf)
-            h = hs.get(f.hs)
-            seen = history.get(f.key, MISSING)
+        fields = self.fields if self.route_by is None else self.fields_for(sf, hs)
+        active = self._active.get(id(fields))
+        if active is None:  # names looked up once per field list, not per pair and field
+            active = self._active[id(fields)] = [
+                (f.key, f.sf, f.hs, f) for f in fields if f.rule is not Rule.NONE]
+        for key, sf_name, hs_name, f in active:
+            s = sf.get(sf_name)
+            h = hs.get(hs_name)
+            seen = history.get(key, MISSING)
             if seen is not MISSING and seen[0] == s and seen[1] == h:
                 continue  # nothing moved since the last sync, which left them in sync
             _decide(f, s, h, seen, sf_modified, hs_modified, result)
