@@ -32,7 +32,9 @@ from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
 from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
 from sync_agent import failpoints, merges, sla, state
+from sync_agent.gap_book import GapBook
 from sync_agent.identity import group_by_key, match_key, passes
+from sync_agent.link_book import LinkBook
 from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
 from sync_agent.stages import (
     StageBook,
@@ -44,6 +46,7 @@ from sync_agent.stages import (
     stage_fields,
 )
 from sync_agent.store import Store
+from sync_agent.synced_book import SyncedBook
 from sync_agent.tables import DeadLetter
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -101,6 +104,7 @@ class CycleReport:
 class _Settling:
     """What one linked pair holds before and after its planned writes."""
 
+    link: Any
     planner: PairPlanner
     sf_id: str
     hs_id: str
@@ -132,6 +136,10 @@ class Cycle:
         self.dry_run = dry_run
         self.refresh_schemas = refresh_schemas
         self.full_read: set[tuple[str, str]] = set()  # objects read from the beginning
+        self.links: LinkBook  # the cycle's links and open gaps, set once its session opens
+        self.gaps: GapBook
+        self.synced: SyncedBook
+        self.key_groups: dict[tuple[str, str, str, int, int], dict[str, list[Record]]] = {}
         self.changed: dict[tuple[str, str], list[Record]] = {}
         self.report = CycleReport()
         self.planners: dict[str, PairPlanner] = {}
@@ -140,8 +148,7 @@ class Cycle:
         self.stage_fields: dict[str, list[StageField]] = {
             p.name: stage_fields(mapping, p) for p in mapping.objects}
         self.now = dt.datetime.now(dt.UTC)
-        self.open_keys: set[tuple[str, str]] = set()
-        self.remembered: set[int] = set()
+        self.remembered: set[int] = set()  # links remembered this pass, by identity
         self.failed_sources: set[tuple[str, str]] = set()
         self.carried: dict[tuple[str, str], dict[str, list[Record]]] = {}
         self.forward_only: dict[str, set[str]] = {}
@@ -160,7 +167,7 @@ class Cycle:
         # Pairs whose writes succeeded, remembered once the whole flush is known: a side whose
         # write failed keeps its values as they were (else the next cycle would take the
         # planned value for a change there and write the old one back: a lost update).
-        self.to_remember: dict[int, _Settling] = {}
+        self.to_remember: dict[int, _Settling] = {}  # by the link's identity
         self.unwritten: set[tuple[str, str]] = set()  # (system, record id) not written
         self.created_links: list[tuple[ObjectPair, Any, Side, Record,
                                        dict[str, Any] | None]] = []
@@ -240,7 +247,8 @@ class Cycle:
                 session.commit()  # the run is on record, whatever happens next
             try:
                 self.prepare()  # owners and schemas: a failure here is a failed run too
-                self.open_keys = state.open_gap_keys(session)
+                self.links, self.gaps = LinkBook(session), GapBook(session)
+                self.synced = SyncedBook(session)
                 self.prior_intents = state.load_intents(session)
                 changed: dict[tuple[str, str], list[Record]] = {}
                 marks: dict[tuple[str, str], Watermark] = {}
@@ -278,6 +286,7 @@ class Cycle:
                     # writes below are committed before any vendor write.
                     state.put_intents(session, self.new_intents, self.prior_intents)
                     state.put_pending_creates(session, self.new_creates)
+                    self.synced.flush()
                     session.commit()
                 self._flush(session, pending, run.id if run else None)
                 self._settle_created(session, run.id if run else None)
@@ -311,6 +320,7 @@ class Cycle:
                     self.report.calls)
                 state.clear_intents(session)
                 state.settle_pending_creates(session, self.held)
+                self.synced.flush()
                 failpoints.hit("cycle.commit")
                 session.commit()
         return self.report
@@ -323,8 +333,9 @@ class Cycle:
             ("salesforce", {p.salesforce for p in self.mapping.objects}),
             ("hubspot", {p.hubspot for p in self.mapping.objects})) for o in objects}
         self.changed[(system, obj)] = records
-        self.open_keys = state.open_gap_keys(session)
+        self.links, self.gaps = LinkBook(session), GapBook(session)
         self.remembered = set()
+        self.synced = SyncedBook(session)
         self.prior_creates = state.load_pending_creates(session)
         self.new_creates, self.held = {}, set()
         for record in records:
@@ -340,6 +351,7 @@ class Cycle:
         self._plan_newly_linked(session)
         if not self.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
             state.put_pending_creates(session, self.new_creates)
+            self.synced.flush()
             session.commit()
         self._flush(session, pending, run_id)
         self._settle_created(session, run_id)
@@ -364,11 +376,11 @@ class Cycle:
     def _deletes(self, session: Session, marks: dict[tuple[str, str], Watermark]) -> None:
         """Merged-away Salesforce records hand their link to the survivor; a record deleted
         (or archived) on one side drops its link and leaves a gap for the other side's record.
-        Past Salesforce's 15 days of deletes, the full id lists are compared instead."""
+        Past Salesforce's 15 days of deletes, the full id lists are compared instead. Only the
+        links of records found gone are looked up (a page of ids a query), never every link."""
         for (system, obj), mark in marks.items():
-            pairs = [p for p in self.mapping.objects
+            pairs = [p.name for p in self.mapping.objects
                      if (p.salesforce if system == "salesforce" else p.hubspot) == obj]
-            links = [link for p in pairs for link in state.links_of(session, p.name)]
             if mark.cursor == EPOCH:
                 # never read before, so nothing known can have gone: this full read counts
                 # as the full id comparison
@@ -382,10 +394,11 @@ class Cycle:
             interval = getattr(connector, "full_id_interval", None)
             scheduled = interval is not None and merges.is_due(
                 session, system, obj, merges.ID_CHECK, interval, self.now)
-            if (not answer.complete or scheduled) and links:
+            if not answer.complete or scheduled:
                 # Deletes that leave no trace (a purge, an emptied recycle bin, a HubSpot
                 # merge) show only here.
-                live = set(connector.list_ids(obj))
+                links = [link for name in pairs for link in self.links.all_of(name)]
+                live = set(connector.list_ids(obj)) if links else set()
                 vanished = [rid for link in links if (rid := (
                     link.sf_id if system == "salesforce" else link.hs_id)) not in live
                     and rid not in gone]
@@ -396,25 +409,34 @@ class Cycle:
             if scheduled:
                 merges.done(session, system, obj, merges.ID_CHECK, self.now)
             self.vanished.setdefault((system, obj), set()).update(gone)
-            for link in links:
-                record_id = link.sf_id if system == "salesforce" else link.hs_id
-                if record_id not in gone:
-                    continue
-                survivor = gone[record_id]
-                if survivor and system == "salesforce" and state.find_link(
-                        session, link.pair, sf_id=survivor) is None:
-                    state.move_link(session, link, sf_id=survivor)
-                    self.report.merged += 1
-                    continue
-                other = link.hs_id if system == "salesforce" else link.sf_id
-                kind = "missing_in_salesforce" if system == "salesforce" else (
-                    "missing_in_hubspot")
-                self._gap(session, kind, link.pair, other, {
-                    "reason": f"its {system} counterpart {record_id} was "
-                    f"{'merged into ' + survivor if survivor else 'deleted'}",
-                    "deleted_counterpart": True})
-                state.delete_link(session, link)
-                self.report.unlinked += 1
+            if not gone:
+                continue
+            side = "sf_ids" if system == "salesforce" else "hs_ids"
+            self.links.load(pairs, **{side: list(gone)})
+            for name in pairs:
+                for record_id in sorted(gone):
+                    link = (self.links.find(name, sf_id=record_id) if system == "salesforce"
+                            else self.links.find(name, hs_id=record_id))
+                    if link is not None:
+                        self._unlink_gone(link, system, record_id, gone[record_id])
+
+    def _unlink_gone(self, link: Any, system: str, record_id: str, survivor: str | None
+                     ) -> None:
+        """A linked record was deleted or merged away: a Salesforce merge survivor takes the
+        link over; otherwise the link goes and the other side's record is a gap."""
+        if survivor and system == "salesforce" and self.links.find(
+                link.pair, sf_id=survivor) is None:
+            self.links.move(link, sf_id=survivor)
+            self.report.merged += 1
+            return
+        other = link.hs_id if system == "salesforce" else link.sf_id
+        kind = "missing_in_salesforce" if system == "salesforce" else "missing_in_hubspot"
+        self._gap(kind, link.pair, other, {
+            "reason": f"its {system} counterpart {record_id} was "
+            f"{'merged into ' + survivor if survivor else 'deleted'}",
+            "deleted_counterpart": True})
+        self.links.delete(link)
+        self.report.unlinked += 1
 
     def _read_deleted(self, session: Session, connector: Connector, obj: str,
                       since: dt.datetime) -> DeletedRecords:
@@ -467,7 +489,7 @@ class Cycle:
         self._move_to_survivors(session, pair.hubspot, index)
         for link_id, (sf_id, hs_id) in list(linked.items()):
             if hs_id in index:
-                link = state.find_link(session, pair.name, sf_id=sf_id)
+                link = self.links.find(pair.name, sf_id=sf_id)
                 if link is None:
                     del linked[link_id]  # a gap says why
                 else:
@@ -484,12 +506,12 @@ class Cycle:
         for pair in pairs:
             claims: dict[str, list[Any]] = {}
             for old_id in sorted(index):
-                link = state.find_link(session, pair.name, hs_id=old_id)
+                link = self.links.find(pair.name, hs_id=old_id)
                 if link is not None:
                     claims.setdefault(index[old_id].id, []).append(link)
             for survivor_id, links in claims.items():
                 record = next(r for r in index.values() if r.id == survivor_id)
-                taken = any(state.find_link(session, p.name, hs_id=survivor_id) for p in pairs)
+                taken = any(self.links.find(p.name, hs_id=survivor_id) for p in pairs)
                 keep: Any = None
                 if not taken and len(links) == 1:
                     keep = links[0]
@@ -500,16 +522,16 @@ class Cycle:
                 for held in links:
                     merged_away.append(held.hs_id)
                     if held is keep:
-                        state.move_link(session, held, hs_id=survivor_id)
+                        self.links.move(held, hs_id=survivor_id)
                         self.report.merged += 1
                         continue
                     why = ("which is linked to another record" if taken else
                            "together with other linked records")
-                    self._gap(session, "missing_in_hubspot", pair.name, held.sf_id, {
+                    self._gap("missing_in_hubspot", pair.name, held.sf_id, {
                         "reason": f"its HubSpot counterpart {held.hs_id} was merged into "
                         f"{survivor_id}, {why}; a person decides which record it belongs "
                         "with", "hubspot_id": survivor_id, "deleted_counterpart": True})
-                    state.delete_link(session, held)
+                    self.links.delete(held)
                     self.report.unlinked += 1
         state.end_visits(session, "hubspot", merged_away, self.now)
 
@@ -522,16 +544,20 @@ class Cycle:
         if pair.conversion is not None:
             sf_changed = self._converted(session, pair, sf_changed)
         hs_changed = {r.id: r for r in changed[("hubspot", pair.hubspot)]}
+        session.flush()  # links made for an earlier pair get their ids (``linked`` is by id)
+        self.links.load([pair.name], sf_ids=sf_changed)
+        self.links.load([p.name for p in self.mapping.objects if p.hubspot == pair.hubspot],
+                        hs_ids=hs_changed)
         linked: dict[int, tuple[str, str]] = {}
         unlinked_sf: list[Record] = []
         for record in sf_changed.values():
-            link = state.find_link(session, pair.name, sf_id=record.id)
+            link = self.links.find(pair.name, sf_id=record.id)
             if link is None:
                 unlinked_sf.append(record)
             else:
                 linked[link.id] = (link.sf_id, link.hs_id)
         for record in hs_changed.values():
-            link = state.find_link(session, pair.name, hs_id=record.id)
+            link = self.links.find(pair.name, hs_id=record.id)
             if link is not None:
                 linked[link.id] = (link.sf_id, link.hs_id)
                 handled_hs.add((pair.hubspot, record.id))
@@ -548,18 +574,21 @@ class Cycle:
         if target is None:  # validation refuses this; a hand-built mapping might not
             return records
         kept: dict[str, Record] = {}
+        self.links.load([target.name], sf_ids=[
+            str(r.values[conversion.contact_field]) for r in records.values()
+            if r.values.get(conversion.contact_field)])
         for record in records.values():
             contact_id = record.values.get(conversion.contact_field)
             if not record.values.get(conversion.converted_field) or not contact_id:
                 kept[record.id] = record
                 continue
-            link = state.find_link(session, pair.name, sf_id=record.id)
-            if link is not None and state.find_link(session, target.name,
+            link = self.links.find(pair.name, sf_id=record.id)
+            if link is not None and self.links.find(target.name,
                                                     sf_id=str(contact_id)) is None:
-                state.move_link(session, link, pair=target.name, sf_object=target.salesforce,
+                self.links.move(link, pair=target.name, sf_object=target.salesforce,
                                 sf_id=str(contact_id))
                 self.report.converted += 1
-            self._close(session, pair.name, record.id, (
+            self._close(pair.name, record.id, (
                 "missing_in_hubspot", "duplicate_match", "sync_error"))
         return kept
 
@@ -574,7 +603,7 @@ class Cycle:
         for record in records:
             found = carried.get(record.id, [])
             if len(found) > 1:
-                self._gap(session, "duplicate_match", pair.name, record.id, {
+                self._gap("duplicate_match", pair.name, record.id, {
                     "hubspot_ids": sorted(r.id for r in found),
                     "reason": f"several HubSpot {pair.hubspot} carry this Salesforce id"})
                 handled_hs.update((pair.hubspot, r.id) for r in found)
@@ -597,7 +626,7 @@ class Cycle:
             sharing = {r.id for r in everyone.get(key, [])} | {r.id for r in members}
             if len(sharing) > 1:
                 for record in members:
-                    self._gap(session, "duplicate_match", pair.name, record.id, {
+                    self._gap("duplicate_match", pair.name, record.id, {
                         "key": key, "salesforce_ids": sorted(sharing)})
                 continue
             record = members[0]
@@ -669,11 +698,12 @@ class Cycle:
             if made is None:
                 continue  # gone already: the next cycle's deletes pass sees it
             sf_record, hs_record = (made, source) if into == "salesforce" else (source, made)
-            self.remembered.discard(link.id)  # remember what both hold after this pass
+            self.remembered.discard(id(link))  # remember what both hold after this pass
             self._plan_pair(session, pair, link, sf_record, hs_record, pending)
         self.report.in_sync = in_sync  # a new pair is counted as created, not as in sync
         if pending:
             state.put_intents(session, self.new_intents)
+            self.synced.flush()
             session.commit()
             self._flush(session, pending, run_id)
 
@@ -697,8 +727,9 @@ class Cycle:
                                           self.fields_of("hubspot", pair.hubspot)):
                 found.setdefault(str(record.values.get(prop)), []).append(record)
         pairs = [p.name for p in self.mapping.objects if p.hubspot == pair.hubspot]
+        self.links.load(pairs, hs_ids=[r.id for records in found.values() for r in records])
         return {sf_id: kept for sf_id, records in found.items() if (kept := [
-            r for r in records if not any(state.find_link(session, name, hs_id=r.id)
+            r for r in records if not any(self.links.find(name, hs_id=r.id)
                                           for name in pairs)])}
 
     def _by_key(self, system: str, obj: str, key_field: str, keys: list[str]
@@ -708,12 +739,21 @@ class Cycle:
         if not keys:
             return {}
         if (system, obj) in self.full_read:
-            wanted = set(keys)
-            return {k: v for k, v in group_by_key(self.changed[(system, obj)], key_field).items()
-                    if k in wanted}
+            groups = self._key_index(system, obj, key_field)
+            return {k: groups[k] for k in dict.fromkeys(keys) if k in groups}
         connector = self.sf if system == "salesforce" else self.hs
         return group_by_key(connector.find_by_emails(obj, keys, self.fields_of(system, obj)),
                             key_field)
+
+    def _key_index(self, system: str, obj: str, key_field: str) -> dict[str, list[Record]]:
+        """This cycle's records of ``obj`` by match key, grouped once (not once per lookup:
+        that made a first sync quadratic). Keyed by the change list too, so a list replaced
+        or grown since (merges dropped, pending sources added) is grouped again."""
+        records = self.changed[(system, obj)]
+        key = (system, obj, key_field, id(records), len(records))
+        if key not in self.key_groups:
+            self.key_groups[key] = group_by_key(records, key_field)
+        return self.key_groups[key]
 
     def _create(self, session: Session, pair: ObjectPair, record: Record, into: Side,
                 pending: dict[tuple[str, str], _Pending]) -> None:
@@ -726,26 +766,26 @@ class Cycle:
         may still be missing the record it made."""
         source: Side = "hubspot" if into == "salesforce" else "salesforce"
         missing = f"missing_in_{into}"
-        known = state.open_gap_detail(session, missing, pair.name, record.id)
+        known = self.gaps.detail(missing, pair.name, record.id)
         if known and known.get("deleted_counterpart"):
             return  # someone deleted its counterpart: a person decides, not the agent
         key = (match_key(record.values.get(getattr(pair.match, source)))
                if pair.match is not None else None)
         rule = pair.create_in_hubspot if into == "hubspot" else pair.create_in_salesforce
         if not passes(rule, record.values):
-            self._gap(session, missing, pair.name, record.id, {"key": key})
+            self._gap(missing, pair.name, record.id, {"key": key})
             return
         carried = self._carried_field(pair)
         if into == "salesforce" and key is None:
             what = (f"no {pair.match.hubspot}" if pair.match is not None
                     else "no match key in the mapping")
-            self._gap(session, missing, pair.name, record.id, {
+            self._gap(missing, pair.name, record.id, {
                 "key": None, "reason": f"it has {what}: a Salesforce record made from it "
                 "could not be found again after an interruption, so it is not created "
                 "(HubSpot's own connector also needs an email)"})
             return
         if into == "hubspot" and key is None and carried is None:
-            self._gap(session, missing, pair.name, record.id, {
+            self._gap(missing, pair.name, record.id, {
                 "key": None, "reason": f"the mapping carries no Salesforce id into HubSpot "
                 f"{pair.hubspot} (a field with salesforce: Id), so a created record could "
                 "not be found again after an interruption"})
@@ -759,7 +799,7 @@ class Cycle:
             self.report.held += 1
             return
         if into == "hubspot" and key is not None and not self._claim_key(pair, key, record.id):
-            self._gap(session, "duplicate_match", pair.name, record.id, {
+            self._gap("duplicate_match", pair.name, record.id, {
                 "key": key, "reason": "another record creates a HubSpot record with this "
                 "email in the same cycle"})
             return
@@ -802,7 +842,7 @@ class Cycle:
             if link is None:
                 return  # the upsert found a record already claimed: a gap says so
             apply(plan, sf_values, hs_values)
-            self._remember(session, link.id, synced(planner, sf_values, hs_values), {})
+            self._remember(link, synced(planner, sf_values, hs_values), {})
             self.stages.observe(self.mapping, into, obj, result.id, created,
                                 self._owner_field(into), self.now)
             if result.created is not False:  # False: an upsert found the record (a re-run)
@@ -837,10 +877,10 @@ class Cycle:
         pairs = {p.name: p for p in self.mapping.objects}
         for (name, into), sources in self.create_sources.items():
             old = [source for source, new in sources if not new]
-            links = len(state.links_of(session, name)) if old else 0
+            links = self.links.count(name) if old else 0
             limit = safety.max_create_share * links + safety.create_floor
             if len(old) <= limit:
-                self._close(session, name, f"creates:{into}", ("create_guard",))
+                self._close(name, f"creates:{into}", ("create_guard",))
                 continue
             pair = pairs[name]
             obj = pair.hubspot if into == "hubspot" else pair.salesforce
@@ -855,7 +895,7 @@ class Cycle:
                 self.new_creates.pop((name, into, source), None)
             self.report.plan = [w for w in self.report.plan if not (
                 w.create and w.pair == name and w.system == into)]
-            self._gap(session, "create_guard", name, f"creates:{into}", {
+            self._gap("create_guard", name, f"creates:{into}", {
                 "planned": len(sources), "old_records": len(old), "links": links,
                 "limit": int(limit), "reason": f"this cycle would create {len(old)} {into} "
                 f"{obj} records for records that existed at the last sync (limit "
@@ -886,7 +926,7 @@ class Cycle:
             unclaimed = [r for r in changed[("hubspot", hs_object)]
                          if (hs_object, r.id) not in handled_hs
                          and (hs_object, r.id) not in self.claimed_hs
-                         and not any(state.find_link(session, p.name, hs_id=r.id)
+                         and not any(self.links.find(p.name, hs_id=r.id)
                                      for p in pairs)]
             carriers = self._carried_records(pairs, unclaimed)
             for record in unclaimed:
@@ -921,11 +961,11 @@ class Cycle:
                 continue
             sf_record = carriers.get((pair.name, sf_id))
             if sf_record is None:
-                known = state.open_gap_detail(session, "missing_in_salesforce", pair.name,
+                known = self.gaps.detail("missing_in_salesforce", pair.name,
                                               record.id)
                 if known and known.get("deleted_counterpart"):
                     return  # its Lead was deleted: the gap says so, a person decides
-                self._gap(session, "missing_in_salesforce", pair.name, record.id, {
+                self._gap("missing_in_salesforce", pair.name, record.id, {
                     "carried_salesforce_id": sf_id,
                     "reason": f"it carries the id of Salesforce {pair.salesforce} {sf_id}, "
                     "which was not found; it is never used to create another"})
@@ -944,17 +984,17 @@ class Cycle:
             found = self._by_key("salesforce", pair.salesforce, pair.match.salesforce,
                                  [key]).get(key, [])
             if len(found) > 1:
-                self._gap(session, "duplicate_match", pair.name, record.id, {
+                self._gap("duplicate_match", pair.name, record.id, {
                     "key": key, "salesforce_ids": sorted(r.id for r in found)})
                 return
             if found:
-                if state.find_link(session, pair.name, sf_id=found[0].id) or (
+                if self.links.find(pair.name, sf_id=found[0].id) or (
                         pair.name, found[0].id) in self.claimed_sf:
                     return
                 self._link_and_plan(session, pair, found[0], record, key, pending)
                 return
         if any(prop and record.values.get(prop) for prop in map(self._carried_field, pairs)):
-            self._gap(session, "missing_in_salesforce", pairs[0].name, record.id, {
+            self._gap("missing_in_salesforce", pairs[0].name, record.id, {
                 "reason": "it carries the id of a converted Salesforce Lead whose Contact "
                 "is not linked; it is never used to create another"})
             return
@@ -963,7 +1003,7 @@ class Cycle:
                 self._create(session, pair, record, "salesforce", pending)
                 return
         first = pairs[0]
-        self._gap(session, "missing_in_salesforce", first.name, record.id, {
+        self._gap("missing_in_salesforce", first.name, record.id, {
             "key": match_key(record.values.get(first.match.hubspot)) if first.match else None})
 
     def _sync_linked(self, session: Session, pair: ObjectPair,
@@ -986,14 +1026,16 @@ class Cycle:
                                         self.fields_of("hubspot", pair.hubspot))
             hs_records.update({r.id: r for r in fresh})
             self._follow_read_merges(session, pair, linked, fresh)
+        self.synced.load(link for sf_id, _ in linked.values()
+                         if (link := self.links.find(pair.name, sf_id=sf_id)) is not None)
         for link_id, (sf_id, hs_id) in linked.items():
             sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
             if sf_record is None or hs_record is None:
                 missing = "missing_in_salesforce" if sf_record is None else "missing_in_hubspot"
-                self._gap(session, missing, pair.name, sf_id if sf_record else hs_id,
+                self._gap(missing, pair.name, sf_id if sf_record else hs_id,
                           {"link": link_id, "reason": "the linked record is gone"})
                 continue
-            link = state.find_link(session, pair.name, sf_id=sf_id)
+            link = self.links.find(pair.name, sf_id=sf_id)
             assert link is not None
             self._plan_pair(session, pair, link, sf_record, hs_record, pending)
 
@@ -1001,7 +1043,7 @@ class Cycle:
                    hs_record: Record, pending: dict[tuple[str, str], _Pending]) -> None:
         planner = self.planners[pair.name]
         fields = self.stage_fields[pair.name]
-        stored = state.synced_values(session, link.id)
+        stored = self.synced.get(link)
         last = self._with_intent(pair, planner, sf_record, hs_record, stored)
         sf_view, hs_view = dict(sf_record.values), dict(hs_record.values)
         recycled = recycles(fields, sf_view, hs_view, last)
@@ -1022,7 +1064,7 @@ class Cycle:
         after_sync = synced(planner, sf_values, hs_values)
         if not plan.changes:
             self.report.in_sync += 1
-            self._remember(session, link.id, after_sync, stored)
+            self._remember(link, after_sync, stored)
             return
         self.new_intents[(pair.name, sf_record.id, hs_record.id)] = after_sync
         for system, obj, record_id in (("salesforce", pair.salesforce, sf_record.id),
@@ -1040,10 +1082,11 @@ class Cycle:
             current = hs_record.values if system == "hubspot" else sf_record.values
             values_after = hs_values if system == "hubspot" else sf_values
 
-            def remember(result: WriteResult, link_id: int = link.id, system: str = system,
+            def remember(result: WriteResult, link: Any = link, system: str = system,
                          obj: str = obj, record_id: str = record_id,
                          values_after: dict[str, Any] = values_after) -> None:
-                self.to_remember[link_id] = _Settling(
+                self.to_remember[id(link)] = _Settling(
+                    link,
                     planner, sf_record.id, hs_record.id, dict(sf_record.values),
                     dict(hs_record.values), sf_values, hs_values, stored)
                 self.stages.observe(self.mapping, system, obj, record_id, values_after,
@@ -1080,10 +1123,10 @@ class Cycle:
             return
         found = drift(fields, sf_values, hs_values, held)
         if found:
-            self._gap(session, "stage_drift", pair.name, sf_id,
+            self._gap("stage_drift", pair.name, sf_id,
                       {"hubspot_id": hs_id, "stage_maps": found})
         else:
-            self._close(session, pair.name, sf_id, ("stage_drift",))
+            self._close(pair.name, sf_id, ("stage_drift",))
 
     # -- cold leads ------------------------------------------------------------------------
     def _cold_leads(self, session: Session, run_id: int | None) -> None:
@@ -1144,14 +1187,15 @@ class Cycle:
                run_id: int | None) -> None:
         """Send the queued writes, then remember what each written pair now holds."""
         self._send(session, pending, run_id)
-        for link_id, pair in self.to_remember.items():
+        for pair in self.to_remember.values():
             sf_side = (pair.sf_before if ("salesforce", pair.sf_id) in self.unwritten
                        else pair.sf_after)
             hs_side = (pair.hs_before if ("hubspot", pair.hs_id) in self.unwritten
                        else pair.hs_after)
-            self._remember(session, link_id, synced(pair.planner, sf_side, hs_side),
+            self._remember(pair.link, synced(pair.planner, sf_side, hs_side),
                            pair.stored)
         self.to_remember = {}
+        self.synced.flush()
 
     def _send(self, session: Session, pending: dict[tuple[str, str], _Pending],
               run_id: int | None) -> None:
@@ -1168,12 +1212,13 @@ class Cycle:
                 self.new_creates)
             results = connector.upsert(obj, batch.records)
             failpoints.hit(f"cycle.write.{system}.{obj}")
+            self._load_links_of(system, obj, [r.id for r in results if r.ok and r.id])
             for write, result, (on_success, pair, source_id, changes, closes) in zip(
                     batch.records, results, batch.after, strict=True):
                 if result.ok:
                     on_success(result)
                     self.report.written[f"{system}.{obj}"] += 1
-                    self._close(session, pair.name, source_id, closes)
+                    self._close(pair.name, source_id, closes)
                     state.record_writes(session, run_id, ({
                         "system": system, "object": obj, "record_id": result.id or "",
                         "field": c.field, "old": _json(c.old), "new": _json(c.new),
@@ -1206,9 +1251,19 @@ class Cycle:
                                  "replay": any(c.rule.startswith("sla:") for c in changes)},
                         code=error.code, message=error.message,
                         field=error.fields[0] if error.fields else None)
-                self._gap(session, "sync_error", pair.name, source_id, {
+                self._gap("sync_error", pair.name, source_id, {
                     "system": system, "object": obj, "code": error.code,
                     "message": error.message, "fields": list(error.fields)})
+
+    def _load_links_of(self, system: str, obj: str, ids: list[str]) -> None:
+        """The links of records just written, in one query a page: linking a created record
+        checks that nothing links it already."""
+        pairs = [p.name for p in self.mapping.objects
+                 if (p.salesforce if system == "salesforce" else p.hubspot) == obj]
+        if system == "salesforce":
+            self.links.load(pairs, sf_ids=ids)
+        else:
+            self.links.load(pairs, hs_ids=ids)
 
     def _duplicate_refused(self, session: Session, pair: ObjectPair, obj: str,
                            write: WriteRecord, source_id: str, error: WriteError) -> None:
@@ -1220,7 +1275,7 @@ class Cycle:
         if letter is not None:
             state.retried(letter, True)
             letter.error_message = f"{error.code}: handed to a duplicate_match gap"
-        self._gap(session, "duplicate_match", pair.name, source_id, {
+        self._gap("duplicate_match", pair.name, source_id, {
             "system": "salesforce", "object": obj, "record_id": write.id,
             "operation": "update" if write.id else "create", "code": error.code,
             "salesforce_ids": list(error.matches), "values": _json(write.values),
@@ -1234,10 +1289,9 @@ class Cycle:
         it is not sent again until its values change or the mapping says ``allow_save``."""
         if self.mapping.salesforce.duplicate_rules != "respect":
             return False
-        known = state.open_gap_detail(session, "duplicate_match", pair.name, source_id)
+        known = self.gaps.detail("duplicate_match", pair.name, source_id)
         if not known or known.get("code") != DUPLICATES_DETECTED:
             return False
-        self.open_keys.add((pair.name, source_id))
         return bool(known.get("values") == _json(values))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -1247,16 +1301,15 @@ class Cycle:
         is a ``duplicate_match`` gap for a person, and nothing is written for it."""
         conflict = self._conflict(session, pair, sf_id, hs_id)
         if conflict is not None:
-            self._gap(session, "duplicate_match", pair.name, sf_id, {
+            self._gap("duplicate_match", pair.name, sf_id, {
                 "hubspot_id": hs_id, "reason": conflict})
             return None
         self.claimed_hs[(pair.hubspot, hs_id)] = f"{pair.name}:{sf_id}"
         self.claimed_sf[(pair.name, sf_id)] = hs_id
-        link = state.add_link(session, pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id,
-                              key)
+        link = self.links.add(pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id, key)
         self.report.linked += 1
-        self._close(session, pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
-        self._close(session, pair.name, hs_id, ("missing_in_salesforce",
+        self._close(pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
+        self._close(pair.name, hs_id, ("missing_in_salesforce",
                                                      "duplicate_match"))
         return link
 
@@ -1271,11 +1324,11 @@ class Cycle:
             return f"Salesforce {pair.salesforce} {sf_id} is linked to HubSpot {other}"
         for p in self.mapping.objects:
             if p.hubspot == pair.hubspot:
-                link = state.find_link(session, p.name, hs_id=hs_id)
+                link = self.links.find(p.name, hs_id=hs_id)
                 if link is not None and (p.name, link.sf_id) != (pair.name, sf_id):
                     return (f"HubSpot {pair.hubspot} {hs_id} is already linked to "
                             f"{p.salesforce} {link.sf_id}")
-        link = state.find_link(session, pair.name, sf_id=sf_id)
+        link = self.links.find(pair.name, sf_id=sf_id)
         if link is not None and link.hs_id != hs_id:
             return f"Salesforce {pair.salesforce} {sf_id} is already linked to {link.hs_id}"
         return None
@@ -1286,25 +1339,23 @@ class Cycle:
                                               f"{pair.name}:{sf_id}")
         return claimant == f"{pair.name}:{sf_id}"
 
-    def _gap(self, session: Session, kind: str, pair: str, key: str,
+    def _gap(self, kind: str, pair: str, key: str,
              detail: dict[str, Any]) -> None:
         self.report.gaps[kind] += 1
-        self.open_keys.add((pair, key))
-        state.open_gap(session, kind, pair, key, detail)
+        self.gaps.open(kind, pair, key, detail)
 
-    def _remember(self, session: Session, link_id: int, values: dict[str, tuple[Any, Any]],
+    def _remember(self, link: Any, values: dict[str, tuple[Any, Any]],
                   known: dict[str, tuple[Any, Any]]) -> None:
         """What both sides hold after this cycle, once per link (a pair written on both sides
         reports success twice with the same values)."""
-        if link_id not in self.remembered:
-            self.remembered.add(link_id)
-            state.remember_synced(session, link_id, values, known)
+        if id(link) not in self.remembered:
+            self.remembered.add(id(link))
+            self.synced.put(link, values, known)
 
-    def _close(self, session: Session, pair: str, key: str, kinds: Iterable[str]) -> None:
+    def _close(self, pair: str, key: str, kinds: Iterable[str]) -> None:
         """Close a record's gaps of these kinds; records with no open gap cost no statement
         (a first sync settles tens of thousands of records)."""
-        if (pair, key) in self.open_keys:
-            state.close_gaps(session, pair, key, kinds)
+        self.gaps.close(pair, key, kinds)
 
 
 def _defaults(planner: PairPlanner, side: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -75,11 +75,14 @@ def find_link(session: Session, pair: str, *, sf_id: str | None = None,
 
 
 def add_link(session: Session, pair: str, sf_object: str, sf_id: str, hs_object: str,
-             hs_id: str, match_key: str | None) -> Link:
+             hs_id: str, match_key: str | None, flush: bool = True) -> Link:
+    """Add a link; ``flush=False`` leaves its insert (and id) to the next flush, so a cycle
+    that makes thousands of links inserts them in a batch."""
     link = Link(pair=pair, sf_object=sf_object, sf_id=sf_id, hs_object=hs_object, hs_id=hs_id,
                 match_key=match_key, created_at=now(), updated_at=now())
     session.add(link)
-    session.flush()
+    if flush:
+        session.flush()
     return link
 
 

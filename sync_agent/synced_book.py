@@ -1,0 +1,79 @@
+"""What both sides held after the last sync of each field, for the links one cycle plans.
+
+Read a page of links a query (not one query per pair planned), and written once at the end
+of each write pass as two bulk statements (inserts and updates), after one flush has given
+this cycle's new links their ids. Until then the values live here, so a pair planned twice in
+one cycle (the second pass for created records) sees what the first pass remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from sync_agent import state
+from sync_agent.tables import Link, SyncedField
+
+Values = dict[str, tuple[Any, Any]]
+PAGE = 500
+
+
+class SyncedBook:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._values: dict[int, Values] = {}  # by the link object's identity (ids may be new)
+        self._queued: dict[int, tuple[Link, Values, Values]] = {}
+
+    def load(self, links: Iterable[Link]) -> None:
+        """Read the stored values of these links, a page of links a query."""
+        wanted = {link.id: link for link in links
+                  if link.id is not None and id(link) not in self._values}
+        ids = sorted(wanted)
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start:start + PAGE]
+            found: dict[int, Values] = {i: {} for i in chunk}
+            for link_id, key, sf_value, hs_value in self.session.execute(select(
+                    SyncedField.link_id, SyncedField.field_key, SyncedField.sf_value,
+                    SyncedField.hs_value).where(SyncedField.link_id.in_(chunk))):
+                found[link_id][key] = (sf_value, hs_value)
+            for link_id, values in found.items():
+                self._values[id(wanted[link_id])] = values
+
+    def get(self, link: Link) -> Values:
+        """What was last synced for this link (nothing for a link made this cycle)."""
+        if id(link) not in self._values:
+            if link.id is None:
+                return {}
+            self.load([link])
+        return dict(self._values[id(link)])
+
+    def put(self, link: Link, values: Values, known: Values) -> None:
+        """Remember what both sides hold now; ``known`` is what ``get`` said before."""
+        queued = self._queued.get(id(link))
+        self._queued[id(link)] = (link, values, queued[2] if queued else known)
+        self._values[id(link)] = dict(values)
+
+    def flush(self) -> None:
+        """Write what was remembered: only fields that moved, inserts and updates in bulk."""
+        if not self._queued:
+            return
+        self.session.flush()  # this cycle's new links get their ids, in one batch
+        stamp = state.now()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for link, values, known in self._queued.values():
+            for key, (sf_value, hs_value) in values.items():
+                row = {"link_id": link.id, "field_key": key, "sf_value": sf_value,
+                       "hs_value": hs_value, "synced_at": stamp}
+                if key not in known:
+                    inserts.append(row)
+                elif known[key] != (sf_value, hs_value):
+                    updates.append(row)
+        self._queued = {}
+        if inserts:
+            self.session.execute(insert(SyncedField), inserts)
+        if updates:
+            self.session.execute(update(SyncedField), updates)
