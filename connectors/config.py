@@ -94,7 +94,19 @@ SalesforceAuth = Annotated[
 ]
 
 
-class SalesforceSettings(BaseModel):
+class SchemaRefresh(BaseModel):
+    """How long a describe or people list is used before it is fetched again (both systems).
+    The engine keeps them in its state store, so a restart or another process uses them too."""
+
+    schema_refresh_hours: float = Field(
+        24.0, gt=0, description="describe each object again after this long (an unknown-field "
+        "error describes it again at once)")
+    people_refresh_hours: float = Field(
+        1.0, gt=0, description="read the users (Salesforce) or owners (HubSpot) again after "
+        "this long: a new rep's records map to their owner within it")
+
+
+class SalesforceSettings(SchemaRefresh):
     model_config = ConfigDict(hide_input_in_errors=True)  # an error never echoes a secret
 
     token_url: str = "https://login.salesforce.com/services/oauth2/token"  # noqa: S105
@@ -150,7 +162,7 @@ class HubSpotOAuth(BaseModel):
     refresh_margin_seconds: float = Field(300.0, ge=0)
 
 
-class HubSpotSettings(BaseModel):
+class HubSpotSettings(SchemaRefresh):
     host: str = "https://api.hubapi.com"
     access_token: SecretStr | None = Field(
         None, description="a private app's access token (static); or set oauth instead")
@@ -165,8 +177,11 @@ class HubSpotSettings(BaseModel):
         300.0, ge=0, description="re-read this far behind the watermark: search lags writes")
     retry_attempts: int = 6
     archive_pages_per_cycle: int = Field(
-        20, ge=1, description="archived-record pages (100 each) read per cycle: HubSpot lists "
-        "its archive only in id order, so a large archive is read a slice per cycle")
+        20, ge=1, description="archived-record pages (100 each) read per archive poll: "
+        "HubSpot lists its archive only in id order, so a large one is read a slice at a time")
+    archive_poll_minutes: float = Field(
+        15.0, ge=0, description="read the next archive slice this often, not every cycle "
+        "(0: every cycle); after the last slice the next pass starts one interval later")
     full_id_check_hours: float = Field(
         24.0, gt=0, description="compare the full id lists this often: merged-away and "
         "purged records vanish without an archive entry")

@@ -23,6 +23,7 @@ from connectors.records import (
     WriteRecord,
     WriteResult,
 )
+from connectors.schema_cache import SchemaCache
 
 
 class ObjectSummary(BaseModel):
@@ -59,12 +60,22 @@ class Connector(Protocol):
         """Sign in, read what the product needs, and summarise it; raises on any failure."""
         ...
 
-    def describe(self, object_name: str) -> ObjectSchema:
-        """Fields (type, length, nillable, updateable, picklists) and pipelines; cached until
-        ``clear_cache()``, which the engine calls at the start of each cycle."""
+    @property
+    def schema_cache(self) -> SchemaCache | None:
+        """Where describes and people lists outlive the process (set by the engine)."""
         ...
 
-    def clear_cache(self) -> None: ...
+    def use_schema_cache(self, cache: SchemaCache | None) -> None: ...
+
+    def describe(self, object_name: str) -> ObjectSchema:
+        """Fields (type, length, nillable, updateable, picklists) and pipelines; cached in
+        memory and in ``schema_cache`` for ``schema_refresh_hours``, dropped on an unknown-field
+        error so the next describe is live."""
+        ...
+
+    def clear_cache(self) -> None:
+        """Fetch describes and people again on next use, whatever the caches hold."""
+        ...
 
     def read_changed(self, object_name: str, since: Watermark | dt.datetime,
                      until: dt.datetime, fields: Iterable[str] | None = None
@@ -91,7 +102,8 @@ class Connector(Protocol):
     def delete(self, object_name: str, ids: list[str]) -> list[WriteResult]: ...
 
     def people(self) -> list[Person]:
-        """Users (Salesforce) or owners (HubSpot), cached until ``clear_cache()``."""
+        """Users (Salesforce) or owners (HubSpot), cached as describes are, for
+        ``people_refresh_hours``."""
         ...
 
     def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:

@@ -70,6 +70,7 @@ from connectors.records import (
     WriteResult,
 )
 from connectors.retry import RetryPolicy
+from connectors.schema_cache import DESCRIBE, SchemaCache, Schemas
 
 SYSTEM = "hubspot"
 OBJECT_TYPES = ("contacts", "companies", "deals")
@@ -86,6 +87,9 @@ ACTIVITY = "notes_last_updated"
 # the widest "hs_object_id > last" filter paging adds to a search (ids up to 20 digits)
 PAGING_FILTER = {"propertyName": "hs_object_id", "operator": "GT", "value": "9" * 20}
 RATE_LIMIT_PAUSE = 1.0  # a 429 without Retry-After: HubSpot's windows free up within seconds
+# A write naming a property the portal no longer has (deleted since the describe): the code of
+# a request refused whole, and inside the message of a 207's "Property values were not valid".
+UNKNOWN_PROPERTY = "PROPERTY_DOESNT_EXIST"
 T = TypeVar("T")
 log = logging.getLogger("stagesync.connectors")
 
@@ -179,8 +183,7 @@ class HubSpotConnector:
         self.search_window = RollingWindow(settings.searches_per_second, 1.0)
         self.calls: Counter[str] = Counter()
         self.rate_limited = 0
-        self._schemas: dict[str, ObjectSchema] = {}
-        self._people: list[Person] | None = None
+        self.schemas = Schemas.for_settings(SYSTEM, settings)
 
     # -- plumbing ------------------------------------------------------------------------
     def _authorize(self) -> None:
@@ -257,15 +260,24 @@ class HubSpotConnector:
     def lookback(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.settings.search_lookback_seconds)
 
+    @property
+    def schema_cache(self) -> SchemaCache | None:
+        return self.schemas.cache
+
+    def use_schema_cache(self, cache: SchemaCache | None) -> None:
+        self.schemas.cache = cache
+
     def clear_cache(self) -> None:
-        self._schemas.clear()
-        self._people = None
+        """Describe and read the owners again, whatever the cache holds (a forced refresh)."""
+        self.schemas.clear()
 
     # -- schema --------------------------------------------------------------------------
     def describe(self, object_type: str) -> ObjectSchema:
-        cached = self._schemas.get(object_type)
-        if cached is not None:
-            return cached
+        """Properties and pipelines, cached (memory, then the engine's cache) for
+        ``schema_refresh_hours``."""
+        return self.schemas.describe(object_type, lambda: self._describe_live(object_type))
+
+    def _describe_live(self, object_type: str) -> ObjectSchema:
         name = self._object(object_type)
         props = self._call("properties.list",
                            lambda: self.properties_api.get_all(object_type=name)).results
@@ -292,15 +304,14 @@ class HubSpotConnector:
                     closed=str(s.metadata.get("isClosed", "false")) == "true")
                     for s in sorted(pipeline.stages, key=lambda s: s.display_order)]
             fields = _options_from_pipelines(name, fields, pipelines)
-        schema = ObjectSchema(system=SYSTEM, object=name, fields=fields, pipelines=pipelines)
-        self._schemas[object_type] = schema
-        return schema
+        return ObjectSchema(system=SYSTEM, object=name, fields=fields, pipelines=pipelines)
 
     def _properties(self, object_type: str, fields: Iterable[str] | None) -> list[str]:
         schema = self.describe(object_type)
         chosen = list(schema.fields) if fields is None else list(fields)
         unknown = [f for f in chosen if f not in schema.fields]
         if unknown:
+            self.schemas.forget(DESCRIBE, object_type)  # a property added since: look again
             raise ConfigurationError(SYSTEM, f"{object_type} has no properties {unknown}")
         cursor = LAST_MODIFIED[object_type]
         return list(dict.fromkeys([cursor, *chosen]))
@@ -495,6 +506,11 @@ class HubSpotConnector:
     def archive_pages(self) -> int:
         return self.settings.archive_pages_per_cycle
 
+    @property
+    def archive_interval(self) -> dt.timedelta:
+        """How often the next slice of the archive is read (``archive_poll_minutes``)."""
+        return dt.timedelta(minutes=self.settings.archive_poll_minutes)
+
     def list_ids(self, object_type: str) -> Iterator[str]:
         name = self._object(object_type)
         api = self.basic[name]
@@ -557,6 +573,9 @@ class HubSpotConnector:
         for kind, indexes in groups.items():
             for start in range(0, len(indexes), BATCH_SIZE):
                 self._write(name, kind, records, indexes[start:start + BATCH_SIZE], results)
+        if any(r.error is not None and UNKNOWN_PROPERTY in f"{r.error.code} {r.error.message}"
+               for r in results.values()):
+            self.schemas.forget(DESCRIBE, name)  # the next describe is live; nothing retried
         return [results[i] for i in range(len(records))]
 
     def _resolve_matches(self, name: str, records: list[WriteRecord]) -> list[WriteRecord]:
@@ -730,12 +749,12 @@ class HubSpotConnector:
             after = page.paging.next.after
 
     def people(self) -> list[Person]:
-        """Active and archived owners, to match Salesforce users by email."""
-        if self._people is None:
-            self._people = [Person(id=o["id"], email=o["email"],
-                                   name=f"{o['firstName'] or ''} {o['lastName'] or ''}".strip(),
-                                   active=not o["archived"]) for o in self.owners()]
-        return self._people
+        """Active and archived owners, to match Salesforce users by email; cached for
+        ``people_refresh_hours``."""
+        return self.schemas.people("owners", lambda: [
+            Person(id=o["id"], email=o["email"],
+                   name=f"{o['firstName'] or ''} {o['lastName'] or ''}".strip(),
+                   active=not o["archived"]) for o in self.owners()])
 
     def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
         """HubSpot's last activity date (``notes_last_updated``) where it is at or after

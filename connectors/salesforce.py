@@ -53,6 +53,7 @@ from connectors.salesforce_auth import authenticate
 from connectors.salesforce_duplicates import likely_duplicates
 from connectors.salesforce_permissions import permissions_lacking
 from connectors.salesforce_values import format_datetime, from_csv, parse_datetime
+from connectors.schema_cache import DESCRIBE, SchemaCache, Schemas
 
 SYSTEM = "salesforce"
 SYNCED_OBJECTS = ("Lead", "Contact", "Account", "Opportunity", "Task", "User")
@@ -67,6 +68,9 @@ DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"  # REST API v52.0 and lat
 BY_STAMP = " ORDER BY SystemModstamp, Id"  # REST reads only: Bulk API 2.0 refuses ORDER BY
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
+# INVALID_FIELD on a field the describe listed: deleted, or hidden from the user, since then.
+# Queries say "on entity 'Lead'", writes "on sobject of type Lead".
+_NO_SUCH_COLUMN = re.compile(r"No such column '[^']*' on (?:entity '|sobject of type )(\w+)")
 T = TypeVar("T")
 
 
@@ -104,6 +108,19 @@ def is_concurrency_limit(message: str) -> bool:
     return message.startswith("Concurrent")
 
 
+def stale_describe(code: str, message: str) -> str | None:
+    """The object whose cached describe an error shows to be out of date, if it does."""
+    found = _NO_SUCH_COLUMN.search(message) if code == "INVALID_FIELD" else None
+    return found.group(1) if found else None
+
+
+def _refusal(exc: SalesforceError) -> tuple[str, str]:
+    """(errorCode, message) of Salesforce's error body."""
+    content: list[object] = exc.content if isinstance(exc.content, list) else []
+    first = content[0] if content and isinstance(content[0], dict) else {}
+    return str(first.get("errorCode", "")), str(first.get("message", ""))
+
+
 def endpoint_name(method: str, url: str) -> str:
     """``GET query``, ``PATCH composite/sobjects``, ``GET sobjects/Lead/{id}``: ids dropped."""
     path = url.split("?", 1)[0].split("://", 1)[-1]
@@ -132,8 +149,7 @@ class SalesforceConnector:
         self._last_request: tuple[str, str] | None = None  # (method, url) of the last answer
         self.calls: Counter[str] = Counter()
         self._client: Salesforce | None = None
-        self._schemas: dict[str, ObjectSchema] = {}
-        self._people: list[Person] | None = None
+        self.schemas = Schemas.for_settings(SYSTEM, settings)
         self.duplicate_rules = "respect"  # the mapping's salesforce.duplicate_rules
 
     # -- plumbing ------------------------------------------------------------------------
@@ -188,6 +204,7 @@ class SalesforceConnector:
         except SalesforceError as exc:
             last = self._last_request
             method = last[0] if last is not None and last[1] == exc.url else None
+            self._drop_stale_describe(*_refusal(exc))
             raise classify(exc, method) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             refused = isinstance(exc, requests.ConnectionError) and "refused" in str(exc)
@@ -236,16 +253,30 @@ class SalesforceConnector:
     def full_id_interval(self) -> dt.timedelta:
         return dt.timedelta(hours=self.settings.full_id_check_hours)
 
+    @property
+    def schema_cache(self) -> SchemaCache | None:
+        return self.schemas.cache
+
+    def use_schema_cache(self, cache: SchemaCache | None) -> None:
+        self.schemas.cache = cache
+
     def clear_cache(self) -> None:
-        """Forget describes and users: called at the start of each cycle that refreshes."""
-        self._schemas.clear()
-        self._people = None
+        """Describe and read the users again, whatever the cache holds (a forced refresh)."""
+        self.schemas.clear()
+
+    def _drop_stale_describe(self, code: str, message: str) -> None:
+        """An unknown field: the next describe of its object is live. Nothing is retried
+        here; the failing call fails (or its record is refused) as it would anyway."""
+        entity = stale_describe(code, message)
+        if entity is not None:
+            self.schemas.forget(DESCRIBE, entity)
 
     # -- schema --------------------------------------------------------------------------
     def describe(self, object_name: str) -> ObjectSchema:
-        cached = self._schemas.get(object_name)
-        if cached is not None:
-            return cached
+        """Cached (memory, then the engine's cache) for ``schema_refresh_hours``."""
+        return self.schemas.describe(object_name, lambda: self._describe_live(object_name))
+
+    def _describe_live(self, object_name: str) -> ObjectSchema:
         name = _identifier(object_name)
         body = self._call(lambda sf: getattr(sf, name).describe())
         fields = {}
@@ -263,10 +294,8 @@ class SalesforceConnector:
         # a recorded 2015 describe has no developerName: the type is then known by its name
         record_types = {str(t["recordTypeId"]): str(t.get("developerName") or t.get("name"))
                         for t in body.get("recordTypeInfos") or [] if not t.get("master")}
-        schema = ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
-                              fields=fields, record_types=record_types)
-        self._schemas[object_name] = schema
-        return schema
+        return ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
+                            fields=fields, record_types=record_types)
 
     def _fields(self, object_name: str, fields: Iterable[str] | None) -> list[str]:
         schema = self.describe(object_name)
@@ -276,6 +305,7 @@ class SalesforceConnector:
             chosen = []
             for name in fields:
                 if "." not in name and name not in schema.fields:
+                    self.schemas.forget(DESCRIBE, object_name)  # a field added since: look again
                     raise ConfigurationError(SYSTEM, f"{object_name} has no field {name!r}")
                 chosen.append(_identifier(name))
         for required in ("Id", CURSOR):
@@ -466,14 +496,15 @@ class SalesforceConnector:
         return out
 
     def people(self) -> list[Person]:
-        """Every user (owners of records), to match HubSpot owners by email."""
-        if self._people is None:
-            soql = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
-            self._people = [Person(id=str(row["Id"]), email=row.get("Email"),
-                                   name=str(row.get("Name") or ""),
-                                   active=bool(row.get("IsActive", True)))
-                            for _, page in self._query_pages(soql) for row in page]
-        return self._people
+        """Every user (owners of records), to match HubSpot owners by email; cached for
+        ``people_refresh_hours``."""
+        return self.schemas.people("users", self._users)
+
+    def _users(self) -> list[Person]:
+        soql = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
+        return [Person(id=str(row["Id"]), email=row.get("Email"), name=str(row.get("Name") or ""),
+                       active=bool(row.get("IsActive", True)))
+                for _, page in self._query_pages(soql) for row in page]
 
     def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
         """Tasks on these leads or contacts (``WhoId``) created at or after ``since``."""
@@ -524,6 +555,8 @@ class SalesforceConnector:
                                            json=body, headers=headers)
                 for index, item in zip(chunk, answer, strict=True):
                     results[index] = _result(index, item, created=kind == "create")
+        for refused in (r.error for r in results.values() if r.error is not None):
+            self._drop_stale_describe(refused.code, refused.message)
         self._name_duplicates(object_name, records, results)
         return [results[i] for i in range(len(records))]
 

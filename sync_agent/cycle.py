@@ -36,6 +36,7 @@ from sync_agent.gap_book import GapBook
 from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.link_book import LinkBook
 from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
+from sync_agent.schema_cache import use_schema_cache
 from sync_agent.stages import (
     StageBook,
     StageField,
@@ -125,7 +126,7 @@ class _Pending:
 
 class Cycle:
     def __init__(self, store: Store, mapping: MappingFile, salesforce: Connector,
-                 hubspot: Connector, dry_run: bool = False, refresh_schemas: bool = True
+                 hubspot: Connector, dry_run: bool = False, refresh_schemas: bool = False
                  ) -> None:
         self.store = store
         self.mapping = mapping
@@ -238,9 +239,8 @@ class Cycle:
         end = until or dt.datetime.now(dt.UTC)
         self.now = end
         calls_before = Counter(self.sf.calls) + Counter(self.hs.calls)
-        if self.refresh_schemas:  # a long-running agent refreshes schemas now and then
-            self.sf.clear_cache()
-            self.hs.clear_cache()
+        # describes and people lists: the connectors' caches decide (``refresh`` forces)
+        use_schema_cache(self.store, (self.sf, self.hs), refresh=self.refresh_schemas)
         with self.store.session() as session:
             run = None if self.dry_run else state.start_run(session, "cycle")
             if run is not None:
@@ -440,14 +440,16 @@ class Cycle:
 
     def _read_deleted(self, session: Session, connector: Connector, obj: str,
                       since: dt.datetime) -> DeletedRecords:
-        """Deletes since ``since``; HubSpot's archive, listed only in id order, a slice per
-        cycle from where the last slice stopped (every archived record in the slice counts:
-        only linked ones matter, and those are unlinked the first time they are seen)."""
+        """Deletes since ``since``; HubSpot's archive, listed only in id order, a slice every
+        ``archive_interval`` from where the last slice stopped (every archived record in the
+        slice counts: only linked ones matter, and those are unlinked the first time they are
+        seen)."""
         if not isinstance(connector, ReadsArchive):
             return connector.read_deleted(obj, since)
-        after = merges.archive_position(session, obj)
-        found, following = connector.read_archived(obj, after, connector.archive_pages)
-        merges.put_archive_position(session, obj, following, self.now)
+        found = merges.archive_slice(
+            session, obj, lambda after: connector.read_archived(obj, after,
+                                                                connector.archive_pages),
+            getattr(connector, "archive_interval", dt.timedelta(0)), self.now)
         return DeletedRecords(records=found)
 
     def _follow_hubspot_merges(self, session: Session,
@@ -1384,7 +1386,7 @@ def _json(value: Any) -> Any:
 
 def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
               dry_run: bool = False, until: dt.datetime | None = None,
-              refresh_schemas: bool = True) -> CycleReport:
+              refresh_schemas: bool = False) -> CycleReport:
     return Cycle(store, mapping, salesforce, hubspot, dry_run, refresh_schemas).run(until)
 
 

@@ -7,7 +7,8 @@ the record that lists it, never mistaken for a deleted one (and never re-created
 
 Some deletes leave no trace at all (HubSpot purges archives after 90 days, a Salesforce
 recycle bin emptied): a full comparison of id lists, on a schedule, catches those. HubSpot
-lists its archive only in id order with no time filter, so it is read a slice per cycle.
+lists its archive only in id order with no time filter, so it is read a slice at a time, on
+its own slower schedule (a slice per ``archive_poll_minutes``, not per cycle).
 The schedules' positions live in the watermark table under ``<object>#<kind>`` keys: the
 cursor is when the scan or check last ran (or began), ``seen`` holds a slice's position.
 """
@@ -15,11 +16,11 @@ cursor is when the scan or check last ran (or began), ``seen`` holds a slice's p
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy.orm import Session
 
-from connectors.records import Record, Watermark
+from connectors.records import DeletedRecord, Record, Watermark
 from sync_agent import state
 
 MERGED = "hs_merged_object_ids"
@@ -70,3 +71,17 @@ def put_archive_position(session: Session, obj: str, after: str | None,
     seen = frozenset({(after, now)}) if after is not None else frozenset()
     state.put_watermark(session, "hubspot", _key(obj, ARCHIVE_SCAN),
                         Watermark(cursor=now, seen=seen))
+
+
+def archive_slice(session: Session, obj: str,
+                  read: Callable[[str | None], tuple[list[DeletedRecord], str | None]],
+                  every: dt.timedelta, now: dt.datetime) -> list[DeletedRecord]:
+    """The next slice of HubSpot's archive (``read`` from an id on) when one is due, else
+    nothing: a slice costs calls on every cycle it runs, and archiving is rare and slow to
+    matter, so slices come ``every`` so often. After the last slice the position goes back
+    to the start and that pass, too, waits its turn."""
+    if not is_due(session, "hubspot", obj, ARCHIVE_SCAN, every, now):
+        return []
+    found, following = read(archive_position(session, obj))
+    put_archive_position(session, obj, following, now)
+    return found

@@ -36,7 +36,6 @@ from sync_agent.store import Store
 
 log = logging.getLogger("stagesync.agent")
 LOCK = "cycle"
-SCHEMA_REFRESH = dt.timedelta(hours=1)
 UNHEALTHY_AFTER = 3  # /healthz answers 503 after this many failed cycles in a row
 QUOTA_RECHECK_SECONDS = 300.0  # how often a quota-paused agent asks Salesforce's /limits
 
@@ -219,7 +218,6 @@ class Agent:
         self.holder = f"{self.host}:{os.getpid()}"
         self.metrics = Metrics()
         self.stopping = threading.Event()
-        self.schemas_at: dt.datetime | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
 
@@ -268,11 +266,9 @@ class Agent:
         return False
 
     def _run_cycle(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        refresh = self.schemas_at is None or now - self.schemas_at > SCHEMA_REFRESH
-        report = run_cycle(self.store, self.mapping, self.sf, self.hs, refresh_schemas=refresh)
-        if refresh:
-            self.schemas_at = now
+        # describes and owners come from the state store's cache until their refresh interval
+        # (``schema_refresh_hours``, ``people_refresh_hours``): a restart describes nothing
+        report = run_cycle(self.store, self.mapping, self.sf, self.hs)
         with self.store.session() as session:
             due = bool(state.due_dead_letters(session))
         if due:  # refused records whose backoff has passed are synced again as they are

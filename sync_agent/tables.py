@@ -233,3 +233,17 @@ class PendingCreate(Base):
     into: Mapped[str] = mapped_column(String(16), primary_key=True)
     source_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     planned_at: Mapped[dt.datetime]
+
+
+class SchemaCacheEntry(Base):
+    """A connector's describe of one object, or its people list (Salesforce users, HubSpot
+    owners), with when it was fetched from the vendor: kept across cycles and processes, so a
+    quiet cycle or a restarted agent does not describe again (``sync_agent.schema_cache``)."""
+
+    __tablename__ = "schema_cache"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # describe | people
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the object, or users/owners
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fetched_at: Mapped[dt.datetime]

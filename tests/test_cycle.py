@@ -27,10 +27,10 @@ assert MAPPING is not None
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-def connectors(box: SandboxClient) -> tuple[Any, Any]:
+def connectors(box: SandboxClient, **hubspot: Any) -> tuple[Any, Any]:
     settings = load_settings(box.info.settings_file)
     hs = settings.hubspot.model_copy(update={"requests_per_ten_seconds": 0,
-                                             "searches_per_second": 0})
+                                             "searches_per_second": 0, **hubspot})
     return build_connectors(settings.model_copy(update={"hubspot": hs}))
 
 
@@ -246,6 +246,7 @@ def test_gaps_and_status_show_what_the_cycles_found(make_sandbox: Any, tmp_path:
 def test_merges_move_links_and_deletes_leave_gaps(make_sandbox: Any, tmp_path: Path) -> None:
     # lenience: this test is about merges and deletes, not search lag
     box, sf, hs, store = fresh(lambda **kw: make_sandbox(search_lag_seconds=0, **kw), tmp_path)
+    sf, hs = connectors(box, archive_poll_minutes=0)  # the archive read on every cycle
     a, b, c = (r.id for r in sf.upsert("Lead", [WriteRecord(values={
         "LastName": f"M{i}", "Company": "M", "Email": f"merge.{i}@example.com"})
         for i in range(3)]))

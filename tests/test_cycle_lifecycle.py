@@ -4,6 +4,7 @@ that leave no trace (purges), through the real connectors and a real SQLite stor
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
@@ -240,10 +241,11 @@ def test_a_lead_purged_from_the_recycle_bin_is_caught_by_the_full_id_check(
 
 
 def test_the_archive_is_read_a_slice_per_cycle(make_sandbox: Any, tmp_path: Path) -> None:
-    """HubSpot lists its archive only in id order: with one page a cycle, a linked contact
-    archived behind 100 others is unlinked on the second cycle, one list call each."""
+    """HubSpot lists its archive only in id order: with one page a slice (and a slice every
+    cycle), a linked contact archived behind 100 others is unlinked on the second cycle, one
+    list call each."""
     box, store = world(make_sandbox, tmp_path)
-    sf, hs = connectors(box, hubspot={"archive_pages_per_cycle": 1})
+    sf, hs = connectors(box, hubspot={"archive_pages_per_cycle": 1, "archive_poll_minutes": 0})
     run_cycle(store, MAPPING, sf, hs)
     filler = [r.id for r in hs.upsert("contacts", [WriteRecord(values={
         "email": f"filler{n}@archive.example.com"}) for n in range(120)])]
@@ -263,6 +265,40 @@ def test_the_archive_is_read_a_slice_per_cycle(make_sandbox: Any, tmp_path: Path
     assert linked_hs(store, "leads", lead) is None
     assert max(calls) == 1
     assert len(calls) >= 2  # the first slice did not reach it
+
+
+def test_the_archive_is_polled_on_its_own_slower_schedule(make_sandbox: Any,
+                                                         tmp_path: Path) -> None:
+    """A slice of the archive every ``archive_poll_minutes`` (15 by default), not every cycle:
+    the cycles between polls list no archive at all, and a linked contact archived just after
+    a poll is unlinked at the next one. Time is the cycles' own (``until``)."""
+    box, store = world(make_sandbox, tmp_path)
+    sf, hs = connectors(box)
+    [lead] = new_leads(sf, "Polled")
+    next_second()
+    start = dt.datetime.now(dt.UTC)
+
+    def cycle_at(minutes: float) -> int:
+        """The archive list calls of a cycle at ``start`` + ``minutes``."""
+        before = hs.calls["contacts.list"]
+        run_cycle(store, MAPPING, sf, hs, until=start + dt.timedelta(minutes=minutes))
+        return hs.calls["contacts.list"] - before
+
+    cycle_at(0)  # the first read lists everything: nothing known can have gone yet
+    contact = linked_hs(store, "leads", lead)
+    assert contact is not None
+    assert cycle_at(1) == 1  # never polled: due at once
+    hs.delete("contacts", [contact])
+    calls, linked = {}, {}
+    for minute in (2, 10, 16, 17, 31):
+        calls[minute] = cycle_at(minute)
+        linked[minute] = linked_hs(store, "leads", lead)
+    assert calls == {2: 0, 10: 0, 16: 1, 17: 0, 31: 1}
+    assert linked == {2: contact, 10: contact, 16: None, 17: None, 31: None}
+    with store.session() as session:
+        detail = state.open_gap_detail(session, "missing_in_hubspot", "leads", lead)
+    assert detail is not None
+    assert detail["deleted_counterpart"] is True
 
 
 def test_a_merge_the_change_read_never_shows_is_found_by_the_full_id_check(

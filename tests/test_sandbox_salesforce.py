@@ -541,3 +541,30 @@ def test_bad_input_gets_salesforce_error_bodies(sandbox: SandboxClient, sf: Sale
     field = sandbox.http.post(base + "/sobjects/Lead", json={"LastName": "a", "Company": "b",
                                                              "Nope__c": 1}, headers=headers)
     assert field.json()[0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_a_deleted_custom_field_is_gone_from_describe_soql_and_writes(make_sandbox: Any
+                                                                      ) -> None:
+    box = make_sandbox()
+    sf = salesforce_client(box)
+    lead = new_lead(sf, Lead_Score__c=7)
+    deleted = box.admin("salesforce", "POST", "/salesforce/deleteField",
+                        {"object": "Lead", "field": "lead_score__c"})
+    assert deleted == {"success": True, "deleted": "Lead.Lead_Score__c"}
+    assert "Lead_Score__c" not in {f["name"] for f in sf.Lead.describe()["fields"]}
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.query("SELECT Id, Lead_Score__c FROM Lead")
+    assert error_code(refused) == "INVALID_FIELD"
+    assert "No such column 'Lead_Score__c' on entity 'Lead'" in (
+        refused.value.content[0]["message"])
+    with pytest.raises(SalesforceMalformedRequest):
+        sf.query("SELECT Id FROM Lead WHERE Lead_Score__c > 1")
+    [result] = sf.restful("composite/sobjects", method="PATCH", json={"records": [
+        {"attributes": {"type": "Lead"}, "Id": lead, "Lead_Score__c": 9}]})
+    assert result["errors"][0]["statusCode"] == "INVALID_FIELD"
+    assert result["errors"][0]["message"] == (
+        "No such column 'Lead_Score__c' on sobject of type Lead")
+    assert sf.query("SELECT Id, Email FROM Lead LIMIT 1")["totalSize"] == 1  # the rest works
+    standard = box.http.post(box.url("salesforce", "/__sandbox/salesforce/deleteField"),
+                             json={"object": "Lead", "field": "Email"}, timeout=10)
+    assert standard.status_code == 400  # standard fields cannot be deleted

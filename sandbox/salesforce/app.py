@@ -245,8 +245,10 @@ class SalesforceEmulator:
         name = self._sobject(call)
         if name is None:
             return _not_found_type(call.params["sobject"])
-        return json_response(self.access.apply(describe_object(
-            OBJECTS[name], call.params["version"], self.base_url)))
+        body = describe_object(OBJECTS[name], call.params["version"], self.base_url)
+        body["fields"] = [f for f in body["fields"]
+                          if f"{name}.{f['name']}" not in self.org.deleted_fields]
+        return json_response(self.access.apply(body))
 
     def sobject_info(self, call: Call) -> Response:
         name = self._sobject(call)
@@ -285,7 +287,7 @@ class SalesforceEmulator:
         if wanted:
             fields = []
             for raw in wanted.split(","):
-                fld = OBJECTS[name].field_ci(raw.strip())
+                fld = self.org.live_field(OBJECTS[name], raw.strip())
                 if fld is None:
                     return sf_errors(400, "INVALID_FIELD", f"No such column '{raw.strip()}' on "
                                      f"entity '{name}'. If you are attempting to use a custom "
@@ -331,7 +333,7 @@ class SalesforceEmulator:
         name = self._sobject(call)
         if name is None:
             return _not_found_type(call.params["sobject"])
-        fld = OBJECTS[name].field_ci(call.params["field"])
+        fld = self.org.live_field(OBJECTS[name], call.params["field"])
         if fld is None or not (fld.external_id or fld.name in ("Id", "Email")):
             return sf_errors(404, "NOT_FOUND", "Provided external ID field does not exist or is "
                              f"not accessible: {call.params['field']}")
@@ -407,7 +409,7 @@ class SalesforceEmulator:
         name = self._sobject(call)
         if name is None:
             return _not_found_type(call.params["sobject"])
-        fld = OBJECTS[name].field_ci(call.params["field"])
+        fld = self.org.live_field(OBJECTS[name], call.params["field"])
         if fld is None or not (fld.external_id or fld.name == "Id"):
             return sf_errors(400, "INVALID_FIELD", "Field name provided, "
                              f"{call.params['field']} is not an External ID or indexed field "
@@ -461,7 +463,7 @@ class SalesforceEmulator:
             return sf_errors(400, "REQUIRED_FIELD_MISSING", "ids and fields are required")
         resolved = []
         for raw in fields:
-            fld = OBJECTS[name].field_ci(raw)
+            fld = self.org.live_field(OBJECTS[name], raw)
             if fld is None:
                 return sf_errors(400, "INVALID_FIELD", f"No such column '{raw}' on entity "
                                  f"'{name}'.")
@@ -494,7 +496,7 @@ class SalesforceEmulator:
         if permissions is not None:
             return json_response(permissions[1], permissions[0])
         try:
-            parsed = soql.parse(text)
+            parsed = soql.parse(text, frozenset(self.org.deleted_fields))
         except soql.SoqlError as exc:
             return sf_errors(400, exc.code, exc.message)
         version = call.params["version"]
@@ -587,7 +589,7 @@ class SalesforceEmulator:
         if operation not in ("query", "queryAll"):
             return sf_errors(400, "INVALIDJOB", f"InvalidJob : unknown operation {operation}")
         try:
-            parsed = soql.parse(str(body["query"]))
+            parsed = soql.parse(str(body["query"]), frozenset(self.org.deleted_fields))
         except soql.SoqlError as exc:
             return sf_errors(400, "INVALIDJOB", f"InvalidJob : {exc.message}")
         if parsed.count_only or any("." in f for f in parsed.fields):
@@ -725,6 +727,16 @@ class SalesforceEmulator:
                               "apiDailyMax": self.org.api_daily_max,
                               "apiUsed": self.org.api_used})
 
+    def admin_delete_field(self, call: Call) -> Response:
+        """``{object, field}``: an admin deletes a custom field (describe, SOQL and writes no
+        longer know it)."""
+        body = call.json() or {}
+        try:
+            deleted = self.org.delete_field(str(body.get("object", "")), str(body.get("field", "")))
+        except ValueError as exc:
+            return json_response({"success": False, "error": str(exc)}, 400)
+        return json_response({"success": True, "deleted": deleted})
+
     def admin_counts(self, call: Call) -> Response:
         with self.org.lock:
             return json_response({name: sum(1 for r in rows.values() if not r["IsDeleted"])
@@ -779,6 +791,7 @@ class SalesforceEmulator:
             Route("POST", a + "/age", "admin", self.admin_age),
             Route("POST", a + "/purge", "admin", self.admin_purge),
             Route("POST", a + "/config", "admin", self.admin_config),
+            Route("POST", a + "/deleteField", "admin", self.admin_delete_field),
             Route("GET", a + "/counts", "admin", self.admin_counts),
         ]
 

@@ -102,6 +102,8 @@ class Org:
     integration_user_id: str = ""
     # Which objects each queue (Group of Type Queue) may own: Salesforce's QueueSobject rows.
     queue_objects: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Custom fields an admin deleted ("Lead.Lead_Score__c"): gone from describe, SOQL, writes.
+    deleted_fields: set[str] = field(default_factory=set)
     created_at: dt.datetime = field(default_factory=sf_now)
     _counters: dict[str, itertools.count[int]] = field(default_factory=dict)
     _email_index: dict[str, dict[str, set[str]]] = field(
@@ -110,6 +112,24 @@ class Org:
         default_factory=lambda: {"Lead": {}, "Contact": {}})
     _unique_index: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     cursors: OrderedDict[str, list[dict[str, Any]]] = field(default_factory=OrderedDict)
+
+    def live_field(self, sobject: SObject, name: str) -> Field | None:
+        """A field of ``sobject`` by name (case-insensitive) as this org has it: a deleted
+        custom field is no field at all."""
+        found = sobject.field_ci(name)
+        if found is None or f"{sobject.name}.{found.name}" in self.deleted_fields:
+            return None
+        return found
+
+    def delete_field(self, sobject_name: str, name: str) -> str:
+        """Delete a custom field (standard fields cannot be deleted); its full name."""
+        sobject = OBJECTS.get(sobject_name)
+        found = self.live_field(sobject, name) if sobject is not None else None
+        if sobject is None or found is None or not found.custom:
+            raise ValueError(f"{sobject_name} has no custom field {name!r}")
+        with self.lock:
+            self.deleted_fields.add(f"{sobject.name}.{found.name}")
+        return f"{sobject.name}.{found.name}"
 
     # -- ids -----------------------------------------------------------------------------
     def new_id(self, sobject: str) -> str:
@@ -258,7 +278,7 @@ class Org:
         for name, raw in values.items():
             if name in ("attributes", "Id"):
                 continue
-            fld = sobject.field_ci(name)
+            fld = self.live_field(sobject, name)
             if fld is None:
                 errors.append(error("INVALID_FIELD",
                                     f"No such column '{name}' on sobject of type {sobject.name}"))

@@ -150,8 +150,9 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 
 class _Parser:
-    def __init__(self, query: str) -> None:
+    def __init__(self, query: str, deleted: frozenset[str] = frozenset()) -> None:
         self.query = query
+        self.deleted = deleted  # "Object.Field" of custom fields deleted from the org
         self.tokens = tokenize(query)
         self.pos = 0
         self.sobject: SObject | None = None
@@ -285,17 +286,20 @@ class _Parser:
                     "name. Please reference your WSDL or the describe call for the appropriate "
                     "names."))
             return f"{ref.name[:-2]}.{target_field.name}"
+        return self.own_field(token).name
+
+    def own_field(self, token: Token) -> Field:
+        """A field of the queried object; a deleted one is no longer a column."""
+        assert self.sobject is not None
         found = self.sobject.field_ci(token.text)
-        if found is None:
+        if found is None or f"{self.sobject.name}.{found.name}" in self.deleted:
             raise self.no_such_column(token)
-        return found.name
+        return found
 
     def where_field(self) -> tuple[Field, Token]:
         assert self.sobject is not None
         token = self.field_token()
-        found = self.sobject.field_ci(token.text)
-        if found is None:
-            raise self.no_such_column(token)
+        found = self.own_field(token)
         if found.type == "textarea":
             raise SoqlError("INVALID_FIELD", _error_text(
                 self.query, token.column,
@@ -488,11 +492,12 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
 
 
-def parse(query: str) -> Query:
-    """Parse one SOQL statement, raising ``SoqlError`` as Salesforce would."""
+def parse(query: str, deleted: frozenset[str] = frozenset()) -> Query:
+    """Parse one SOQL statement, raising ``SoqlError`` as Salesforce would (``deleted``: the
+    org's deleted custom fields, as ``Object.Field``)."""
     if not query.strip():
         raise SoqlError("MALFORMED_QUERY", "SOQL statement cannot be empty")
-    return _Parser(query.strip()).parse()
+    return _Parser(query.strip(), deleted).parse()
 
 
 def _sort_key(fld: Field) -> Callable[[dict[str, Any]], Any]:
