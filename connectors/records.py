@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,26 @@ class DeletedRecords(BaseModel):
     records: list[DeletedRecord]
     complete: bool = True
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectRead:
+    """One object's part of a read of several at once (``SalesforceConnector.read_many``):
+    what changed since ``since``, with these fields (Id and the cursor always come)."""
+
+    object: str
+    since: Watermark
+    fields: list[str]
+
+
+@dataclass(frozen=True)
+class ObjectChanges:
+    """What such a read found for one object: the live records changed (sorted by cursor,
+    what the watermark saw skipped) and the records deleted or merged away in the same window."""
+
+    object: str
+    records: list[Record]
+    deleted: DeletedRecords
 
 
 class FieldInfo(BaseModel):

@@ -13,8 +13,8 @@ import datetime as dt
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, overload
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -40,6 +40,8 @@ from connectors.records import (
     DeletedRecord,
     DeletedRecords,
     FieldInfo,
+    ObjectChanges,
+    ObjectRead,
     ObjectSchema,
     Person,
     Record,
@@ -346,13 +348,9 @@ class SalesforceConnector:
         ``lookback_seconds`` early for transactions that committed late.
         """
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
-        # SystemModstamp has whole seconds; round up so a fractional start never reaches back
-        start = _ceil_second(mark.start(self.lookback, dt.timedelta(seconds=1)))
-        end = until.astimezone(dt.UTC).replace(microsecond=0)
+        start, end = self.window(mark, until)
         chosen = self._fields(object_name, fields)
-        unordered = format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}",
-            ", ".join(chosen), _identifier(object_name), start, end)
+        unordered = changed_soql(object_name, chosen, start, end)
         pages = self._query_pages(unordered + BY_STAMP)
         total, first = next(pages)
         if total > self.settings.bulk_threshold:
@@ -361,6 +359,19 @@ class SalesforceConnector:
             rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, unordered, chosen)
         else:
             rows = self._chain(first, pages)
+        yield from self.unseen(object_name, rows, mark)
+
+    def window(self, mark: Watermark, until: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """(start, end) of a changes read, both inclusive: ``lookback`` before the watermark
+        (late commits), never past ``until`` (the cycle's start)."""
+        # SystemModstamp has whole seconds; round up so a fractional start never reaches back
+        start = _ceil_second(mark.start(self.lookback, dt.timedelta(seconds=1)))
+        return start, until.astimezone(dt.UTC).replace(microsecond=0)
+
+    def unseen(self, object_name: str, rows: Iterable[dict[str, Any]], mark: Watermark
+               ) -> Iterator[Record]:
+        """The rows as records, without what the watermark saw and without a second copy of
+        an id (a record changed while its pages were read)."""
         emitted: set[str] = set()
         for row in rows:
             record = self._to_record(object_name, row)
@@ -368,6 +379,34 @@ class SalesforceConnector:
                 continue
             emitted.add(record.id)
             yield record
+
+    @overload
+    def read_many(self, reads: list[ObjectRead], until: dt.datetime) -> dict[str, ObjectChanges]:
+        ...
+
+    @overload
+    def read_many(self, reads: list[ObjectRead], until: dt.datetime, extra: Mapping[str, str]
+                  ) -> tuple[dict[str, ObjectChanges], dict[str, list[dict[str, Any]]]]: ...
+
+    def read_many(self, reads: list[ObjectRead], until: dt.datetime,
+                  extra: Mapping[str, str] | None = None
+                  ) -> (dict[str, ObjectChanges]
+                        | tuple[dict[str, ObjectChanges], dict[str, list[dict[str, Any]]]]):
+        """Changes and deletes of several objects (and the rows of ``extra`` raw queries,
+        referenceId -> SOQL) in one Composite call per five queries: a quiet cycle's reads cost
+        one API call. The rules are ``read_changed``'s; ``salesforce_composite`` says how."""
+        from connectors.salesforce_composite import read_many  # it builds on this module
+
+        changes, rows = read_many(self, reads, until, extra or {})
+        return changes if extra is None else (changes, rows)
+
+    def query_all_many(self, soqls: Mapping[str, str], include_deleted: bool = False
+                       ) -> dict[str, list[dict[str, Any]]]:
+        """Every row of each query (referenceId -> SOQL), five first pages per Composite call,
+        next pages only for the queries that have more."""
+        from connectors.salesforce_composite import query_all_many
+
+        return query_all_many(self, soqls, include_deleted)
 
     @staticmethod
     def _chain(first: list[dict[str, Any]], rest: Iterator[tuple[int, list[dict[str, Any]]]]
@@ -450,16 +489,8 @@ class SalesforceConnector:
                            "SystemModstamp >= {} ORDER BY SystemModstamp, Id",
                            ", ".join(columns), _identifier(object_name),
                            since.astimezone(dt.UTC).replace(microsecond=0))
-        found = [DeletedRecord(system=SYSTEM, object=object_name, id=str(row["Id"]),
-                               deleted_at=parse_datetime(str(row[CURSOR])),
-                               merged_into=row.get("MasterRecordId"))
-                 for _, page in self._query_pages(soql, include_deleted=True) for row in page]
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=GET_DELETED_DAYS)
-        if since < horizon:
-            return DeletedRecords(records=found, complete=False, reason=(
-                f"Salesforce keeps deleted records for {GET_DELETED_DAYS} days and the last "
-                f"read was {since:%Y-%m-%d %H:%M} UTC; compare full id lists instead"))
-        return DeletedRecords(records=found)
+        return deletes_since([deleted_record(object_name, row) for _, page in self._query_pages(
+            soql, include_deleted=True) for row in page], since)
 
     def list_ids(self, object_name: str) -> Iterator[str]:
         """Every live id, for the full comparison when deletes are no longer listed."""
@@ -509,19 +540,8 @@ class SalesforceConnector:
     def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
         """Tasks on these leads or contacts (``WhoId``) created at or after ``since``."""
         _identifier(object_name)
-        out: list[Activity] = []
-        wanted = sorted(set(ids))
-        for start in range(0, len(wanted), EMAILS_PER_QUERY):
-            soql = format_soql(
-                "SELECT Id, WhoId, CreatedDate, Description FROM Task WHERE WhoId IN {} AND "
-                "CreatedDate >= {}"
-                " ORDER BY CreatedDate", wanted[start:start + EMAILS_PER_QUERY],
-                since.astimezone(dt.UTC).replace(microsecond=0))
-            out += [Activity(record_id=str(row["WhoId"]), id=str(row["Id"]),
-                             at=parse_datetime(str(row["CreatedDate"])),
-                             note=row.get("Description"))
-                    for _, page in self._query_pages(soql) for row in page]
-        return out
+        return [to_activity(row) for soql in activity_soqls(ids, since)
+                for _, page in self._query_pages(soql) for row in page]
 
     # -- writes --------------------------------------------------------------------------
     def upsert(self, object_name: str, records: list[WriteRecord]) -> list[WriteResult]:
@@ -627,6 +647,50 @@ class SalesforceConnector:
             calls=sum(self.calls.values()), missing=missing,
             permissions=None if missing else "API Enabled, Transfer Leads, and read, create "
             "and edit on every synced object (create on Task) granted")
+
+
+def deleted_record(object_name: str, row: dict[str, Any]) -> DeletedRecord:
+    """A queryAll row with ``IsDeleted`` true: a merged-away row names its survivor."""
+    return DeletedRecord(system=SYSTEM, object=object_name, id=str(row["Id"]),
+                         deleted_at=parse_datetime(str(row[CURSOR])),
+                         merged_into=row.get("MasterRecordId"))
+
+
+def deletes_since(found: list[DeletedRecord], since: dt.datetime) -> DeletedRecords:
+    """The deletes read since ``since``. Salesforce keeps deletes for 15 days; asked for more,
+    this says so (``complete`` is False) so the engine compares full id lists instead of
+    trusting a partial answer."""
+    horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=GET_DELETED_DAYS)
+    if since < horizon:
+        return DeletedRecords(records=found, complete=False, reason=(
+            f"Salesforce keeps deleted records for {GET_DELETED_DAYS} days and the last "
+            f"read was {since:%Y-%m-%d %H:%M} UTC; compare full id lists instead"))
+    return DeletedRecords(records=found)
+
+
+def activity_soqls(ids: Iterable[str], since: dt.datetime) -> list[str]:
+    """The Task queries for activity on these leads or contacts (``WhoId``) since ``since``,
+    100 ids each: one per query subrequest when they ride in a Composite read."""
+    wanted = sorted(set(ids))
+    return [format_soql("SELECT Id, WhoId, CreatedDate, Description FROM Task WHERE WhoId IN {} "
+                        "AND CreatedDate >= {} ORDER BY CreatedDate",
+                        wanted[start:start + EMAILS_PER_QUERY],
+                        since.astimezone(dt.UTC).replace(microsecond=0))
+            for start in range(0, len(wanted), EMAILS_PER_QUERY)]
+
+
+def to_activity(row: dict[str, Any]) -> Activity:
+    return Activity(record_id=str(row["WhoId"]), id=str(row["Id"]),
+                    at=parse_datetime(str(row["CreatedDate"])), note=row.get("Description"))
+
+
+def changed_soql(object_name: str, fields: list[str], start: dt.datetime,
+                 end: dt.datetime) -> str:
+    """The changes read of ``object_name`` (unordered: Bulk API 2.0 refuses ORDER BY), every
+    value escaped."""
+    return format_soql(
+        "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} AND SystemModstamp <= {}",
+        ", ".join(fields), _identifier(object_name), start, end)
 
 
 def _today() -> dt.date:

@@ -92,6 +92,9 @@ def test_every_salesforce_route_answers(make_sandbox: Any) -> None:
                 json={"state": "Aborted"}).json()["state"] == "Aborted"
     call("DELETE", f"{v}/jobs/query/{aborted['id']}")
     sf.Lead.describe()
+    composite = call("POST", v + "/composite", json={"compositeRequest": [
+        {"method": "GET", "url": v + "/sobjects/Lead/" + lead, "referenceId": "lead"}]}).json()
+    assert composite["compositeResponse"][0]["httpStatusCode"] == 200
     call("DELETE", v + "/composite/sobjects", params={"ids": twins[0]["id"]})
     sf.Lead.delete(lead)
 

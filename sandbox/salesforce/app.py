@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import secrets
 import uuid
+import zlib
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +22,7 @@ from sandbox.http import Call, EmulatorApp, Route, Vendor, json_response
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import soql
 from sandbox.salesforce.access import UserAccess
+from sandbox.salesforce.composite import Composite
 from sandbox.salesforce.duplicates import DuplicateHeader
 from sandbox.salesforce.limits import org_limits
 from sandbox.salesforce.org import (
@@ -248,7 +252,11 @@ class SalesforceEmulator:
         body = describe_object(OBJECTS[name], call.params["version"], self.base_url)
         body["fields"] = [f for f in body["fields"]
                           if f"{name}.{f['name']}" not in self.org.deleted_fields]
-        return json_response(self.access.apply(body))
+        body = self.access.apply(body)
+        # Describes are cacheable (If-Modified-Since): recorded composite subrequests show both.
+        return json_response(body, headers={
+            "ETag": f'"{zlib.crc32(json.dumps(body, sort_keys=True).encode()):08x}"',
+            "Last-Modified": format_datetime(self.org.created_at, usegmt=True)})
 
     def sobject_info(self, call: Call) -> Response:
         name = self._sobject(call)
@@ -745,7 +753,7 @@ class SalesforceEmulator:
     def routes(self) -> list[Route]:
         s = "/sobjects/{sobject}"
         c = "/composite/sobjects"
-        return [
+        table = [
             Route("POST", "/services/oauth2/token", "salesforce.oauth.token", self.token,
                   public=True),
             Route("GET", "/services/data", "salesforce.versions", self.versions, public=True),
@@ -781,6 +789,10 @@ class SalesforceEmulator:
             Route("GET", V + "/jobs/query/{job}/results", "salesforce.bulk2.results",
                   self.bulk_results),
         ]
+        # One API request whose subrequests run through the routes above (sandbox/salesforce/
+        # composite.py says which and how).
+        composite = Composite(self.org, table)
+        return [*table, Route("POST", V + "/composite", "salesforce.composite", composite.handle)]
 
     def admin_routes(self) -> list[Route]:
         a = "/__sandbox/salesforce"

@@ -8,6 +8,7 @@ fields are computed on read and never bump ``SystemModstamp``, and converted lea
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import re
@@ -623,6 +624,20 @@ class Org:
             master["LastModifiedDate"] = stamp
             master["SystemModstamp"] = stamp
             return {"id": master["Id"], "mergedRecordIds": gone, "success": True}
+
+    # -- transactions --------------------------------------------------------------------
+    def snapshot(self) -> tuple[Any, ...]:
+        """The org's data as it is now, for ``restore``: a Composite request with
+        ``allOrNone`` true rolls back every write of its subrequests when one fails. Id
+        counters are left out on purpose: Salesforce never hands out a rolled-back id again."""
+        with self.lock:
+            return copy.deepcopy((self.records, self.deleted_log, self._email_index,
+                                  self._name_index, self._unique_index))
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        with self.lock:
+            (self.records, self.deleted_log, self._email_index, self._name_index,
+             self._unique_index) = state
 
     def purge(self, ids: list[str] | None = None) -> int:
         """Rows gone for good: the given ids (a hard delete, or ``emptyRecycleBin`` of
