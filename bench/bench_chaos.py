@@ -89,7 +89,8 @@ EXTRA_SETTLE = 3  # more, if the last settling cycle still wrote or a create is 
 FAULTS = ";".join([
     "salesforce.*=429@0.04", "salesforce.*=500@0.04", "salesforce.*=503@0.03",
     "salesforce.*=reset@0.04", "salesforce.*=slow:4@0.02",
-    "salesforce.query*=expired@0.05", "salesforce.collections.*=expired@0.05",
+    "salesforce.query*=expired@0.05", "salesforce.composite=expired@0.05",
+    "salesforce.collections.*=expired@0.05",
     "salesforce.describe=expired@0.05",
     "hubspot.*=429@0.06", "hubspot.*=500@0.04", "hubspot.*=503@0.04", "hubspot.*=reset@0.05",
     "hubspot.*=slow:4@0.03"])

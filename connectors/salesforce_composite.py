@@ -128,13 +128,15 @@ def composite_get(sf: SalesforceConnector, urls: Mapping[str, str]) -> dict[str,
     out: dict[str, Any] = {}
     for start in range(0, len(items), QUERIES_PER_CALL):
         chunk = dict(items[start:start + QUERIES_PER_CALL])
-        out.update(sf._call(partial(_send, urls=chunk)))
+        out.update(sf._call(partial(_send, sf, urls=chunk)))
     return out
 
 
-def _send(client: Salesforce, urls: dict[str, str]) -> dict[str, Any]:
+def _send(sf: SalesforceConnector, client: Salesforce, urls: dict[str, str]) -> dict[str, Any]:
     """One Composite call with ``allOrNone`` false (reads roll nothing back); the first
-    failed subrequest raises, so a passing failure (a 503 in one subrequest) retries the call."""
+    failed subrequest raises, so a passing failure (a 503 in one subrequest) retries the call.
+    An unknown field in a subrequest drops its object's cached describe, as a direct query's
+    would."""
     answer: Any = client.restful("composite", method="POST", json={
         "allOrNone": False, "compositeRequest": [
             {"method": "GET", "url": url, "referenceId": ref} for ref, url in urls.items()]})
@@ -142,7 +144,10 @@ def _send(client: Salesforce, urls: dict[str, str]) -> dict[str, Any]:
     for item in answer["compositeResponse"]:
         ref, status = str(item["referenceId"]), int(item["httpStatusCode"])
         if status >= 300:
-            raise subrequest_error(client, urls[ref], status, item.get("body"))
+            body = item.get("body")
+            first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+            sf._drop_stale_describe(str(first.get("errorCode", "")), str(first.get("message", "")))
+            raise subrequest_error(client, urls[ref], status, body)
         out[ref] = item["body"]
     if set(out) != set(urls):
         raise RetriableError(SYSTEM, "a Composite answer lacks subrequests "

@@ -31,7 +31,7 @@ from connectors.records import (
 from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
 from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
-from sync_agent import failpoints, merges, sla, state
+from sync_agent import failpoints, merges, read, sla, state
 from sync_agent.gap_book import GapBook
 from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.link_book import LinkBook
@@ -50,7 +50,7 @@ from sync_agent.store import Store
 from sync_agent.synced_book import SyncedBook
 from sync_agent.tables import DeadLetter
 
-EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+EPOCH = read.EPOCH
 CreateKey = tuple[str, str, str]  # (pair, side created in, source record id)
 CREATED = {"salesforce": "CreatedDate", "hubspot": "createdate"}
 DUPLICATES_DETECTED = "DUPLICATES_DETECTED"  # Salesforce: a duplicate rule refused the save
@@ -139,6 +139,7 @@ class Cycle:
         self.full_read: set[tuple[str, str]] = set()  # objects read from the beginning
         self.links: LinkBook  # the cycle's links and open gaps, set once its session opens
         self.gaps: GapBook
+        self.read_deletes: dict[tuple[str, str], DeletedRecords] = {}
         self.synced: SyncedBook
         self.key_groups: dict[tuple[str, str, str, int, int], dict[str, list[Record]]] = {}
         self.changed: dict[tuple[str, str], list[Record]] = {}
@@ -252,21 +253,17 @@ class Cycle:
                 self.prior_intents = state.load_intents(session)
                 changed: dict[tuple[str, str], list[Record]] = {}
                 marks: dict[tuple[str, str], Watermark] = {}
-                for system, connector, objects in (
-                        ("salesforce", self.sf, {p.salesforce for p in self.mapping.objects}),
-                        ("hubspot", self.hs, {p.hubspot for p in self.mapping.objects})):
-                    for obj in sorted(objects):
-                        mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
-                        marks[(system, obj)] = mark
-                        if mark.cursor == EPOCH:
-                            self.full_read.add((system, obj))
-                        records = list(connector.read_changed(obj, mark, end,
-                                                              self.fields_of(system, obj)))
-                        changed[(system, obj)] = records
-                        self.report.read[f"{system}.{obj}"] += len(records)
-                        for record in records:
-                            self.stages.observe(self.mapping, system, obj, record.id, record.values,
-                                                self._owner_field(system), record.cursor)
+                reads = read.read_changes(session, {
+                    "salesforce": sorted({p.salesforce for p in self.mapping.objects}),
+                    "hubspot": sorted({p.hubspot for p in self.mapping.objects})},
+                    {"salesforce": self.sf, "hubspot": self.hs}, self.fields_of, end)
+                changed, marks = reads.changed, reads.marks
+                self.full_read, self.read_deletes = reads.full_read, reads.deleted
+                for (system, obj), records in changed.items():
+                    self.report.read[f"{system}.{obj}"] += len(records)
+                    for record in records:
+                        self.stages.observe(self.mapping, system, obj, record.id, record.values,
+                                            self._owner_field(system), record.cursor)
                 failpoints.hit("cycle.read")
                 self.marks = marks
                 self.prior_creates = state.load_pending_creates(session)
@@ -445,7 +442,9 @@ class Cycle:
         slice counts: only linked ones matter, and those are unlinked the first time they are
         seen)."""
         if not isinstance(connector, ReadsArchive):
-            return connector.read_deleted(obj, since)
+            system = "salesforce" if connector is self.sf else "hubspot"
+            came = self.read_deletes.get((system, obj))  # read with the changes: no call
+            return came if came is not None else connector.read_deleted(obj, since)
         found = merges.archive_slice(
             session, obj, lambda after: connector.read_archived(obj, after,
                                                                 connector.archive_pages),

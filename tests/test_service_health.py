@@ -38,7 +38,8 @@ from sync_agent.tables import Lock, Run
 DEFAULT = Path(__file__).resolve().parents[1] / "mapping" / "default.yaml"
 UNPACED = {"STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
            "STAGESYNC_HUBSPOT__SEARCHES_PER_SECOND": "0"}
-SLOW_QUERIES = "salesforce.query=slow:0.3@1"  # every SOQL page takes 0.3 s: long cycles
+# Every SOQL page, and the Composite request a cycle reads through, takes 1.5 s: long cycles.
+SLOW_QUERIES = "salesforce.query=slow:1.5@1;salesforce.composite=slow:1.5@1"
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_a_cycle_longer_than_the_lease_never_overlaps_another(
 def test_sync_once_exits_3_while_an_agent_is_mid_cycle_without_waiting(
         make_sandbox: Any, tmp_path: Path, peek: Callable[[str], Peek]) -> None:
     box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0,
-                       faults="salesforce.query=slow:2@1")  # a cycle reads for 10 s+
+                       faults="salesforce.composite=slow:10@1")  # a cycle reads for 10 s+
     db = f"sqlite:///{tmp_path / 'state.db'}"
     agent = start_agent(box, db, free_port(), tmp_path / "agent.log", "--interval", "0.3")
     state = peek(db)
