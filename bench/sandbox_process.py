@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-from collections.abc import Iterator
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from queue import Empty
 from tempfile import TemporaryDirectory
 from typing import Any
 
@@ -36,3 +41,52 @@ def sandbox_process(**options: Any) -> Iterator[Path]:
 def settings_lines(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines()
                 if line and not line.startswith("#"))
+
+
+def _fresh(target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # A SIGTERM unwinds the child like an exception, so its own sandbox is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    target(*args)
+
+
+def in_fresh_process(target: Callable[..., Any], *args: Any,
+                     timeout: float = 12 * 3600) -> Any:
+    """``target(*args, queue)`` in a new (spawned) process; returns what it put on ``queue``.
+    A fresh process starts with its own peak RSS, so sizes run one after another do not
+    inherit each other's high-water mark."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fresh, args=(target, (*args, queue)))
+    child.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Empty):
+                return queue.get(timeout=2)
+            if not child.is_alive():
+                with contextlib.suppress(Empty):
+                    return queue.get(timeout=5)  # put just before it exited
+                raise RuntimeError(f"{target.__name__} exited with code {child.exitcode}")
+        raise TimeoutError(f"{target.__name__} took more than {timeout:.0f} s")
+    finally:
+        child.join(60)
+        if child.is_alive():
+            child.terminate()
+            child.join(60)
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (``VmHWM``, which exec resets; ``ru_maxrss`` would carry
+    the parent's over on Linux)."""
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def _status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
