@@ -36,6 +36,7 @@ from typing import Any
 import requests
 
 from bench.report import report
+from bench.profile import profiled
 from bench.sandbox_process import in_fresh_process, sandbox_process
 from bench.vendor_api import VendorApi
 
@@ -261,7 +262,8 @@ def run_backend(backend: str, pairs: int, queue: Any) -> None:
         time.sleep(SEARCH_LAG + 1.0)  # HubSpot search shows the changes
         clock = HttpClock(sf, hs)
         wall, cpu = time.perf_counter(), time.process_time()
-        result = run_cycle(store, mapping, sf, hs, refresh_schemas=False)
+        with profiled(f"steady-{backend}"):
+            result = run_cycle(store, mapping, sf, hs, refresh_schemas=False)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         queue.put({"changed": changed, "setup": setup, "wall": wall, "cpu": cpu,
                    "http": clock.seconds, "requests": clock.requests,

@@ -53,6 +53,7 @@ from connectors.hubspot_limits import (
     stopped_error,
     value_chunks,
 )
+from connectors.hubspot_pages import fetched
 from connectors.hubspot_scopes import REQUIRED_SCOPES, scopes_lacking
 from connectors.pacing import RollingWindow
 from connectors.records import (
@@ -347,19 +348,19 @@ class HubSpotConnector:
             return page
         check_search_request(request)
         api = self.search[object_type]
-        return self._call(f"{object_type}.search",
-                          lambda: api.do_search(public_object_search_request=request))
+        return self._call(f"{object_type}.search", fetched(partial(
+            api.do_search, public_object_search_request=request)))
 
     def batch_read_raw(self, object_type: str, ids: list[str], properties: list[str]
                        ) -> list[Any]:
-        """Batch read by id, as the client's objects (for search pages read in two steps)."""
+        """Batch read by id, as plain items (for search pages read in two steps)."""
         api = self.batch[object_type]
         out: list[Any] = []
         for start in range(0, len(ids), BATCH_SIZE):
             body = {"inputs": [{"id": k} for k in ids[start:start + BATCH_SIZE]],
                     "properties": properties, "propertiesWithHistory": []}
-            answer = self._call(f"{object_type}.batch.read", partial(
-                api.read, batch_read_input_simple_public_object_id=body))
+            answer = self._call(f"{object_type}.batch.read", fetched(partial(
+                api.read, batch_read_input_simple_public_object_id=body)))
             out += list(answer.results)
         return out
 
@@ -446,8 +447,8 @@ class HubSpotConnector:
         records: list[Record] = []
         after: str | None = None
         while True:
-            page = self._call(f"{name}.list", partial(api.get_page,
-                limit=LIST_PAGE, after=after, properties=properties))
+            page = self._call(f"{name}.list", fetched(partial(api.get_page,
+                limit=LIST_PAGE, after=after, properties=properties)))
             records += [r for r in (self._to_record(name, item) for item in page.results)
                         if r.cursor <= until]
             if page.paging is None or page.paging.next is None:
@@ -464,8 +465,8 @@ class HubSpotConnector:
         found: list[DeletedRecord] = []
         after: str | None = None
         while True:
-            page = self._call(f"{name}.list", partial(api.get_page,
-                limit=100, after=after, archived=True, properties=["hs_object_id"]))
+            page = self._call(f"{name}.list", fetched(partial(api.get_page,
+                limit=100, after=after, archived=True, properties=["hs_object_id"])))
             for item in page.results:
                 archived_at = (item.archived_at or item.updated_at).astimezone(dt.UTC)
                 if archived_at >= since:
@@ -489,8 +490,8 @@ class HubSpotConnector:
         api = self.basic[name]
         found: list[DeletedRecord] = []
         for _ in range(pages):
-            page = self._call(f"{name}.list", partial(api.get_page,
-                limit=100, after=after, archived=True, properties=["hs_object_id"]))
+            page = self._call(f"{name}.list", fetched(partial(api.get_page,
+                limit=100, after=after, archived=True, properties=["hs_object_id"])))
             found += [DeletedRecord(system=SYSTEM, object=name, id=str(item.id), deleted_at=(
                 item.archived_at or item.updated_at).astimezone(dt.UTC)) for item in page.results]
             if page.paging is None or page.paging.next is None:
@@ -516,8 +517,8 @@ class HubSpotConnector:
         api = self.basic[name]
         after: str | None = None
         while True:
-            page = self._call(f"{name}.list", partial(api.get_page,
-                limit=100, after=after, properties=["hs_object_id"]))
+            page = self._call(f"{name}.list", fetched(partial(api.get_page,
+                limit=100, after=after, properties=["hs_object_id"])))
             for item in page.results:
                 yield str(item.id)
             if page.paging is None or page.paging.next is None:
@@ -534,8 +535,8 @@ class HubSpotConnector:
                                     "properties": properties, "propertiesWithHistory": []}
             if id_property:
                 body["idProperty"] = id_property
-            answer = self._call(f"{name}.batch.read", partial(api.read,
-                batch_read_input_simple_public_object_id=body))
+            answer = self._call(f"{name}.batch.read", fetched(partial(api.read,
+                batch_read_input_simple_public_object_id=body)))
             out += [self._to_record(name, item) for item in answer.results]
         return out
 
