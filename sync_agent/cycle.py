@@ -1087,8 +1087,10 @@ class Cycle:
 
     # -- cold leads ------------------------------------------------------------------------
     def _cold_leads(self, session: Session, run_id: int | None) -> None:
-        """SLA rules: find cold leads, keep their gaps, carry out the actions of new ones."""
-        cold = sla.find_cold(session, self.mapping, self.sf, self.now)
+        """SLA rules: read the activity changed since the last read, find cold leads (from
+        the state store alone), keep their gaps, carry out the actions of new ones."""
+        sla.read_activity(session, self.mapping, self.sf, self.now)
+        cold = sla.find_cold(session, self.mapping, self.now)
         for lead in cold.values():
             lead.owner_name = self.directory.name("salesforce", lead.owner)
         outcome = sla.reconcile(session, self.mapping, cold)
