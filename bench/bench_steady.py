@@ -35,8 +35,8 @@ from typing import Any
 
 import requests
 
-from bench.report import report
 from bench.profile import profiled
+from bench.report import report
 from bench.sandbox_process import in_fresh_process, sandbox_process
 from bench.vendor_api import VendorApi
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -109,4 +109,27 @@ class Connector(Protocol):
     def activity(self, object_name: str, ids: list[str], since: dt.datetime) -> list[Activity]:
         """Sales activity on these records since ``since`` (Salesforce Tasks; HubSpot's last
         activity date)."""
+        ...
+
+
+@runtime_checkable
+class ReadsActivity(Protocol):
+    """A connector that reads sales activity by change (Salesforce Tasks and Events), so the
+    SLA clock costs one query per object and cycle, however many leads wait at a stage."""
+
+    @property
+    def lookback(self) -> dt.timedelta: ...
+
+    def activity_soql(self, object_name: str, since: Watermark, until: dt.datetime) -> str:
+        """The query for activity changed since ``since`` up to ``until``, as text, so the
+        engine may also send it inside a Composite request."""
+        ...
+
+    def parse_activity(self, object_name: str, rows: list[dict[str, Any]]) -> list[Activity]:
+        """That query's rows as activity, each with its change cursor."""
+        ...
+
+    def activity_changed(self, object_name: str, since: Watermark, until: dt.datetime
+                         ) -> list[Activity]:
+        """Run that query: what ``since`` saw is skipped, as ``read_changed`` does."""
         ...

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
 
 @dataclass(frozen=True)
 class Item:
     id: str
     properties: dict[str, Any]
-    updated_at: dt.datetime = dt.datetime.min.replace(tzinfo=dt.UTC)  # always sent, in fact
+    updated_at: dt.datetime = NEVER  # HubSpot always sends it, in fact
     archived_at: dt.datetime | None = None
 
 
@@ -51,7 +53,7 @@ def parse_page(body: bytes | str) -> Page:
     """A search, batch-read or list answer: results, the next page's cursor, the total."""
     data = json.loads(body)
     results = [Item(id=str(r["id"]), properties=dict(r.get("properties") or {}),
-                    updated_at=_time(r.get("updatedAt")) or Item.updated_at,
+                    updated_at=_time(r.get("updatedAt")) or NEVER,
                     archived_at=_time(r.get("archivedAt")))
                for r in data.get("results") or []]
     following = ((data.get("paging") or {}).get("next") or {}).get("after")

@@ -97,7 +97,8 @@ class Person(BaseModel):
 
 
 class Activity(BaseModel):
-    """Sales activity on a record (a Salesforce Task): an SLA clock stops at the first one."""
+    """Sales activity on a record (a Salesforce Task or Event): an SLA clock stops at the
+    first one."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -105,6 +106,8 @@ class Activity(BaseModel):
     id: str
     at: dt.datetime
     note: str | None = None  # a Task's description: how the agent knows its own Tasks
+    # The change cursor (SystemModstamp) where activity is read by change, for the watermark.
+    cursor: dt.datetime | None = None
 
 
 class Stage(BaseModel):

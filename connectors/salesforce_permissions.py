@@ -6,8 +6,9 @@
   ``PermissionsTransferAnyLead`` (Transfer Leads, for owner reroutes).
 - Object access, from each synced object's describe: ``queryable`` (read) everywhere;
   ``createable`` and ``updateable`` on the objects the mapping writes; ``createable`` on Task
-  (SLA tasks). Field-level read access shows as presence in describe, which
-  ``stagesync mapping validate --live`` checks for every mapped field.
+  (SLA tasks); read on Task and Event (the SLA clock's activity). Field-level read access
+  shows as presence in describe, which ``stagesync mapping validate --live`` checks for every
+  mapped field.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ USER_PERMISSIONS = {"PermissionsApiEnabled": "API Enabled",
 OBJECT_NEEDS: dict[str, tuple[str, ...]] = {
     "Lead": ("read", "create", "edit"), "Contact": ("read", "create", "edit"),
     "Account": ("read", "create", "edit"), "Opportunity": ("read", "create", "edit"),
-    "Task": ("read", "create"), "User": ("read",),
+    "Task": ("read", "create"), "Event": ("read",), "User": ("read",),
 }
 FLAGS = {"read": "queryable", "create": "createable", "edit": "updateable"}
 # a constant query: no value from outside goes into it

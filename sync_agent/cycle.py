@@ -140,6 +140,7 @@ class Cycle:
         self.links: LinkBook  # the cycle's links and open gaps, set once its session opens
         self.gaps: GapBook
         self.read_deletes: dict[tuple[str, str], DeletedRecords] = {}
+        self.activity_read = False  # the SLA's activity came with this cycle's reads
         self.synced: SyncedBook
         self.key_groups: dict[tuple[str, str, str, int, int], dict[str, list[Record]]] = {}
         self.changed: dict[tuple[str, str], list[Record]] = {}
@@ -253,10 +254,16 @@ class Cycle:
                 self.prior_intents = state.load_intents(session)
                 changed: dict[tuple[str, str], list[Record]] = {}
                 marks: dict[tuple[str, str], Watermark] = {}
+                activity = sla.activity_reads(session, self.mapping, self.sf, end)
                 reads = read.read_changes(session, {
                     "salesforce": sorted({p.salesforce for p in self.mapping.objects}),
                     "hubspot": sorted({p.hubspot for p in self.mapping.objects})},
-                    {"salesforce": self.sf, "hubspot": self.hs}, self.fields_of, end)
+                    {"salesforce": self.sf, "hubspot": self.hs}, self.fields_of, end,
+                    {f"{obj}Activity": soql for obj, (_, soql) in activity.items()})
+                for obj, (since, _) in activity.items():  # the SLA's activity rode along
+                    sla.store_activity_rows(session, self.sf, obj, since,
+                                            reads.extra.get(f"{obj}Activity", []), end)
+                self.activity_read = bool(activity)
                 changed, marks = reads.changed, reads.marks
                 self.full_read, self.read_deletes = reads.full_read, reads.deleted
                 for (system, obj), records in changed.items():
@@ -1131,8 +1138,11 @@ class Cycle:
 
     # -- cold leads ------------------------------------------------------------------------
     def _cold_leads(self, session: Session, run_id: int | None) -> None:
-        """SLA rules: find cold leads, keep their gaps, carry out the actions of new ones."""
-        cold = sla.find_cold(session, self.mapping, self.sf, self.now)
+        """SLA rules: read the activity changed since the last read, find cold leads (from
+        the state store alone), keep their gaps, carry out the actions of new ones."""
+        if not self.activity_read:  # read with the changes when the connector can
+            sla.read_activity(session, self.mapping, self.sf, self.now)
+        cold = sla.find_cold(session, self.mapping, self.now)
         for lead in cold.values():
             lead.owner_name = self.directory.name("salesforce", lead.owner)
         outcome = sla.reconcile(session, self.mapping, cold)

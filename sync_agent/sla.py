@@ -1,25 +1,32 @@
 """Cold leads: SLA rules over the stage visits, and the actions they trigger.
 
 A lead is cold when it has sat at the rule's stage for more than ``within_business_hours``
-(counted in business hours) with no sales activity (a Salesforce Task on it) since it arrived.
-Activity the agent itself created (its own follow-up Task) does not count. The gap closes when
-the lead leaves the stage or someone acts on it; a property the rule set in HubSpot is cleared
-then, so HubSpot lists show only leads that are cold now.
+(counted in business hours) with no sales activity (a Salesforce Task or Event on it) since it
+arrived. Activity the agent itself created (its own follow-up Task) does not count. The gap
+closes when the lead leaves the stage or someone acts on it; a property the rule set in
+HubSpot is cleared then, so HubSpot lists show only leads that are cold now.
+
+Activity is read by change (``read_activity``: the Tasks and Events changed since the last
+read, one query each) into the state store's activity log, and ``find_cold`` decides from the
+store alone: a cycle's cost follows the activity, never the number of leads at a stage.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from connectors.contract import Connector
+from connectors.contract import Connector, ReadsActivity
+from connectors.records import Activity, Record, Watermark, advance
 from mapping.model import (
     CreateTask,
     MappingFile,
+    ObjectPair,
     RecycleToNurture,
     Reroute,
     SetProperty,
@@ -27,13 +34,15 @@ from mapping.model import (
     StageMap,
 )
 from mapping.rules import FieldChange, Side
-from sync_agent import state
+from sync_agent import activity, state
 from sync_agent.business_hours import deadline
 from sync_agent.owners import OwnerDirectory, is_queue
-from sync_agent.tables import Gap, StageVisit
+from sync_agent.tables import Gap, Link, StageVisit
 
 KIND = "cold_lead"
 MARK = "stagesync SLA"  # starts the description of every Task the agent creates
+SYSTEM = "salesforce"
+ACTIVITY_OBJECTS = ("Task", "Event")  # what counts as a rep acting on a lead or contact
 
 
 @dataclass
@@ -88,66 +97,185 @@ def sla_position(smap: StageMap, stage: str) -> int | None:
     return found if found is not None else smap.position("salesforce", stage)
 
 
-def find_cold(session: Session, mapping: MappingFile, salesforce: Connector,
-              now: dt.datetime) -> dict[str, ColdLead]:
-    """Leads past their SLA with no activity since they reached the stage, by Salesforce id."""
+def _at_stage(mapping: MappingFile, rule: SlaRule
+              ) -> tuple[ObjectPair, ColumnElement[bool]] | None:
+    """The rule's pair, and the condition on stage visits of its leads at its stage now."""
+    smap = mapping.stage_maps.get(rule.stage_map)
+    pair = next((p for p in mapping.objects if p.name == rule.pair), None)
+    if smap is None or pair is None:
+        return None  # validation refuses this; a hand-built mapping might not
+    where = sla_position(smap, rule.stage)
+    if where is None:
+        return None
+    return pair, and_(StageVisit.system == SYSTEM, StageVisit.object == pair.salesforce,
+                      StageVisit.stage_map == rule.stage_map, StageVisit.position == where,
+                      StageVisit.left_at.is_(None))
+
+
+def find_cold(session: Session, mapping: MappingFile, now: dt.datetime
+              ) -> dict[str, ColdLead]:
+    """Leads past their SLA with no activity since they reached the stage, by Salesforce id.
+
+    From the state store alone (stage visits, their links, the activity log that
+    ``read_activity`` keeps): no API call, and a few queries per rule however many leads wait.
+    """
     cold: dict[str, ColdLead] = {}
     for rule in mapping.sla:
-        smap = mapping.stage_maps.get(rule.stage_map)
-        pair = next((p for p in mapping.objects if p.name == rule.pair), None)
-        if smap is None or pair is None:
-            continue  # validation refuses this; a hand-built mapping might not
-        where = sla_position(smap, rule.stage)
-        if where is None:
+        found = _at_stage(mapping, rule)
+        if found is None:
             continue
+        pair, condition = found
         due: list[ColdLead] = []
-        for visit in session.scalars(select(StageVisit).where(
-                StageVisit.system == "salesforce", StageVisit.object == pair.salesforce,
-                StageVisit.stage_map == rule.stage_map, StageVisit.position == where,
-                StageVisit.left_at.is_(None))):
+        for visit, hs_id in session.execute(
+                select(StageVisit, Link.hs_id).where(condition).outerjoin(Link, and_(
+                    Link.pair == pair.name, Link.sf_id == StageVisit.record_id))):
             entered = _aware(visit.entered_at)
             at = deadline(entered, rule.within_business_hours, mapping.business_hours)
             if at <= now and visit.record_id not in cold:
-                link = state.find_link(session, pair.name, sf_id=visit.record_id)
-                due.append(ColdLead(rule, visit.record_id, link.hs_id if link else None,
-                                    visit.stage, visit.owner, entered, at))
-        if not due:
-            continue
-        since = min(c.entered_at for c in due)
-        active: dict[str, dt.datetime] = {}
-        ours: dict[str, list[tuple[str, dt.datetime]]] = {}
-        for activity in salesforce.activity(pair.salesforce, [c.sf_id for c in due], since):
-            if (activity.note or "").startswith(MARK):  # the agent's follow-up, not a rep's
-                ours.setdefault(activity.record_id, []).append((activity.id, activity.at))
-                continue
-            active[activity.record_id] = max(activity.at,
-                                             active.get(activity.record_id, activity.at))
+                due.append(ColdLead(rule, visit.record_id, hs_id, visit.stage, visit.owner,
+                                    entered, at))
+        logged = activity.logged_for(session, [c.sf_id for c in due])
         for lead in due:
-            touched = active.get(lead.sf_id)
-            if touched is None or touched < lead.entered_at:
-                lead.tasks = [i for i, at in ours.get(lead.sf_id, []) if at >= lead.entered_at]
-                cold[lead.sf_id] = lead
+            seen = logged.get(lead.sf_id, activity.Logged(None))
+            if seen.rep_at is not None and seen.rep_at >= lead.entered_at:
+                continue  # someone acted on it since it arrived
+            lead.tasks = [i for i, at in seen.ours if at >= lead.entered_at]
+            cold[lead.sf_id] = lead
     return cold
+
+
+# -- activity, read by change -----------------------------------------------------------------
+def _mark_key(object_name: str) -> str:
+    return f"{object_name}#activity"  # beside the object's own watermark, never the same row
+
+
+def _origin_key(object_name: str) -> str:
+    return f"{object_name}#activity-from"  # how far back the log covers
+
+
+def _earliest_at_stage(session: Session, mapping: MappingFile) -> dt.datetime | None:
+    """When the longest-waiting lead at an SLA stage arrived: activity before that cannot
+    stop any SLA clock running now."""
+    found: list[dt.datetime] = []
+    for rule in mapping.sla:
+        at_stage = _at_stage(mapping, rule)
+        if at_stage is not None:
+            first = session.scalar(select(func.min(StageVisit.entered_at)).where(at_stage[1]))
+            if first is not None:
+                found.append(_aware(first))
+    return min(found, default=None)
+
+
+def activity_since(session: Session, mapping: MappingFile, object_name: str
+                   ) -> Watermark | None:
+    """Where the next read of ``object_name`` (Task, Event) starts; None when nothing need
+    be read (no SLA rule, or no lead at an SLA stage).
+
+    The first read starts where the longest-waiting lead arrived, not at the beginning of
+    history. A lead found waiting since before the log's start (an SLA rule added to the
+    mapping, a stage it now names) rewinds the read to its arrival: the log must cover it.
+    """
+    earliest = _earliest_at_stage(session, mapping)
+    if earliest is None:
+        return None
+    mark = state.get_watermark(session, SYSTEM, _mark_key(object_name))
+    origin = state.get_watermark(session, SYSTEM, _origin_key(object_name))
+    if mark is None or origin is None or earliest < origin.cursor:
+        return Watermark(cursor=earliest)
+    return mark
+
+
+def store_activity(session: Session, object_name: str, since: Watermark,
+                   rows: Iterable[Activity], until: dt.datetime, lookback: dt.timedelta
+                   ) -> None:
+    """Put activity read from ``since`` up to ``until`` in the log and advance the
+    watermark, in the caller's transaction: a cycle that fails reads it again.
+
+    For ``read_activity``, or for the engine with rows it fetched itself (a Composite
+    request carrying ``activity_soql``, parsed by ``parse_activity``).
+    """
+    read = list(rows)
+    ours = [a for a in read if object_name == "Task" and (a.note or "").startswith(MARK)]
+    mine = {a.id for a in ours}  # the agent's follow-ups are not a rep's activity
+    activity.record_activity(session, [a for a in read if a.id not in mine], ours)
+    stamps = [Record(system=SYSTEM, object=object_name, id=a.id, cursor=a.cursor)
+              for a in read if a.cursor is not None]
+    state.put_watermark(session, SYSTEM, _mark_key(object_name),
+                        advance(since, stamps, lookback, until))
+    origin = state.get_watermark(session, SYSTEM, _origin_key(object_name))
+    if origin is None or since.cursor < origin.cursor:
+        state.put_watermark(session, SYSTEM, _origin_key(object_name),
+                            Watermark(cursor=since.cursor))
+
+
+def activity_reads(session: Session, mapping: MappingFile, salesforce: Connector,
+                   until: dt.datetime) -> dict[str, tuple[Watermark, str]]:
+    """The activity queries a cycle sends with its reads (one Composite call), by object:
+    the watermark each reads from and its SOQL. None without SLA rules, without leads waiting
+    at an SLA stage, or from a connector that reads activity only its own way."""
+    if not mapping.sla or not isinstance(salesforce, ReadsActivity) or not hasattr(
+            salesforce, "read_many"):
+        return {}
+    out: dict[str, tuple[Watermark, str]] = {}
+    for object_name in ACTIVITY_OBJECTS:
+        since = activity_since(session, mapping, object_name)
+        if since is not None:
+            out[object_name] = (since, salesforce.activity_soql(object_name, since, until))
+    return out
+
+
+def store_activity_rows(session: Session, salesforce: Connector, object_name: str,
+                        since: Watermark, rows: list[dict[str, Any]], until: dt.datetime
+                        ) -> None:
+    """``store_activity`` for the raw rows of an ``activity_reads`` query, without what
+    ``since`` saw already (as ``activity_changed`` leaves it out)."""
+    if not isinstance(salesforce, ReadsActivity):
+        raise TypeError(f"{type(salesforce).__name__} cannot read activity by change")
+    found = [a for a in salesforce.parse_activity(object_name, rows)
+             if (a.id, a.cursor) not in since.seen]
+    store_activity(session, object_name, since, found, until, salesforce.lookback)
+
+
+def read_activity(session: Session, mapping: MappingFile, salesforce: Connector,
+                  now: dt.datetime) -> None:
+    """Read the Tasks and Events changed since the last read into the activity log: one
+    query each a quiet cycle, whatever the number of leads. Nothing without SLA rules."""
+    if not mapping.sla:
+        return
+    if not isinstance(salesforce, ReadsActivity):
+        raise TypeError(f"{type(salesforce).__name__} cannot read activity by change")
+    for object_name in ACTIVITY_OBJECTS:
+        since = activity_since(session, mapping, object_name)
+        if since is not None:
+            store_activity(session, object_name, since,
+                           salesforce.activity_changed(object_name, since, now), now,
+                           salesforce.lookback)
 
 
 def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
               ) -> SlaOutcome:
-    """Open gaps for new cold leads, touch the known ones, close those no longer cold."""
+    """Open gaps for new cold leads, touch the known ones, close those no longer cold.
+
+    The open gaps are read once per pair, so leads that stay cold cost no query each: a quiet
+    cycle's work follows what changed, not how many leads wait."""
     outcome = SlaOutcome()
+    known: set[tuple[str, str]] = set()
     for pair in {r.pair for r in mapping.sla}:
         for gap in session.scalars(select(Gap).where(Gap.kind == KIND, Gap.pair == pair,
                                                      Gap.closed_at.is_(None))):
             if gap.key in cold and cold[gap.key].rule.pair == pair:
-                gap.last_seen_at = state.now()
                 lead = cold[gap.key]
                 if not gap.detail.get("hubspot_id") and lead.hs_id is not None:
-                    gap.detail = {**gap.detail, "hubspot_id": lead.hs_id}
                     outcome.linked_since.append(lead)
+                gap.detail = {**gap.detail, **lead.detail()}  # keep what was known
+                gap.last_seen_at = state.now()
+                known.add((pair, gap.key))
             else:
                 gap.closed_at = state.now()
                 outcome.closed.append(gap)
     for lead in cold.values():
-        if state.open_gap(session, KIND, lead.rule.pair, lead.sf_id, lead.detail()):
+        if (lead.rule.pair, lead.sf_id) not in known and state.open_gap(
+                session, KIND, lead.rule.pair, lead.sf_id, lead.detail()):
             outcome.opened.append(lead)
     return outcome
 

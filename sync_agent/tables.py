@@ -247,3 +247,17 @@ class SchemaCacheEntry(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the object, or users/owners
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     fetched_at: Mapped[dt.datetime]
+
+
+class ActivityLog(Base):
+    """Sales activity per Salesforce lead or contact (the ``WhoId`` of its Tasks and Events),
+    kept from incremental reads: when a person last acted on it, and the follow-up Tasks the
+    agent itself created on it (``[[id, created], ...]``). The SLA clock decides from these
+    and the stage visits alone, so its cost follows the activity, not the number of leads."""
+
+    __tablename__ = "activity_log"
+
+    record_id: Mapped[str] = mapped_column(String(18), primary_key=True)
+    rep_at: Mapped[dt.datetime | None]
+    ours: Mapped[list[Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime]

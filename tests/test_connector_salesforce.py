@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectors.config import load_settings
-from connectors.errors import QuotaExhaustedError, RetriableError
+from connectors.errors import ConfigurationError, QuotaExhaustedError, RetriableError
 from connectors.records import Watermark, WriteRecord, advance
 from connectors.retry import RetryPolicy
 from connectors.salesforce import SalesforceConnector, endpoint_name
@@ -247,3 +247,25 @@ def test_no_session_id_password_or_key_in_logs_errors_or_reprs(
         assert c.client_secret not in text
         assert "PRIVATE KEY" not in text
         assert key[40:80] not in text
+
+
+def test_activity_is_read_by_change_one_query_per_object(make_sandbox: Any) -> None:
+    sf = connector(make_sandbox())
+    lead = str(sf.upsert("Lead", leads(1, "Active"))[0].id)
+    task = sf.upsert("Task", [WriteRecord(values={"Subject": "Call", "WhoId": lead}),
+                              WriteRecord(values={"Subject": "On no one"})])[0].id
+    met = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0)
+    event = sf.upsert("Event", [WriteRecord(values={
+        "Subject": "Meeting", "WhoId": lead, "StartDateTime": met,
+        "DurationInMinutes": 30})])[0].id
+    until, before = soon(), sum(sf.calls.values())
+    tasks = sf.activity_changed("Task", Watermark(cursor=EPOCH), until)
+    events = sf.activity_changed("Event", Watermark(cursor=EPOCH), until)
+    assert sum(sf.calls.values()) - before == 2
+    assert [(a.record_id, a.id) for a in tasks] == [(lead, task)]  # a Task on no one is not
+    assert [(a.record_id, a.id, a.at) for a in events] == [(lead, event, met)]  # its start
+    assert tasks[0].cursor is not None
+    seen = Watermark(cursor=tasks[0].cursor, seen=frozenset({(task, tasks[0].cursor)}))
+    assert sf.activity_changed("Task", seen, until) == []  # what the watermark saw is skipped
+    with pytest.raises(ConfigurationError):
+        sf.activity_soql("Lead", seen, until)

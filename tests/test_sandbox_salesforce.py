@@ -568,3 +568,29 @@ def test_a_deleted_custom_field_is_gone_from_describe_soql_and_writes(make_sandb
     standard = box.http.post(box.url("salesforce", "/__sandbox/salesforce/deleteField"),
                              json={"object": "Lead", "field": "Email"}, timeout=10)
     assert standard.status_code == 400  # standard fields cannot be deleted
+
+
+def test_events_keep_start_and_end_twice_and_need_a_time(sf: Salesforce) -> None:
+    lead = new_lead(sf, Email="event.guest@example.com")
+    made = sf.Event.create({"Subject": "Demo", "WhoId": lead,
+                            "StartDateTime": "2026-11-03T14:00:00.000+0000",
+                            "DurationInMinutes": 45})
+    event = sf.Event.get(made["id"])
+    assert made["id"].startswith("00U")
+    assert event["ActivityDateTime"] == event["StartDateTime"] == "2026-11-03T14:00:00.000+0000"
+    assert (event["EndDateTime"], event["ActivityDate"]) == ("2026-11-03T14:45:00.000+0000",
+                                                             "2026-11-03")
+    assert event["IsAllDayEvent"] is False
+    sf.Event.update(made["id"], {"EndDateTime": "2026-11-03T15:30:00.000+0000"})
+    assert sf.Event.get(made["id"])["DurationInMinutes"] == 90
+    rows = sf.query(format_soql("SELECT Id, WhoId, StartDateTime FROM Event WHERE WhoId = {} "
+                                "AND SystemModstamp >= {}", lead,
+                                dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))["records"]
+    assert [(r["Id"], r["WhoId"]) for r in rows] == [(made["id"], lead)]
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Event.create({"Subject": "When?", "WhoId": lead})
+    assert error_code(refused) == "REQUIRED_FIELD_MISSING"
+    assert refused.value.content[0]["fields"] == ["ActivityDateTime", "DurationInMinutes"]
+    all_day = sf.Event.create({"Subject": "Offsite", "IsAllDayEvent": True,
+                               "ActivityDate": "2026-11-04"})
+    assert sf.Event.get(all_day["id"])["DurationInMinutes"] == 24 * 60

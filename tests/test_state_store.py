@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from connectors.records import Watermark
-from sync_agent import state
+from connectors.records import Activity, Watermark
+from sync_agent import activity, state
 from sync_agent.store import Store, open_store
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -117,6 +117,28 @@ def test_gaps_open_close_and_keep_history(store: Store) -> None:
         from sync_agent.tables import Gap
         rows = {(g.key, g.closed_at is None) for g in session.scalars(select(Gap))}
     assert rows == {("00Q1", False), ("00Q2", True), ("00Q3", True)}
+
+
+def test_the_activity_log_keeps_the_latest_rep_activity_and_our_own_tasks(store: Store
+                                                                         ) -> None:
+    def act(who: str, task: str, minutes: int) -> Activity:
+        return Activity(record_id=who, id=task, at=T0 + dt.timedelta(minutes=minutes))
+
+    many = [f"00Q{n:015d}" for n in range(1200)]  # more than one IN list's worth
+    with store.session() as session, session.begin():
+        activity.record_activity(session, [act(w, "00T1", 5) for w in many] + [
+            act("00Q1", "00T2", 30), act("00Q1", "00T3", 10)], [act("00Q2", "00Tours", 20)])
+    with store.session() as session, session.begin():  # a re-read and later activity
+        activity.record_activity(session, [act("00Q1", "00T3", 10), act("00Q2", "00T4", 1)],
+                                 [act("00Q2", "00Tours", 20), act("00Q2", "00Tmore", 40)])
+    with store.session() as session:
+        logged = activity.logged_for(session, [*many, "00Q1", "00Q2", "00Q3"])
+    assert len(logged) == len(many) + 2
+    assert logged[many[-1]] == activity.Logged(T0 + dt.timedelta(minutes=5))
+    assert logged["00Q1"] == activity.Logged(T0 + dt.timedelta(minutes=30))  # the latest
+    assert logged["00Q2"] == activity.Logged(T0 + dt.timedelta(minutes=1), (
+        ("00Tours", T0 + dt.timedelta(minutes=20)), ("00Tmore", T0 + dt.timedelta(minutes=40))))
+    assert "00Q3" not in logged
 
 
 def test_one_agent_at_a_time(store: Store) -> None:

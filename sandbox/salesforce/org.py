@@ -14,6 +14,7 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from sandbox.salesforce.duplicates import (
     find_duplicates,
     person_name,
 )
+from sandbox.salesforce.events import derive_times, missing_times
 from sandbox.salesforce.ids import make_id, to18
 from sandbox.salesforce.schema import (
     OBJECTS,
@@ -303,6 +305,8 @@ class Org:
     def _missing_required(self, sobject: SObject, merged: dict[str, Any]) -> dict[str, Any] | None:
         missing = [f.name for f in sobject.fields.values()
                    if f.required_on_create and merged.get(f.name) is None]
+        if sobject.name == "Event":
+            missing += missing_times(merged)
         if missing:
             return error("REQUIRED_FIELD_MISSING",
                          f"Required fields are missing: [{', '.join(missing)}]", missing)
@@ -330,8 +334,8 @@ class Org:
                                  f"with id: {hits[0]}", [fld.name])
         return None
 
-    def _derive(self, sobject: str, rec: dict[str, Any]) -> None:
-        """Server-computed fields."""
+    def _derive(self, sobject: str, rec: dict[str, Any], given: Collection[str] = ()) -> None:
+        """Server-computed fields (``given``: the fields this write set)."""
         if "LastName" in OBJECTS[sobject].fields:
             rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
         if sobject == "Opportunity":
@@ -340,6 +344,8 @@ class Org:
             rec["IsWon"] = stage == "Closed Won"
         if sobject == "Task":
             rec["IsClosed"] = rec.get("Status") == "Completed"
+        if sobject == "Event":
+            derive_times(rec, given)
 
     # -- writes --------------------------------------------------------------------------
     def plan_create(self, sobject_name: str, values: dict[str, Any], user_id: str,
@@ -373,7 +379,7 @@ class Org:
                    or self._unique_clash(sobject, rec, None))
         if problem is not None:
             return None, [problem]
-        self._derive(sobject_name, rec)
+        self._derive(sobject_name, rec, prepared)
         return rec, []
 
     def commit_create(self, sobject_name: str, rec: dict[str, Any]) -> str:
@@ -425,7 +431,7 @@ class Org:
         merged["LastModifiedDate"] = stamp
         merged["SystemModstamp"] = stamp
         merged["LastModifiedById"] = user_id
-        self._derive(sobject_name, merged)
+        self._derive(sobject_name, merged, prepared)
         return merged, []
 
     def commit_update(self, sobject_name: str, merged: dict[str, Any]) -> str:

@@ -263,6 +263,28 @@ OBJECTS: dict[str, SObject] = {
         _ro("IsClosed", "boolean", "Closed", nillable=False, default_on_create=True),
         _owner(queues=True),
     ]),
+    # Event as the field reference lists it (developer.salesforce.com, Salesforce Field
+    # Reference, Event; object reference "Event"): a start kept as StartDateTime and
+    # ActivityDateTime alike (its date in ActivityDate), an end as EndDateTime and
+    # DurationInMinutes alike; an all-day event needs only its date. Owned by users only.
+    "Event": _build("Event", "Event", "Events", "00U", [
+        Field("Subject", "combobox", "Subject", 255),
+        Field("WhoId", "reference", "Name ID", 18, reference_to=("Contact", "Lead")),
+        Field("WhatId", "reference", "Related To ID", 18,
+              reference_to=("Account", "Opportunity")),
+        Field("ActivityDate", "date", "Due Date Only"),
+        Field("ActivityDateTime", "datetime", "Due Date Time"),
+        Field("StartDateTime", "datetime", "Start Date Time"),
+        Field("EndDateTime", "datetime", "End Date Time"),
+        Field("DurationInMinutes", "int", "Duration", precision=8),
+        Field("IsAllDayEvent", "boolean", "All-Day Event", nillable=False,
+              default_on_create=True),
+        Field("Location", "string", "Location", 255),
+        Field("Description", "textarea", "Description", 32000),
+        Field("Type", "picklist", "Type", 255, picklist=Picklist(("Call", "Email", "Meeting",
+                                                                   "Other"))),
+        _owner(),
+    ]),
     "RecordType": _build("RecordType", "Record Type", "Record Types", "012", [
         Field("Name", "string", "Record Type Name", 80, nillable=False),
         Field("DeveloperName", "string", "Record Type Name", 80, nillable=False),

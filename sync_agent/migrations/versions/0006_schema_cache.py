@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0004'  # TODO(merge): re-point to '0005' (the activity log) when it lands
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
