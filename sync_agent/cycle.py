@@ -1346,6 +1346,7 @@ class Cycle:
         self.claimed_hs[(pair.hubspot, hs_id)] = f"{pair.name}:{sf_id}"
         self.claimed_sf[(pair.name, sf_id)] = hs_id
         link = self.links.add(pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id, key)
+        self.synced.new(link)
         self.report.linked += 1
         self._close(pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
         self._close(pair.name, hs_id, ("missing_in_salesforce",

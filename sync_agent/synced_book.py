@@ -42,6 +42,11 @@ class SyncedBook:
             for link_id, values in found.items():
                 self._values[id(wanted[link_id])] = values
 
+    def new(self, link: Link) -> None:
+        """A link made this cycle: nothing was synced for it yet (no query to find that out,
+        even once the flush has given it an id)."""
+        self._values.setdefault(id(link), {})
+
     def get(self, link: Link) -> Values:
         """What was last synced for this link (nothing for a link made this cycle)."""
         if id(link) not in self._values:
