@@ -651,7 +651,7 @@ class Cycle:
     def _link_and_plan(self, session: Session, pair: ObjectPair, sf_record: Record,
                        hs_record: Record, key: str | None,
                        pending: dict[tuple[str, str], _Pending]) -> None:
-        link = self._link(session, pair, sf_record.id, hs_record.id, key)
+        link = self._link(pair, sf_record.id, hs_record.id, key)
         if link is not None:
             self.newly_linked.append((pair, link, sf_record, hs_record, pending))
 
@@ -836,7 +836,7 @@ class Cycle:
             (record.id, self._is_new(record, source, pair)))
         known_values = dict(record.values)
 
-        def linked(result: WriteResult, session: Session = session) -> None:
+        def linked(result: WriteResult) -> None:
             assert result.id is not None
             created = dict(values)
             if into == "hubspot":  # what HubSpot set on its own (a lifecycle stage) was synced
@@ -846,7 +846,7 @@ class Cycle:
                                     else (known_values, created))
             sf_id, hs_id = ((result.id, record.id) if into == "salesforce"
                             else (record.id, result.id))
-            link = self._link(session, pair, sf_id, hs_id, key)
+            link = self._link(pair, sf_id, hs_id, key)
             if link is None:
                 return  # the upsert found a record already claimed: a gap says so
             apply(plan, sf_values, hs_values)
@@ -1183,29 +1183,21 @@ class Cycle:
                            {"not_done": [*known.get("not_done", []), why]})
         pending: dict[tuple[str, str], _Pending] = {}
         pair_of = {p.name: p for p in self.mapping.objects}
+        landed: list[tuple[sla.ActionWrite, str | None]] = []  # writes that succeeded
         for write in writes:
             self.report.plan.append(PlannedWrite(write.lead.rule.pair, write.system,
                                                  write.object, write.record_id, write.changes,
                                                  create=write.record_id is None))
 
-            def done(result: WriteResult, session: Session = session,
-                     write: sla.ActionWrite = write) -> None:
-                if write.kind == "clear_property":
-                    return
-                known = state.open_gap_detail(session, sla.KIND, write.lead.rule.pair,
-                                              write.lead.sf_id) or {}
-                extra: dict[str, Any] = {"done": [*known.get("done", []),
-                                                  *write.kind.split("+")]}
-                if write.kind == "create_task" and result.id:
-                    extra["tasks"] = [*known.get("tasks", []), result.id]
-                state.open_gap(session, sla.KIND, write.lead.rule.pair, write.lead.sf_id,
-                               extra)
+            def done(result: WriteResult, write: sla.ActionWrite = write) -> None:
+                landed.append((write, result.id))
 
             self._queue(pending, write.system, write.object,
                         WriteRecord(id=write.record_id, values=write.values), done,
                         pair_of[write.lead.rule.pair], write.lead.sf_id, None, write.changes,
                         closes=())
         self._flush(session, pending, run_id)
+        sla.record_done(session, landed)
         self.stages.flush(session, self.now)
 
     # -- writing -------------------------------------------------------------------------
@@ -1334,11 +1326,11 @@ class Cycle:
         return bool(known.get("values") == _json(values))
 
     # -- helpers ---------------------------------------------------------------------------
-    def _link(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str,
+    def _link(self, pair: ObjectPair, sf_id: str, hs_id: str,
               key: str | None) -> Any:
         """Link two records, unless either is linked or claimed already: then the conflict
         is a ``duplicate_match`` gap for a person, and nothing is written for it."""
-        conflict = self._conflict(session, pair, sf_id, hs_id)
+        conflict = self._conflict(pair, sf_id, hs_id)
         if conflict is not None:
             self._gap("duplicate_match", pair.name, sf_id, {
                 "hubspot_id": hs_id, "reason": conflict})
@@ -1353,7 +1345,7 @@ class Cycle:
                                                      "duplicate_match"))
         return link
 
-    def _conflict(self, session: Session, pair: ObjectPair, sf_id: str, hs_id: str
+    def _conflict(self, pair: ObjectPair, sf_id: str, hs_id: str
                   ) -> str | None:
         """Why ``sf_id`` and ``hs_id`` cannot be linked in ``pair``, if they cannot."""
         claimant = self.claimed_hs.get((pair.hubspot, hs_id))

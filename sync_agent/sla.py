@@ -252,6 +252,42 @@ def read_activity(session: Session, mapping: MappingFile, salesforce: Connector,
                            salesforce.lookback)
 
 
+def record_done(session: Session, done: list[tuple[ActionWrite, str | None]]) -> None:
+    """Note on each cold lead's gap the actions whose writes landed (and the Tasks they made),
+    the gaps read a page of leads a query: a burst of new cold leads costs no query each."""
+    wanted: dict[str, set[str]] = {}
+    for write, _ in done:
+        if write.kind != "clear_property":
+            wanted.setdefault(write.lead.rule.pair, set()).add(write.lead.sf_id)
+    gaps: dict[tuple[str, str], Gap] = {}
+    for pair, keys in wanted.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):
+            for gap in session.scalars(select(Gap).where(
+                    Gap.kind == KIND, Gap.pair == pair, Gap.closed_at.is_(None),
+                    Gap.key.in_(ordered[start:start + 500]))):
+                gaps[(pair, gap.key)] = gap
+    for write, made in done:
+        if write.kind == "clear_property":
+            continue
+        key = (write.lead.rule.pair, write.lead.sf_id)
+        known = dict(gaps[key].detail) if key in gaps else {}
+        extra: dict[str, Any] = {"done": [*known.get("done", []), *write.kind.split("+")]}
+        if write.kind == "create_task" and made:
+            extra["tasks"] = [*known.get("tasks", []), made]
+        if key in gaps:
+            gaps[key].detail = {**known, **extra}
+            gaps[key].last_seen_at = state.now()
+        else:  # its gap closed meanwhile: opened again with what was done, as before
+            state.open_gap(session, KIND, key[0], key[1], extra)
+            session.flush()
+            reopened = session.scalars(select(Gap).where(
+                Gap.kind == KIND, Gap.pair == key[0], Gap.key == key[1],
+                Gap.closed_at.is_(None))).first()
+            if reopened is not None:
+                gaps[key] = reopened
+
+
 def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
               ) -> SlaOutcome:
     """Open gaps for new cold leads, touch the known ones, close those no longer cold.
