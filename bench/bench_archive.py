@@ -38,7 +38,9 @@ def main() -> None:
             tempfile.TemporaryDirectory() as folder:
         settings = load_settings(settings_file)
         hs_settings = settings.hubspot.model_copy(update={
-            "requests_per_ten_seconds": 0, "searches_per_second": 0})
+            "requests_per_ten_seconds": 0, "searches_per_second": 0,
+            # a slice every cycle: what one poll costs (by default a poll comes every 15 min)
+            "archive_poll_minutes": 0})
         sf, hs = build_connectors(settings.model_copy(update={"hubspot": hs_settings}))
         store = open_store(f"sqlite:///{folder}/state.db")
         run_cycle(store, mapping, sf, hs)
