@@ -172,17 +172,16 @@ def _steady_state(store: Any, mapping: Any, sf: Any, hs: Any, lead_ids: list[str
     from connectors.records import Watermark
     from mapping.rules import synced
     from sync_agent import merges, state
-    from sync_agent.cycle import Cycle
+    from sync_agent.context import fields_of, prepare
     from sync_agent.identity import match_key
     from sync_agent.stages import StageBook
 
-    setup = Cycle(store, mapping, sf, hs)
-    setup.prepare()  # the planner and fields the engine uses, owner map included
+    setup = prepare(mapping, sf, hs)  # the planner and fields the engine uses, owners too
     planner = setup.planners["leads"]
     sf_records = {r.id: r for r in sf.read_by_ids(
-        "Lead", lead_ids, setup.fields_of("salesforce", "Lead"))}
+        "Lead", lead_ids, fields_of(setup, "salesforce", "Lead"))}
     hs_records = {r.id: r for r in hs.read_by_ids(
-        "contacts", contact_ids, setup.fields_of("hubspot", "contacts"))}
+        "contacts", contact_ids, fields_of(setup, "hubspot", "contacts"))}
     real = []
     for sf_id, hs_id in zip(lead_ids, contact_ids, strict=True):
         sf_values, hs_values = sf_records[sf_id].values, hs_records[hs_id].values

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +21,9 @@ from connectors.errors import ConnectorError
 from connectors.salesforce import SalesforceConnector
 from mapping.model import MappingFile
 from sync_agent import failpoints, state
-from sync_agent.cycle import Cycle, CycleReport
+from sync_agent.context import CycleReport, Run, Setup, calls_now, calls_since, fields_of, prepare
+from sync_agent.cycle import apply_records
+from sync_agent.stages import StageBook
 from sync_agent.store import Store
 from sync_agent.tables import Backfill
 
@@ -78,28 +79,29 @@ def _wait(sf: SalesforceConnector, job_id: str) -> int | None:
         attempt += 1
 
 
-def _decide_held(store: Store, cycle: Cycle, obj: str, progress: Progress | None) -> None:
+def _decide_held(store: Store, setup: Setup, report: CycleReport, obj: str,
+                 progress: Progress | None, after: Run | None) -> None:
     """Creates held because a killed run may have made them already: once HubSpot search can
     be trusted to show such a record (the search lookback has passed since the create was
     first planned), the held records are synced again, which links or creates each once."""
-    pairs = {p.name for p in cycle.mapping.objects if p.salesforce == obj}
+    pairs = {p.name for p in setup.mapping.objects if p.salesforce == obj}
     with store.session() as session:
         held = {key: at for key, at in state.load_pending_creates(session).items()
                 if key[0] in pairs and key[1] == "hubspot"}
     if not held:
         return
-    wait = (max(held.values()) + cycle.hs.lookback - dt.datetime.now(dt.UTC)).total_seconds()
+    wait = (max(held.values()) + setup.hs.lookback - dt.datetime.now(dt.UTC)).total_seconds()
     if wait > 0:
         if progress:
             print(f"waiting {wait:.0f} s for HubSpot search to show what the interrupted run "
                   f"may have created ({len(held)} held)", flush=True)
         time.sleep(wait)
     ids = sorted({source for _, _, source in held})
-    records = cycle.sf.read_by_ids(obj, ids, cycle.fields_of("salesforce", obj))
+    records = setup.sf.read_by_ids(obj, ids, fields_of(setup, "salesforce", obj))
     with store.session() as session:
         run = state.start_run(session, "backfill")
-        cycle.now = dt.datetime.now(dt.UTC)
-        cycle.apply_records(session, "salesforce", obj, records, run.id)
+        apply_records(session, setup, report, StageBook(), "salesforce", obj, records, run.id,
+                      after=after)
         state.finish_run(session, run, "ok", {"read": len(records)}, {})
         session.commit()
 
@@ -112,8 +114,9 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
         known = sorted({p.salesforce for p in mapping.objects})
         raise BackfillError(f"no object pair syncs Salesforce {obj!r}; the mapping pairs "
                             f"{', '.join(known)}")
-    cycle = Cycle(store, mapping, sf, hs)
-    cycle.prepare()
+    setup = prepare(mapping, sf, hs)
+    report = CycleReport()
+    page: Run | None = None
     backfill_id, resumed = _open_job(store, obj, since)
     with store.session() as session:
         row = session.get(Backfill, backfill_id)
@@ -126,7 +129,7 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
         except ConnectorError:  # the job's results expired (Salesforce keeps them 7 days)
             job_id = None
     if job_id is None:
-        job_id = sf.bulk_start(obj, cycle.fields_of("salesforce", obj), since)
+        job_id = sf.bulk_start(obj, fields_of(setup, "salesforce", obj), since)
         locator, done = None, 0
         total = _wait(sf, job_id)
     with store.session() as session, session.begin():
@@ -137,20 +140,20 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
         progress(done, total)
     pages = 0
     while True:
-        before = Counter(sf.calls) + Counter(hs.calls)
+        before = calls_now(sf, hs)
         records, following = sf.bulk_page(obj, job_id, locator, page_size)
         with store.session() as session:
             run = state.start_run(session, "backfill")
-            cycle.now = dt.datetime.now(dt.UTC)
-            cycle.apply_records(session, "salesforce", obj, records, run.id)
+            page = apply_records(session, setup, report, StageBook(), "salesforce", obj,
+                                 records, run.id, after=page)
             row = session.get(Backfill, backfill_id)
             assert row is not None
             row.locator, row.done = following, row.done + len(records)
             if following is None:
                 row.status, row.finished_at = "finished", state.now()
             state.finish_run(session, run, "ok", {"read": len(records),
-                                                  "written": dict(cycle.report.written)},
-                             cycle.calls_since(before))
+                                                  "written": dict(report.written)},
+                             calls_since(before, sf, hs))
             failpoints.hit("backfill.commit")
             session.commit()
             done = row.done
@@ -160,5 +163,5 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
             progress(done, total)
         if following is None:
             break
-    _decide_held(store, cycle, obj, progress)
-    return BackfillResult(obj, job_id, resumed, total, done, pages, cycle.report)
+    _decide_held(store, setup, report, obj, progress, page)
+    return BackfillResult(obj, job_id, resumed, total, done, pages, report)

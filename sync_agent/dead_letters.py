@@ -11,14 +11,16 @@ counts the attempt and backs off (5 min, 30 min, 2 h, then 12 h).
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 from connectors.contract import Connector
 from connectors.records import WriteRecord
 from mapping.model import MappingFile
 from sync_agent import state
-from sync_agent.cycle import Cycle
+from sync_agent.context import CycleReport, Run, calls_now, calls_since, fields_of, prepare
+from sync_agent.cycle import apply_records
+from sync_agent.stages import StageBook
 from sync_agent.store import Store
 from sync_agent.tables import DeadLetter
 
@@ -35,9 +37,10 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
                        everything: bool = False) -> RetryResult:
     """Retry the letters that are due (all unresolved ones with ``everything``)."""
     result = RetryResult()
-    cycle = Cycle(store, mapping, sf, hs)
-    before = Counter(sf.calls) + Counter(hs.calls)
-    cycle.prepare()
+    before = calls_now(sf, hs)
+    setup = prepare(mapping, sf, hs)
+    report = CycleReport()
+    page: Run | None = None
     with store.session() as session:
         run = state.start_run(session, "retry")
         moment = dt.datetime(9999, 1, 1, tzinfo=dt.UTC) if everything else None
@@ -53,21 +56,20 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
         for (system, obj), group in resync.items():
             connector = sf if system == "salesforce" else hs
             ids = [str(letter.payload["source"]["id"]) for letter in group]
-            records = connector.read_by_ids(obj, ids, cycle.fields_of(system, obj))
+            records = connector.read_by_ids(obj, ids, fields_of(setup, system, obj))
             found = {r.id for r in records}
-            cycle.retrying = {(letter.payload["source"]["pair"],
-                               str(letter.payload["source"]["id"])): letter
-                              for letter in group if letter.payload["source"]["id"] in found}
-            cycle.failed_sources = set()
-            cycle.now = dt.datetime.now(dt.UTC)
-            cycle.apply_records(session, system, obj, records, run.id)
+            retrying = {(letter.payload["source"]["pair"],
+                         str(letter.payload["source"]["id"])): letter
+                        for letter in group if letter.payload["source"]["id"] in found}
+            page = apply_records(session, setup, report, StageBook(), system, obj, records,
+                                 run.id, retrying, page)
             for letter in group:
                 source = letter.payload["source"]
                 if source["id"] not in found:
                     letter.resolved_at = state.now()
                     letter.error_message += " (the record no longer exists)"
                     result.gone += 1
-                elif (source["pair"], source["id"]) in cycle.failed_sources:
+                elif (source["pair"], source["id"]) in page.failed_sources:
                     result.failed += 1
                 else:
                     state.retried(letter, True)
@@ -76,7 +78,7 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
         state.finish_run(session, run, "ok", {"tried": result.tried,
                                               "resolved": result.resolved,
                                               "failed": result.failed, "gone": result.gone},
-                         cycle.calls_since(before))
+                         calls_since(before, sf, hs))
         session.commit()
     return result
 

@@ -1,0 +1,195 @@
+"""The match stage for one pair: which changed records are linked, which are not, and the
+records each linked pair is planned on.
+
+Links come a page of ids per query. A converted Lead hands its link to its Contact. An
+unlinked Salesforce record is matched by the id a HubSpot record carries, then by key, and
+only then created. A linked pair whose read sides hold exactly what was remembered is the
+agent's own writes coming back and costs nothing more; the others are planned on both
+sides read by id (HubSpot search lags writes, so a stale copy never decides a field).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from connectors.records import Record
+from mapping.model import ObjectPair
+from sync_agent import creates, plan
+from sync_agent.claims import by_key, carrying, link_and_plan
+from sync_agent.context import Run, close, fields_of, gap
+from sync_agent.deletes import follow_read_merges
+from sync_agent.identity import group_by_key
+from sync_agent.planned_writes import plan_linked
+from sync_agent.write import Write
+
+
+def match_pair(run: Run, session: Session, pair: ObjectPair, handled_hs: set[tuple[str, str]],
+               writes: list[Write]) -> None:
+    """Link, create or plan every changed record of ``pair``; ``handled_hs`` gets the
+    HubSpot records this pair took care of."""
+    mapping = run.setup.mapping
+    sf_changed = {r.id: r for r in run.changed[("salesforce", pair.salesforce)]}
+    if pair.conversion is not None:
+        sf_changed = _converted(run, pair, sf_changed)
+    hs_changed = {r.id: r for r in run.changed[("hubspot", pair.hubspot)]}
+    session.flush()  # links made for an earlier pair get their ids (``linked`` is by id)
+    run.links.load([pair.name], sf_ids=sf_changed)
+    run.links.load([p.name for p in mapping.objects if p.hubspot == pair.hubspot],
+                   hs_ids=hs_changed)
+    linked: dict[int, tuple[str, str]] = {}
+    unlinked_sf: list[Record] = []
+    for record in sf_changed.values():
+        link = run.links.find(pair.name, sf_id=record.id)
+        if link is None:
+            unlinked_sf.append(record)
+        else:
+            linked[link.id] = (link.sf_id, link.hs_id)
+    for record in hs_changed.values():
+        link = run.links.find(pair.name, hs_id=record.id)
+        if link is not None:
+            linked[link.id] = (link.sf_id, link.hs_id)
+            handled_hs.add((pair.hubspot, record.id))
+    _link_or_create(run, pair, unlinked_sf, handled_hs, writes)
+    _sync_linked(run, session, pair, linked, sf_changed, hs_changed, writes)
+
+
+def _converted(run: Run, pair: ObjectPair, records: dict[str, Record]) -> dict[str, Record]:
+    """Converted Leads: the link moves to the new Contact (in the conversion's pair), and
+    the Lead, now read-only in Salesforce, is no longer synced."""
+    conversion = pair.conversion
+    assert conversion is not None
+    target = next((p for p in run.setup.mapping.objects if p.name == conversion.to_pair), None)
+    if target is None:  # validation refuses this; a hand-built mapping might not
+        return records
+    kept: dict[str, Record] = {}
+    run.links.load([target.name], sf_ids=[
+        str(r.values[conversion.contact_field]) for r in records.values()
+        if r.values.get(conversion.contact_field)])
+    for record in records.values():
+        contact_id = record.values.get(conversion.contact_field)
+        if not record.values.get(conversion.converted_field) or not contact_id:
+            kept[record.id] = record
+            continue
+        link = run.links.find(pair.name, sf_id=record.id)
+        if link is not None and run.links.find(target.name, sf_id=str(contact_id)) is None:
+            run.links.move(link, pair=target.name, sf_object=target.salesforce,
+                           sf_id=str(contact_id))
+            run.report.converted += 1
+        close(run, pair.name, record.id, ("missing_in_hubspot", "duplicate_match", "sync_error"))
+    return kept
+
+
+def _link_or_create(run: Run, pair: ObjectPair, records: list[Record],
+                    handled_hs: set[tuple[str, str]], writes: list[Write]) -> None:
+    """Unlinked Salesforce records: the HubSpot record carrying the Salesforce id, then the
+    match key; only then a create."""
+    carried = carrying(run, pair, [r.id for r in records])
+    rest: list[Record] = []
+    for record in records:
+        found = carried.get(record.id, [])
+        if len(found) > 1:
+            gap(run, "duplicate_match", pair.name, record.id, {
+                "hubspot_ids": sorted(r.id for r in found),
+                "reason": f"several HubSpot {pair.hubspot} carry this Salesforce id"})
+            handled_hs.update((pair.hubspot, r.id) for r in found)
+        elif found:
+            handled_hs.add((pair.hubspot, found[0].id))
+            link_and_plan(run, pair, record, found[0], None)
+        else:
+            rest.append(record)
+    if pair.match is not None:
+        groups = group_by_key(rest, pair.match.salesforce)
+        keys = list(groups)
+        everyone = by_key(run, "salesforce", pair.salesforce, pair.match.salesforce, keys)
+        counterparts = by_key(run, "hubspot", pair.hubspot, pair.match.hubspot, keys)
+    else:
+        groups, everyone, counterparts = {}, {}, {}
+    keyed = {r.id for rs in groups.values() for r in rs}
+    for key, members in groups.items():
+        sharing = {r.id for r in everyone.get(key, [])} | {r.id for r in members}
+        if len(sharing) > 1:
+            for record in members:
+                gap(run, "duplicate_match", pair.name, record.id, {
+                    "key": key, "salesforce_ids": sorted(sharing)})
+            continue
+        match = counterparts.get(key, [])
+        if match:
+            handled_hs.add((pair.hubspot, match[0].id))
+            link_and_plan(run, pair, members[0], match[0], key)
+        else:
+            creates.create(run, pair, members[0], "hubspot", writes)
+    for record in rest:
+        if record.id not in keyed:
+            creates.create(run, pair, record, "hubspot", writes)
+
+
+def plan_newly_linked(run: Run, writes: list[Write]) -> None:
+    """Pairs linked this cycle are planned on a fresh HubSpot read: search (where their
+    HubSpot side came from) serves an index that lags writes, and a stale copy would
+    overwrite an edit made seconds ago. One batch read per 100 records. A read from the
+    beginning needs none: it lists the records (as they are), it does not search."""
+    by_object: dict[str, set[str]] = {}
+    for pair, _, _, hs_record in run.newly_linked:
+        if ("hubspot", pair.hubspot) not in run.full_read:  # a full read lists: current
+            by_object.setdefault(pair.hubspot, set()).add(hs_record.id)
+    fresh: dict[tuple[str, str], Record] = {}
+    for obj, ids in by_object.items():
+        for record in run.setup.hs.read_by_ids(obj, sorted(ids),
+                                               fields_of(run.setup, "hubspot", obj)):
+            fresh[(obj, record.id)] = record
+    for pair, link, sf_record, hs_record in run.newly_linked:
+        current = fresh.get((pair.hubspot, hs_record.id), hs_record)
+        plan_linked(run, pair, link, sf_record, current, writes)
+    run.newly_linked = []
+
+
+def _sync_linked(run: Run, session: Session, pair: ObjectPair,
+                 linked: dict[int, tuple[str, str]], sf_changed: dict[str, Record],
+                 hs_changed: dict[str, Record], writes: list[Write]) -> None:
+    run.synced.load(link for sf_id, _ in linked.values()
+                    if (link := run.links.find(pair.name, sf_id=sf_id)) is not None)
+    for link_id, (sf_id, hs_id) in list(linked.items()):
+        if _echo(run, pair, sf_id, hs_id, sf_changed.get(sf_id), hs_changed.get(hs_id)):
+            del linked[link_id]  # only the agent's own writes came back: nothing to do
+            run.report.in_sync += 1
+    need_sf = [sf_id for sf_id, _ in linked.values() if sf_id not in sf_changed]
+    # HubSpot search serves an index that lags writes: a record it returns may hold the
+    # values of a few seconds ago. Linked records are read again by id (consistent).
+    need_hs = [hs_id for _, hs_id in linked.values()
+               if hs_id not in hs_changed or ("hubspot", pair.hubspot) not in run.full_read]
+    sf_records, hs_records = dict(sf_changed), dict(hs_changed)
+    if need_sf:
+        sf_records.update({r.id: r for r in run.setup.sf.read_by_ids(
+            pair.salesforce, need_sf, fields_of(run.setup, "salesforce", pair.salesforce))})
+    if need_hs:
+        fresh = run.setup.hs.read_by_ids(pair.hubspot, need_hs,
+                                         fields_of(run.setup, "hubspot", pair.hubspot))
+        hs_records.update({r.id: r for r in fresh})
+        follow_read_merges(run, session, pair, linked, fresh)
+    for link_id, (sf_id, hs_id) in linked.items():
+        sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
+        if sf_record is None or hs_record is None:
+            missing = "missing_in_salesforce" if sf_record is None else "missing_in_hubspot"
+            gap(run, missing, pair.name, sf_id if sf_record else hs_id,
+                {"link": link_id, "reason": "the linked record is gone"})
+            continue
+        link = run.links.find(pair.name, sf_id=sf_id)
+        assert link is not None
+        plan_linked(run, pair, link, sf_record, hs_record, writes)
+
+
+def _echo(run: Run, pair: ObjectPair, sf_id: str, hs_id: str, sf_record: Record | None,
+          hs_record: Record | None) -> bool:
+    """Whether what was read of a linked pair is only the agent's own writes coming back,
+    and nothing else is pending for it (a crashed cycle's intent, a letter to retry, an
+    open gap). Then its other side is not read again: a cycle after a burst costs what the
+    changes cost, not a read of every counterpart they touched."""
+    link = run.links.find(pair.name, sf_id=sf_id)
+    if link is None or link.hs_id != hs_id or link.id is None:
+        return False
+    if ((pair.name, sf_id, hs_id) in run.prior_intents
+            or (pair.name, sf_id) in run.retrying or (pair.name, hs_id) in run.retrying
+            or (pair.name, sf_id) in run.gaps.keys or (pair.name, hs_id) in run.gaps.keys):
+        return False
+    return plan.echoes(run.setup.planners[pair.name], run.synced.get(link), sf_record,
+                       hs_record)
