@@ -35,6 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.profile import profiled
 from bench.report import report
 from bench.sandbox_process import in_fresh_process, peak_rss_mb, rss_mb, sandbox_process
 from bench.vendor_api import VendorApi
@@ -145,7 +146,8 @@ def run_size(leads: int, quiet: bool, burst: int, queue: Any) -> None:
         store = open_store(f"sqlite:///{folder}/state.db")
         baseline = rss_mb()
         wall, cpu = time.perf_counter(), time.process_time()
-        first = run_cycle(store, mapping, sf, hs)
+        with profiled(f"first-sync-{label(leads)}"):  # BENCH_PROFILE=<dir>: where time goes
+            first = run_cycle(store, mapping, sf, hs)
         out["wall"], out["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
         out["peak"], out["baseline"] = peak_rss_mb(), baseline
         out["records"] = sum(first.read.values())

@@ -127,6 +127,10 @@ class SalesforceSettings(SchemaRefresh):
     full_id_check_hours: float = Field(
         24.0, gt=0, description="compare the full id lists this often: rows purged from the "
         "recycle bin or hard-deleted never show among the deletes")
+    activity_poll_minutes: float = Field(
+        5.0, ge=0, description="read the Tasks and Events changed since the last read this "
+        "often for the SLA rules, not every cycle (0: every cycle); a lead about to be "
+        "declared cold always has its activity read first")
 
     @field_validator("token_url", "instance_url")
     @classmethod

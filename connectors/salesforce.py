@@ -260,6 +260,11 @@ class SalesforceConnector:
         return dt.timedelta(hours=self.settings.full_id_check_hours)
 
     @property
+    def activity_interval(self) -> dt.timedelta:
+        """How often the SLA's activity is read (``activity_poll_minutes``)."""
+        return dt.timedelta(minutes=self.settings.activity_poll_minutes)
+
+    @property
     def schema_cache(self) -> SchemaCache | None:
         return self.schemas.cache
 

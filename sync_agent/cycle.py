@@ -267,13 +267,17 @@ def _settle_created(run: Run, session: Session, run_id: int | None) -> None:
 
 
 def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: bool) -> None:
-    """SLA rules: read the activity changed since the last read (unless it came with the
-    changes), find cold leads from the state store alone, keep their gaps, carry out the
-    actions of new ones."""
+    """SLA rules: find cold leads from the state store alone, keep their gaps, carry out the
+    actions of new ones. Activity is read every ``activity_poll_minutes`` (with the changes
+    when the connector can), and always before a lead is declared cold."""
     setup, mapping = run.setup, run.setup.mapping
-    if not activity_read:
+    if not activity_read and sla.activity_due(session, mapping, setup.sf, run.now):
         sla.read_activity(session, mapping, setup.sf, run.now)
+        activity_read = True
     cold = sla.find_cold(session, mapping, run.now)
+    if not activity_read and sla.new_cold(session, mapping, cold):
+        sla.read_activity(session, mapping, setup.sf, run.now)  # its activity, fresh
+        cold = sla.find_cold(session, mapping, run.now)
     for lead in cold.values():
         lead.owner_name = setup.directory.name("salesforce", lead.owner)
     outcome = sla.reconcile(session, mapping, cold)
@@ -295,7 +299,7 @@ def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: b
             action.changes, closes=(), action=action))
     landed: list[tuple[sla.ActionWrite, str | None]] = []  # writes that succeeded
     flush(run, session, writes, run_id, landed)
-    sla.record_done(session, landed)
+    sla.record_done(session, landed, run.now)
     run.stages.flush(session, run.now)
 
 

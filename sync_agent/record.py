@@ -32,17 +32,18 @@ def record_batch(run: Run, session: Session, system: str, obj: str, batch: list[
         run.links.load(names, sf_ids=ids)
     else:
         run.links.load(names, hs_ids=ids)
+    ledger: list[dict[str, object]] = []
     for write, result in zip(batch, results, strict=True):
         if result.ok:
             _succeeded(run, write, result, landed)
             run.report.written[f"{system}.{obj}"] += 1
             close(run, write.pair.name, write.source_id, write.closes)
-            state.record_writes(session, run_id, ({
-                "system": system, "object": obj, "record_id": result.id or "",
-                "field": c.field, "old": json_safe(c.old), "new": json_safe(c.new),
-                "rule": c.rule, "reason": c.reason} for c in write.changes))
+            ledger += ({"system": system, "object": obj, "record_id": result.id or "",
+                        "field": c.field, "old": json_safe(c.old), "new": json_safe(c.new),
+                        "rule": c.rule, "reason": c.reason} for c in write.changes)
         else:
             _failed(run, session, write, result)
+    state.record_writes(session, run_id, ledger)
 
 
 def _succeeded(run: Run, write: Write, result: WriteResult,

@@ -208,20 +208,41 @@ def store_activity(session: Session, object_name: str, since: Watermark,
                             Watermark(cursor=since.cursor))
 
 
+def activity_due(session: Session, mapping: MappingFile, salesforce: Connector,
+                 now: dt.datetime) -> dict[str, Watermark]:
+    """Where each activity read starts, if one is due: never read, rewound (a lead waits
+    from before the log's start), or last read ``activity_interval`` ago or more (the
+    connector's ``activity_poll_minutes``). Empty when nothing need be read."""
+    interval = getattr(salesforce, "activity_interval", dt.timedelta(0))
+    marks = {o: since for o in ACTIVITY_OBJECTS
+             if (since := activity_since(session, mapping, o)) is not None}
+    due = any(m.read_until is None or now - _aware(m.read_until) >= interval
+              for m in marks.values())
+    return marks if due else {}
+
+
+def new_cold(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]) -> bool:
+    """Whether any of these cold leads has no open gap yet: declaring it cold (and carrying
+    out the actions) waits for a fresh read of its activity."""
+    for pair in {r.pair for r in mapping.sla}:
+        open_keys = set(session.scalars(select(Gap.key).where(
+            Gap.kind == KIND, Gap.pair == pair, Gap.closed_at.is_(None))))
+        if any(lead.rule.pair == pair and key not in open_keys for key, lead in cold.items()):
+            return True
+    return False
+
+
 def activity_reads(session: Session, mapping: MappingFile, salesforce: Connector,
                    until: dt.datetime) -> dict[str, tuple[Watermark, str]]:
     """The activity queries a cycle sends with its reads (one Composite call), by object:
     the watermark each reads from and its SOQL. None without SLA rules, without leads waiting
-    at an SLA stage, or from a connector that reads activity only its own way."""
+    at an SLA stage, when no read is due, or from a connector that reads activity only its
+    own way."""
     if not mapping.sla or not isinstance(salesforce, ReadsActivity) or not hasattr(
             salesforce, "read_many"):
         return {}
-    out: dict[str, tuple[Watermark, str]] = {}
-    for object_name in ACTIVITY_OBJECTS:
-        since = activity_since(session, mapping, object_name)
-        if since is not None:
-            out[object_name] = (since, salesforce.activity_soql(object_name, since, until))
-    return out
+    return {o: (since, salesforce.activity_soql(o, since, until))
+            for o, since in activity_due(session, mapping, salesforce, until).items()}
 
 
 def store_activity_rows(session: Session, salesforce: Connector, object_name: str,
@@ -252,9 +273,15 @@ def read_activity(session: Session, mapping: MappingFile, salesforce: Connector,
                            salesforce.lookback)
 
 
-def record_done(session: Session, done: list[tuple[ActionWrite, str | None]]) -> None:
+def record_done(session: Session, done: list[tuple[ActionWrite, str | None]],
+                at: dt.datetime) -> None:
     """Note on each cold lead's gap the actions whose writes landed (and the Tasks they made),
-    the gaps read a page of leads a query: a burst of new cold leads costs no query each."""
+    the gaps read a page of leads a query: a burst of new cold leads costs no query each.
+    The Tasks go in the activity log as the agent's own at once (made ``at``), so the log
+    knows them before the next activity poll reads them back."""
+    activity.record_activity(session, [], [
+        Activity(record_id=write.lead.sf_id, id=made, at=at, note=MARK)
+        for write, made in done if write.kind == "create_task" and made])
     wanted: dict[str, set[str]] = {}
     for write, _ in done:
         if write.kind != "clear_property":

@@ -88,7 +88,9 @@ def test_a_cold_mql_gets_a_task_and_a_flag_until_someone_acts(make_sandbox: Any,
     sf.upsert("Task", [WriteRecord(values={"Subject": "Called", "WhoId": lead,
                                            "Status": "Completed"})])
     next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    # activity is read every activity_poll_minutes (5), not every cycle: the next poll
+    poll = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    run_cycle(store, MAPPING, sf, hs, until=poll)
     closed = gap(store, "cold_lead", lead)
     assert closed is not None
     assert closed.closed_at is not None  # closed, history kept

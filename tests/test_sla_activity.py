@@ -69,9 +69,11 @@ def _quiet_cycle_cost(make_sandbox: Any, tmp_path: Path, waiting: int
     past their SLA."""
     box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
     settings = load_settings(box.info.settings_file)
-    # a short lookback, so that a cycle a second after the last change is a quiet one
+    # a short lookback, so that a cycle a second after the last change is a quiet one; the
+    # activity polled every cycle (activity_poll_minutes 0): what a poll costs is measured
     sf, hs = build_connectors(settings.model_copy(update={
-        "salesforce": settings.salesforce.model_copy(update={"lookback_seconds": 0.5}),
+        "salesforce": settings.salesforce.model_copy(update={"lookback_seconds": 0.5,
+                                                             "activity_poll_minutes": 0}),
         "hubspot": settings.hubspot.model_copy(update={"requests_per_ten_seconds": 0,
                                                        "searches_per_second": 0})}))
     store = open_store(f"sqlite:///{tmp_path / f'state{waiting}.db'}")
@@ -127,8 +129,12 @@ def test_a_reps_activity_after_the_lead_went_cold_closes_its_gap(make_sandbox: A
     contact = hs_of(store, lead)
     log_activity(sf, kind, lead)
     next_second()
+    quiet = sum(sf.calls.values())
     run_cycle(store, MAPPING, sf, hs)
-    assert is_open(store, lead) is False  # closed, its history kept
+    assert is_open(store, lead)  # activity is read every activity_poll_minutes (5)...
+    assert sum(sf.calls.values()) - quiet == 1  # ...so a cycle between polls is one call
+    run_cycle(store, MAPPING, sf, hs, until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))
+    assert is_open(store, lead) is False  # closed at the next poll, its history kept
     flag = hs.read_by_ids("contacts", [contact], ["stagesync_cold_lead"])[0]
     assert flag.values.get("stagesync_cold_lead") in (None, "")
 
@@ -204,3 +210,33 @@ def test_a_new_sla_stage_reads_activity_from_its_longest_waiting_lead(make_sandb
     run_cycle(store, wider, sf, hs)
     assert is_open(store, forgotten)  # the new rule works...
     assert is_open(store, nurtured) is None  # ...and knows of the call two weeks ago
+
+
+# -- when activity is read -----------------------------------------------------------------------
+def test_a_lead_is_declared_cold_only_after_a_fresh_read_of_its_activity(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """Between polls (``activity_poll_minutes``, set here far beyond the test so only the
+    decision reads), a lead whose SLA runs out has its activity read before it is called
+    cold: a call logged since the last poll keeps it warm, and no follow-up Task is made."""
+    box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
+    settings = load_settings(box.info.settings_file)
+    sf, hs = build_connectors(settings.model_copy(update={
+        "salesforce": settings.salesforce.model_copy(update={"activity_poll_minutes": 10**6}),
+        "hubspot": settings.hubspot.model_copy(update={"requests_per_ten_seconds": 0,
+                                                       "searches_per_second": 0})}))
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    called = new_lead(sf, "called.in.time@example.com", "Working")
+    ignored = new_lead(sf, "never.called@example.com", "Working")
+    run_cycle(store, MAPPING, sf, hs)  # both within their SLA; activity read (the first poll)
+    assert is_open(store, called) is None
+    assert is_open(store, ignored) is None
+    log_activity(sf, "Task", called)
+    next_second()
+    quiet = Counter(sf.calls)
+    run_cycle(store, MAPPING, sf, hs)  # nobody's SLA ran out: no activity read
+    assert sum((Counter(sf.calls) - quiet).values()) == 1  # the cycle's one Composite read
+    a_week_on = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    run_cycle(store, MAPPING, sf, hs, until=a_week_on)  # both SLAs have run out
+    assert is_open(store, called) is None  # the call was read first: never cold
+    assert is_open(store, ignored)
+    assert len(tasks_on(sf, called)) == 1  # the rep's call, and no follow-up of ours
