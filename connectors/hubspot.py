@@ -53,7 +53,7 @@ from connectors.hubspot_limits import (
     stopped_error,
     value_chunks,
 )
-from connectors.hubspot_pages import fetched
+from connectors.hubspot_pages import fetched, written
 from connectors.hubspot_scopes import REQUIRED_SCOPES, scopes_lacking
 from connectors.pacing import RollingWindow
 from connectors.records import (
@@ -656,15 +656,15 @@ class HubSpotConnector:
         body = {"inputs": inputs}
         try:
             if kind == "create":
-                answer = self._call(f"{name}.batch.create", lambda: api.create(
-                    batch_input_simple_public_object_batch_input_for_create=body),
+                answer = self._call(f"{name}.batch.create", written(partial(
+                    api.create, batch_input_simple_public_object_batch_input_for_create=body)),
                     idempotent=False)
             elif kind == "update":
-                answer = self._call(f"{name}.batch.update", lambda: api.update(
-                    batch_input_simple_public_object_batch_input=body))
+                answer = self._call(f"{name}.batch.update", written(partial(
+                    api.update, batch_input_simple_public_object_batch_input=body)))
             else:
-                answer = self._call(f"{name}.batch.upsert", lambda: api.upsert(
-                    batch_input_simple_public_object_batch_input_upsert=body))
+                answer = self._call(f"{name}.batch.upsert", written(partial(
+                    api.upsert, batch_input_simple_public_object_batch_input_upsert=body)))
         except FatalError as exc:
             if len(chunk) > 1:
                 middle = len(chunk) // 2
@@ -674,19 +674,18 @@ class HubSpotConnector:
             results[chunk[0]] = WriteResult(index=chunk[0], id=records[chunk[0]].id,
                                             error=_error_from(exc))
             return
-        answer = _unmapped_status(api, answer, kind)
         by_id = {records[i].id: i for i in chunk if records[i].id}
-        errors = list(getattr(answer, "errors", None) or [])
-        failed = {int(t) for e in errors for t in (e.context or {}).get("objectWriteTraceId", [])
+        errors = answer.errors
+        failed = {int(t) for e in errors for t in e.context.get("objectWriteTraceId", [])
                   if str(t).isdigit()}
         matched = match_results(kind, [(i, inputs[n]) for n, i in enumerate(chunk)
-                                       if i not in failed], answer.results or [])
+                                       if i not in failed], answer.results)
         for index, item in matched:
-            created = getattr(item, "new", None) if kind == "upsert" else kind == "create"
-            results[index] = WriteResult(index=index, id=str(item.id), created=created,
-                                         values=dict(getattr(item, "properties", None) or {}))
+            created = item.new if kind == "upsert" else kind == "create"
+            results[index] = WriteResult(index=index, id=item.id, created=created,
+                                         values=item.properties)
         for error in errors:
-            context = error.context or {}
+            context = error.context
             targets = [int(t) for t in context.get("objectWriteTraceId", [])] or [
                 by_id[i] for i in context.get("ids", []) + context.get("id", []) if i in by_id]
             for index in targets:
@@ -885,23 +884,6 @@ def match_results(kind: str, sent: list[tuple[int, dict[str, Any]]], results: li
     if len(left) == 1 and len(unmatched) == 1:  # the one input left made the one result left
         out.append((left[0], unmatched[0]))
     return out
-
-
-BATCH_ANSWERS = {"create": "BatchResponseSimplePublicObjectWithErrors",
-                 "update": "BatchResponseSimplePublicObjectWithErrors",
-                 "upsert": "BatchResponseSimplePublicUpsertObjectWithErrors"}
-
-
-def _unmapped_status(api: Any, answer: Any, kind: str) -> Any:
-    """A batch write's answer even when its status is one the generated client does not map.
-
-    hubspot-api-client deserializes only the statuses HubSpot's spec names (batch create: 201
-    and 207) and returns None for any other 2xx, but HubSpot was recorded answering a batch
-    create 200 (``nango-batch-create-companies.test.json``). Dropping that body would lose the
-    ids of records that were created, and a retry would create them twice."""
-    if answer is not None:
-        return answer
-    return api.api_client.deserialize(api.api_client.last_response, BATCH_ANSWERS[kind])
 
 
 def _set_timeout(api: Any, seconds: float) -> None:

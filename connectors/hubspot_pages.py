@@ -1,10 +1,15 @@
-"""HubSpot read answers (search, batch read, list pages) as plain data, parsed from the body.
+"""HubSpot answers (search, batch read, list pages, batch writes) as plain data, parsed from
+the body.
 
 hubspot-api-client turns every answer into its model objects, parsing each record's
 ``createdAt``/``updatedAt``/``archivedAt`` with dateutil: for a page of 100 records that cost
 more than the rest of the engine spends on them (a 1,000-record steady cycle spent a third of
-its time there). Reads ask the client for the raw answer (``_preload_content=False``: same
-request, same status handling and errors) and keep only what the connector uses.
+its time there). Reads and batch writes ask the client for the raw answer
+(``_preload_content=False``: same request, same status handling and errors) and keep only
+what the connector uses. A raw answer is parsed whatever its 2xx status: the generated
+client maps only the statuses the spec names and returns None for another (HubSpot was
+recorded answering a batch create 200, ``nango-batch-create-companies.test.json``), which
+would lose the ids of records created.
 """
 
 from __future__ import annotations
@@ -67,4 +72,50 @@ def fetched(call: Callable[..., Any]) -> Callable[[], Page]:
     def run() -> Page:
         answer = call(_preload_content=False)
         return parse_page(answer.data)
+    return run
+
+
+@dataclass(frozen=True)
+class Written:
+    """One result of a batch write: the record's id, the properties HubSpot echoes, and for
+    an upsert whether it was created."""
+
+    id: str
+    properties: dict[str, Any]
+    new: bool | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One error of a 207 answer: its category, message and context (which inputs it names:
+    ``objectWriteTraceId``, ``ids``, ``propertyName``)."""
+
+    category: str
+    message: str
+    context: dict[str, list[str]]
+
+
+@dataclass
+class BatchAnswer:
+    results: list[Written] = field(default_factory=list)
+    errors: list[Failure] = field(default_factory=list)
+
+
+def parse_batch_answer(body: bytes | str) -> BatchAnswer:
+    """A batch create, update or upsert answer (200, 201 or 207 alike)."""
+    data = json.loads(body) if body else {}
+    return BatchAnswer(
+        results=[Written(id=str(r["id"]), properties=dict(r.get("properties") or {}),
+                         new=r.get("new")) for r in data.get("results") or []],
+        errors=[Failure(category=str(e.get("category")), message=str(e.get("message")),
+                        context={k: [str(v) for v in vs] if isinstance(vs, list) else [str(vs)]
+                                 for k, vs in (e.get("context") or {}).items()})
+                for e in data.get("errors") or []])
+
+
+def written(call: Callable[..., Any]) -> Callable[[], BatchAnswer]:
+    """``call`` (a client batch-write method with its arguments bound) as a ``BatchAnswer``."""
+    def run() -> BatchAnswer:
+        answer = call(_preload_content=False)
+        return parse_batch_answer(answer.data)
     return run

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
-from sync_agent import failpoints, read, record, sla, state, write
+from sync_agent import failpoints, read, record, sla, sla_activity, state, write
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import (
     CycleReport,
@@ -134,7 +134,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
 def _read(run: Run, session: Session, end: dt.datetime) -> bool:
     """The read stage; returns whether the SLA's activity came with it."""
     setup, mapping = run.setup, run.setup.mapping
-    activity = sla.activity_reads(session, mapping, setup.sf, end)
+    activity = sla_activity.activity_reads(session, mapping, setup.sf, end)
     reads = read.read_changes(session, {
         "salesforce": sorted({p.salesforce for p in mapping.objects}),
         "hubspot": sorted({p.hubspot for p in mapping.objects})},
@@ -142,7 +142,7 @@ def _read(run: Run, session: Session, end: dt.datetime) -> bool:
         lambda system, obj: fields_of(setup, system, obj), end,
         {f"{obj}Activity": soql for obj, (_, soql) in activity.items()})
     for obj, (since, _) in activity.items():  # the SLA's activity rode along
-        sla.store_activity_rows(session, setup.sf, obj, since,
+        sla_activity.store_activity_rows(session, setup.sf, obj, since,
                                 reads.extra.get(f"{obj}Activity", []), end)
     run.changed, run.marks = reads.changed, reads.marks
     run.full_read, run.read_deletes = reads.full_read, reads.deleted
@@ -271,12 +271,12 @@ def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: b
     actions of new ones. Activity is read every ``activity_poll_minutes`` (with the changes
     when the connector can), and always before a lead is declared cold."""
     setup, mapping = run.setup, run.setup.mapping
-    if not activity_read and sla.activity_due(session, mapping, setup.sf, run.now):
-        sla.read_activity(session, mapping, setup.sf, run.now)
+    if not activity_read and sla_activity.activity_due(session, mapping, setup.sf, run.now):
+        sla_activity.read_activity(session, mapping, setup.sf, run.now)
         activity_read = True
     cold = sla.find_cold(session, mapping, run.now)
     if not activity_read and sla.new_cold(session, mapping, cold):
-        sla.read_activity(session, mapping, setup.sf, run.now)  # its activity, fresh
+        sla_activity.read_activity(session, mapping, setup.sf, run.now)  # its activity, fresh
         cold = sla.find_cold(session, mapping, run.now)
     for lead in cold.values():
         lead.owner_name = setup.directory.name("salesforce", lead.owner)

@@ -17,7 +17,7 @@ from connectors.records import WriteRecord
 from mapping.model import CreateTask, MappingFile, SlaRule
 from sandbox.admin import SandboxClient
 from sandbox.seed import SeedSizes
-from sync_agent import sla
+from sync_agent import sla, sla_activity
 from sync_agent.cycle import run_cycle
 from sync_agent.store import open_store
 from tests.test_cycle import MAPPING, fresh, next_second
@@ -98,7 +98,7 @@ def _quiet_cycle_cost(make_sandbox: Any, tmp_path: Path, waiting: int
     with store.session() as session:
         before = sum(sf.calls.values())
         now = dt.datetime.now(dt.UTC)
-        sla.read_activity(session, mapping, sf, now)
+        sla_activity.read_activity(session, mapping, sf, now)
         cold = sla.find_cold(session, mapping, now)
         work = sum(sf.calls.values()) - before
     store.engine.dispose()
