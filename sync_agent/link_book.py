@@ -29,6 +29,7 @@ class LinkBook:
         self._by_sf: dict[tuple[str, str], Link | None] = {}
         self._by_hs: dict[tuple[str, str], Link | None] = {}
         self.queries = 0  # how many lookups reached the database (a bench reads it)
+        self.moved: set[int] = set()  # links (by identity) moved this cycle: merges, conversions
 
     # -- loading ------------------------------------------------------------------------------
     def load(self, pairs: Iterable[str], *, sf_ids: Iterable[str] = (),
@@ -106,6 +107,7 @@ class LinkBook:
         """The link follows a converted Lead or a merge survivor; both indexes follow it."""
         self._by_sf[(link.pair, link.sf_id)] = None
         self._by_hs[(link.pair, link.hs_id)] = None
+        self.moved.add(id(link))
         state.move_link(self.session, link, pair=pair, sf_object=sf_object, sf_id=sf_id,
                         hs_id=hs_id)
         self._by_sf[(link.pair, link.sf_id)] = link

@@ -152,12 +152,13 @@ def _sync_linked(run: Run, session: Session, pair: ObjectPair,
         if _echo(run, pair, sf_id, hs_id, sf_changed.get(sf_id), hs_changed.get(hs_id)):
             del linked[link_id]  # only the agent's own writes came back: nothing to do
             run.report.in_sync += 1
-    need_sf = [sf_id for sf_id, _ in linked.values() if sf_id not in sf_changed]
+    vouched, need_sf = _unchanged_in_salesforce(
+        run, pair, [sf_id for sf_id, _ in linked.values() if sf_id not in sf_changed])
     # HubSpot search serves an index that lags writes: a record it returns may hold the
     # values of a few seconds ago. Linked records are read again by id (consistent).
     need_hs = [hs_id for _, hs_id in linked.values()
                if hs_id not in hs_changed or ("hubspot", pair.hubspot) not in run.full_read]
-    sf_records, hs_records = dict(sf_changed), dict(hs_changed)
+    sf_records, hs_records = {**vouched, **sf_changed}, dict(hs_changed)
     if need_sf:
         sf_records.update({r.id: r for r in run.setup.sf.read_by_ids(
             pair.salesforce, need_sf, fields_of(run.setup, "salesforce", pair.salesforce))})
@@ -178,6 +179,49 @@ def _sync_linked(run: Run, session: Session, pair: ObjectPair,
         plan_linked(run, pair, link, sf_record, hs_record, writes)
 
 
+def _unchanged_in_salesforce(run: Run, pair: ObjectPair, ids: list[str]
+                             ) -> tuple[dict[str, Record], list[str]]:
+    """The linked Salesforce records this cycle's change read vouches for, rebuilt from what
+    was last synced; and the ids that must still be read by id.
+
+    Salesforce's change read (``queryAll`` on ``SystemModstamp``, deletes and merges with it)
+    is consistent up to the cycle's start: a linked record missing from it has not changed
+    since it was last read, and every read of a linked record either found it in sync or
+    remembered what the plan left it holding (its own write's echo is read back and checked).
+    So what was remembered is what it holds, and reading the counterparts of a burst of
+    HubSpot changes again would cost a query per 200 for nothing. Read by id all the same:
+    a record with anything pending (a crashed cycle's intent, a letter, an open gap), a link
+    moved this cycle (a merge, a conversion), a mapped field never synced (a field added to
+    the mapping), a pair routed by record type, or an object not read by change (a backfill
+    page, a letter retried). HubSpot counterparts are always read: search serves an index
+    that lags writes."""
+    obj = pair.salesforce
+    mark = run.marks.get(("salesforce", obj))
+    planner = run.setup.planners[pair.name]
+    if mark is None or ("salesforce", obj) in run.full_read or planner.route_by is not None:
+        return {}, ids
+    vouched: dict[str, Record] = {}
+    rest: list[str] = []
+    for sf_id in ids:
+        link = run.links.find(pair.name, sf_id=sf_id)
+        stored = run.synced.get(link) if link is not None and link.id is not None else {}
+        if (link is None or id(link) in run.links.moved or _pending(run, pair, sf_id, link.hs_id)
+                or any(f.key not in stored for f in planner.fields)):
+            rest.append(sf_id)
+            continue
+        vouched[sf_id] = Record(system="salesforce", object=obj, id=sf_id, cursor=mark.cursor,
+                                values={f.sf: stored[f.key][0] for f in planner.fields})
+    return vouched, rest
+
+
+def _pending(run: Run, pair: ObjectPair, sf_id: str, hs_id: str) -> bool:
+    """Whether anything is pending for this pair: a crashed cycle's intent, a letter to
+    retry, an open gap."""
+    return ((pair.name, sf_id, hs_id) in run.prior_intents
+            or (pair.name, sf_id) in run.retrying or (pair.name, hs_id) in run.retrying
+            or (pair.name, sf_id) in run.gaps.keys or (pair.name, hs_id) in run.gaps.keys)
+
+
 def _echo(run: Run, pair: ObjectPair, sf_id: str, hs_id: str, sf_record: Record | None,
           hs_record: Record | None) -> bool:
     """Whether what was read of a linked pair is only the agent's own writes coming back,
@@ -187,9 +231,7 @@ def _echo(run: Run, pair: ObjectPair, sf_id: str, hs_id: str, sf_record: Record 
     link = run.links.find(pair.name, sf_id=sf_id)
     if link is None or link.hs_id != hs_id or link.id is None:
         return False
-    if ((pair.name, sf_id, hs_id) in run.prior_intents
-            or (pair.name, sf_id) in run.retrying or (pair.name, hs_id) in run.retrying
-            or (pair.name, sf_id) in run.gaps.keys or (pair.name, hs_id) in run.gaps.keys):
+    if _pending(run, pair, sf_id, hs_id):
         return False
     return plan.echoes(run.setup.planners[pair.name], run.synced.get(link), sf_record,
                        hs_record)

@@ -35,8 +35,8 @@ def plan_linked(run: Run, pair: ObjectPair, link: Link, sf_record: Record, hs_re
         remember(run, link, planned.after_sync, stored)
         return
     run.new_intents[(pair.name, sf_record.id, hs_record.id)] = planned.after_sync
-    settling = Settling(link, planner, sf_record.id, hs_record.id, dict(sf_record.values),
-                        dict(hs_record.values), planned.sf_after, planned.hs_after, stored)
+    settling = Settling(link, planner, sf_record.id, hs_record.id, sf_record.values,
+                        hs_record.values, planned.sf_after, planned.hs_after, stored)
     for system, obj, record in (("salesforce", pair.salesforce, sf_record),
                                 ("hubspot", pair.hubspot, hs_record)):
         changes = planned.changes_to(system)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from mapping.model import MappingFile, ObjectPair, StageMap
@@ -119,32 +119,43 @@ class StageBook:
                 position(smap, side, stage), None if blank(owner) else str(owner), at)
 
     def flush(self, session: Session, now: dt.datetime) -> int:
-        """Record the observations as stage visits; returns how many stays began."""
+        """Record the observations as stage visits; returns how many stays began.
+
+        Current visits are read as rows and changed by bulk statements (a page of records a
+        query, one update and one insert per page), not as ORM objects: a cycle observes
+        every record it reads or writes, twice for a written pair."""
         started = 0
         items = list(self.seen.values())
+        v = StageVisit.__table__.c
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
             ids = {o.record_id for o in chunk}
-            current = {(v.system, v.record_id, v.stage_map): v for v in session.scalars(
-                select(StageVisit).where(StageVisit.record_id.in_(ids),
-                                         StageVisit.left_at.is_(None)))}
-            rows = []
+            current = {(row.system, row.record_id, row.stage_map): row for row in
+                       session.execute(select(v.id, v.system, v.record_id, v.stage_map,
+                                              v.stage, v.owner, v.entered_at).where(
+                           v.record_id.in_(ids), v.left_at.is_(None)))}
+            rows: list[dict[str, Any]] = []
+            changed: dict[int, dict[str, Any]] = {}
             for obs in chunk:
                 visit = current.get((obs.system, obs.record_id, obs.stage_map))
                 if visit is not None and visit.stage == obs.stage:
                     if visit.owner != obs.owner:
-                        visit.owner = obs.owner
+                        changed[visit.id] = {"id": visit.id, "owner": obs.owner}
                     continue
                 arrived = min(obs.at, now)
                 if visit is not None:
                     entered = visit.entered_at if visit.entered_at.tzinfo else (
                         visit.entered_at.replace(tzinfo=dt.UTC))
                     arrived = max(arrived, entered)
-                    visit.left_at = arrived
+                    changed[visit.id] = {"id": visit.id, "left_at": arrived}
                 rows.append({"system": obs.system, "object": obs.object,
                              "record_id": obs.record_id, "stage_map": obs.stage_map,
                              "stage": obs.stage, "position": obs.position, "owner": obs.owner,
                              "entered_at": arrived, "left_at": None})
+            for keys in ({"id", "owner"}, {"id", "left_at"}):  # one statement per shape
+                same = [c for c in changed.values() if set(c) == keys]
+                if same:
+                    session.execute(update(StageVisit), same)
             if rows:
                 session.execute(insert(StageVisit), rows)
                 started += len(rows)
