@@ -18,6 +18,7 @@ Quirks handled here, each for a reason:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -600,7 +601,7 @@ class HubSpotConnector:
         for rec in records:
             if id(rec) in loose_ids and rec.match is not None:
                 existing = found.get((rec.match[0], rec.match[1]))
-                rec = rec.model_copy(update={"id": existing, "match": None})
+                rec = dataclasses.replace(rec, id=existing, match=None)
             out.append(rec)
         return out
 

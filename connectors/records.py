@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,16 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field
 System = Literal["salesforce", "hubspot"]
 
 
-class Record(BaseModel):
-    """One record as read: where it lives, its change cursor, and its values."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as read: where it lives, its change cursor, and its values.
 
-    model_config = ConfigDict(frozen=True)
+    Plain data, built by the connectors from answers they have parsed: a first sync holds
+    hundreds of thousands of these, and a validating model costs each one a copy of its
+    values and several hundred bytes more."""
 
-    system: System
+    system: str  # "salesforce" or "hubspot"
     object: str
     id: str
     cursor: dt.datetime
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 class DeletedRecord(BaseModel):
@@ -130,13 +133,15 @@ class ObjectSchema(BaseModel):
     record_types: dict[str, str] = Field(default_factory=dict)
 
 
-class WriteRecord(BaseModel):
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
     """One record to write. No ``id`` creates, an ``id`` updates; ``match`` upserts on a unique
     field (Salesforce external id, HubSpot ``email``). ``current`` is what the caller last read,
-    so a backward HubSpot lifecycle move can be made the documented way without a read."""
+    so a backward HubSpot lifecycle move can be made the documented way without a read.
+    Plain data, as ``Record`` is: the engine builds one per write."""
 
     id: str | None = None
-    values: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
     match: tuple[str, str] | None = None
     current: dict[str, Any] | None = None
 

@@ -20,7 +20,7 @@ from connectors.contract import Connector
 from connectors.errors import ConnectorError
 from connectors.salesforce import SalesforceConnector
 from mapping.model import MappingFile
-from sync_agent import failpoints, state
+from sync_agent import failpoints, state, write_ahead
 from sync_agent.context import CycleReport, Run, Setup, calls_now, calls_since, fields_of, prepare
 from sync_agent.cycle import apply_records
 from sync_agent.stages import StageBook
@@ -86,7 +86,7 @@ def _decide_held(store: Store, setup: Setup, report: CycleReport, obj: str,
     first planned), the held records are synced again, which links or creates each once."""
     pairs = {p.name for p in setup.mapping.objects if p.salesforce == obj}
     with store.session() as session:
-        held = {key: at for key, at in state.load_pending_creates(session).items()
+        held = {key: at for key, at in write_ahead.load_pending_creates(session).items()
                 if key[0] in pairs and key[1] == "hubspot"}
     if not held:
         return

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
-from sync_agent import failpoints, read, record, sla, sla_activity, state, write
+from sync_agent import failpoints, read, record, sla, sla_activity, state, write, write_ahead
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import (
     CycleReport,
@@ -52,7 +52,7 @@ def open_run(setup: Setup, session: Session, report: CycleReport, stages: StageB
              now: dt.datetime) -> Run:
     """A cycle's (or a backfill page's) books on ``session``."""
     return Run(setup, LinkBook(session), GapBook(session), SyncedBook(session), stages, report,
-               now, prior_creates=state.load_pending_creates(session))
+               now, prior_creates=write_ahead.load_pending_creates(session))
 
 
 def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
@@ -72,7 +72,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
         try:
             setup = prepare(mapping, salesforce, hubspot, dry_run)  # a failure fails the run
             run = open_run(setup, session, report, StageBook(), end)
-            run.prior_intents = state.load_intents(session)
+            run.prior_intents = write_ahead.load_intents(session)
             activity_read = _read(run, session, end)
             failpoints.hit("cycle.read")
             _add_pending_sources(run)
@@ -88,8 +88,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
             if not dry_run:
                 # Write-ahead: links found by matching, settled pairs and the intents of the
                 # writes below are committed before any vendor write.
-                state.put_intents(session, run.new_intents, run.prior_intents)
-                state.put_pending_creates(session, run.new_creates)
+                write_ahead.put_intents(session, run.new_intents, run.prior_intents)
+                write_ahead.put_pending_creates(session, run.new_creates)
                 run.synced.flush()
                 session.commit()
             flush(run, session, writes, run_id)
@@ -100,7 +100,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
         except Exception as exc:
             session.rollback()  # the intents stay: the next cycle recognises what landed
             if run is not None:  # creates never sent cannot have landed: no need to hold them
-                state.drop_pending_creates(session, set(run.new_creates) - run.sent_creates)
+                write_ahead.drop_pending_creates(session, set(run.new_creates) - run.sent_creates)
             if run_row is not None:
                 state.finish_run(session, run_row, "failed", {"read": dict(report.read)},
                                  calls_since(calls_before, salesforce, hubspot),
@@ -123,8 +123,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 "failed": report.failed, "gaps": dict(report.gaps),
                 "salesforce_api": list(getattr(salesforce, "api_usage", (None, None)))},
                 report.calls)
-            state.clear_intents(session)
-            state.settle_pending_creates(session, run.held)
+            write_ahead.clear_intents(session)
+            write_ahead.settle_pending_creates(session, run.held)
             run.synced.flush()
             failpoints.hit("cycle.commit")
             session.commit()
@@ -186,13 +186,13 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
     claim_unlinked_hubspot(run, handled_hs, writes)
     plan_newly_linked(run, writes)
     if not setup.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
-        state.put_pending_creates(session, run.new_creates)
+        write_ahead.put_pending_creates(session, run.new_creates)
         run.synced.flush()
         session.commit()
     flush(run, session, writes, run_id)
     _settle_created(run, session, run_id)
     run.stages.flush(session, run.now)
-    state.settle_pending_creates(session, run.held, only=set(run.new_creates))
+    write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     return run
 
 
@@ -260,7 +260,7 @@ def _settle_created(run: Run, session: Session, run_id: int | None) -> None:
         plan_linked(run, c.pair, c.link, sf_record, hs_record, writes)
     run.report.in_sync = in_sync  # a new pair is counted as created, not as in sync
     if writes:
-        state.put_intents(session, run.new_intents)
+        write_ahead.put_intents(session, run.new_intents)
         run.synced.flush()
         session.commit()
         flush(run, session, writes, run_id)

@@ -41,6 +41,9 @@ def record_batch(run: Run, session: Session, system: str, obj: str, batch: list[
             ledger += ({"system": system, "object": obj, "record_id": result.id or "",
                         "field": c.field, "old": json_safe(c.old), "new": json_safe(c.new),
                         "rule": c.rule, "reason": c.reason} for c in write.changes)
+            if len(ledger) >= state.ROWS:  # never every field of a first sync at once
+                state.record_writes(session, run_id, ledger)
+                ledger = []
         else:
             _failed(run, session, write, result)
     state.record_writes(session, run_id, ledger)

@@ -18,11 +18,9 @@ from sync_agent.store import Store, is_busy
 from sync_agent.tables import (
     DeadLetter,
     Gap,
-    Intent,
     LedgerEntry,
     Link,
     Lock,
-    PendingCreate,
     Run,
     StageVisit,
     SyncedField,
@@ -142,14 +140,22 @@ def finish_run(session: Session, run: Run, status: str, counts: dict[str, Any],
         now(), status, counts, calls, error)
 
 
+ROWS = 2_000  # rows a bulk statement: one for a first sync's every row held them all at once
+
+
+def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows into ``table`` in bulk statements of ``ROWS``."""
+    for start in range(0, len(rows), ROWS):
+        session.execute(insert(table), rows[start:start + ROWS])
+
+
 def record_writes(session: Session, run_id: int | None,
                   entries: Iterable[dict[str, Any]]) -> None:
-    """Ledger rows in one bulk statement: a first sync writes tens of thousands of fields,
-    and an ORM object each (flushed one by one) was a fifth of its time."""
+    """Ledger rows in bulk statements: a first sync writes tens of thousands of fields, and
+    an ORM object each (flushed one by one) was a fifth of its time."""
     stamp = now()
-    rows = [{"run_id": run_id, "at": stamp, **entry} for entry in entries]
-    if rows:
-        session.execute(insert(LedgerEntry), rows)
+    insert_rows(session, LedgerEntry, [{"run_id": run_id, "at": stamp, **entry}
+                                       for entry in entries])
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -345,70 +351,3 @@ def end_visits(session: Session, system: str, record_ids: list[str], at: dt.date
         session.execute(update(StageVisit).where(
             StageVisit.system == system, StageVisit.record_id.in_(record_ids[start:start + 500]),
             StageVisit.left_at.is_(None)).values(left_at=at))
-
-
-# -- write intents (write-ahead, for crash recovery) ----------------------------------------------
-def load_intents(session: Session) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(i.pair, i.sf_id, i.hs_id): dict(i.values) for i in session.scalars(select(Intent))}
-
-
-def put_intents(session: Session,
-                intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]],
-                replacing: Iterable[tuple[str, str, str]] = ()) -> None:
-    stamp = now()
-    for pair, sf_id, hs_id in set(replacing) & set(intents):
-        session.execute(delete(Intent).where(Intent.pair == pair, Intent.sf_id == sf_id,
-                                             Intent.hs_id == hs_id))
-    rows = [{"pair": pair, "sf_id": sf_id, "hs_id": hs_id, "created_at": stamp,
-             "values": {k: list(v) for k, v in values.items()}}
-            for (pair, sf_id, hs_id), values in intents.items()]
-    if rows:
-        session.execute(insert(Intent), rows)
-
-
-def clear_intents(session: Session) -> None:
-    """A cycle committed: every intent is settled (one cycle runs at a time: the lock)."""
-    session.execute(delete(Intent))
-
-
-# -- pending creates (write-ahead for creates) ------------------------------------------------
-def load_pending_creates(session: Session) -> dict[tuple[str, str, str], dt.datetime]:
-    """(pair, side created in, source record id) -> when the create was first planned."""
-    return {(p.pair, p.into, p.source_id): _aware(p.planned_at)
-            for p in session.scalars(select(PendingCreate))}
-
-
-def put_pending_creates(session: Session, creates: dict[tuple[str, str, str], dt.datetime]
-                        ) -> None:
-    """Record creates about to be sent, each with the time of this attempt (a create sent
-    again after a hold restarts its hold: this attempt may land too)."""
-    known = set(load_pending_creates(session))
-    rows = [{"pair": pair, "into": into, "source_id": source, "planned_at": at}
-            for (pair, into, source), at in creates.items() if (pair, into, source) not in known]
-    if rows:
-        session.execute(insert(PendingCreate), rows)
-    for (pair, into, source), at in creates.items():
-        if (pair, into, source) in known:
-            session.execute(update(PendingCreate).where(
-                PendingCreate.pair == pair, PendingCreate.into == into,
-                PendingCreate.source_id == source).values(planned_at=at))
-
-
-def drop_pending_creates(session: Session, creates: Iterable[tuple[str, str, str]]) -> None:
-    """A failed cycle's creates that were never sent: nothing to wait for, then. Committed."""
-    for pair, into, source in creates:
-        session.execute(delete(PendingCreate).where(
-            PendingCreate.pair == pair, PendingCreate.into == into,
-            PendingCreate.source_id == source))
-    session.commit()
-
-
-def settle_pending_creates(session: Session, keep: Iterable[tuple[str, str, str]],
-                           only: set[tuple[str, str, str]] | None = None) -> None:
-    """A cycle committed: its creates are linked or dead-lettered; only the held ones stay
-    (``only``: settle just these, as a backfill page or a retry does)."""
-    kept = set(keep)
-    for row in session.scalars(select(PendingCreate)):
-        key = (row.pair, row.into, row.source_id)
-        if key not in kept and (only is None or key in only):
-            session.delete(row)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sync_agent import state
@@ -78,7 +78,6 @@ class SyncedBook:
                 elif known[key] != (sf_value, hs_value):
                     updates.append(row)
         self._queued = {}
-        if inserts:
-            self.session.execute(insert(SyncedField), inserts)
-        if updates:
-            self.session.execute(update(SyncedField), updates)
+        state.insert_rows(self.session, SyncedField, inserts)
+        for start in range(0, len(updates), state.ROWS):
+            self.session.execute(update(SyncedField), updates[start:start + state.ROWS])
