@@ -192,14 +192,17 @@ def _unchanged_in_salesforce(run: Run, pair: ObjectPair, ids: list[str]
     HubSpot changes again would cost a query per 200 for nothing. Read by id all the same:
     a record with anything pending (a crashed cycle's intent, a letter, an open gap), a link
     moved this cycle (a merge, a conversion), a mapped field never synced (a field added to
-    the mapping), a pair routed by record type, or an object not read by change (a backfill
-    page, a letter retried). HubSpot counterparts are always read: search serves an index
-    that lags writes."""
+    the mapping), a mapped formula field, a pair routed by record type, or an object not read
+    by change (a backfill page, a letter retried). HubSpot counterparts are always read:
+    search serves an index that lags writes."""
     obj = pair.salesforce
     mark = run.marks.get(("salesforce", obj))
     planner = run.setup.planners[pair.name]
     if mark is None or ("salesforce", obj) in run.full_read or planner.route_by is not None:
         return {}, ids
+    described = run.setup.sf.describe(obj).fields
+    if any(described[f.sf].calculated for f in planner.fields if f.sf in described):
+        return {}, ids  # a formula changes without bumping SystemModstamp: read what it is
     vouched: dict[str, Record] = {}
     rest: list[str] = []
     for sf_id in ids:

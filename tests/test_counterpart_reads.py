@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors.records import WriteRecord
-from mapping.model import MappingFile
+from mapping.model import FieldRule, MappingFile, Rule
 from sync_agent.cycle import run_cycle
 from sync_agent.tables import Link
 from tests.test_cycle import MAPPING, fresh, next_second
@@ -85,3 +85,22 @@ def test_a_field_the_last_sync_never_saw_is_read_by_id(make_sandbox: Any,
     assert contact.values["jobtitle"] == "Chief Sync Officer"  # the Lead as it is, read
     lead = sf.read_by_ids("Lead", [links[0].sf_id], ["City"])[0]
     assert lead.values["City"] == "Tromsø"
+
+
+def test_a_mapped_formula_field_is_read_by_id(make_sandbox: Any, tmp_path: Path) -> None:
+    """A formula changes without bumping SystemModstamp: the change read cannot vouch."""
+    # lenience: search_lag_seconds=0, this test is about reads by id, not search lag
+    _box, sf, hs, store = fresh(lambda **kw: make_sandbox(search_lag_seconds=0, **kw),
+                                tmp_path)
+    formula = FieldRule(salesforce="Days_Since_Created__c", hubspot="mobilephone",
+                        rule=Rule.ALWAYS_SALESFORCE)
+    with_formula = MAPPING.model_copy(update={"objects": [
+        p.model_copy(update={"fields": [*p.fields, formula]}) if p.name == "leads" else p
+        for p in MAPPING.objects]})
+    links = _settled(store, with_formula, sf, hs, n=1)
+    hs.upsert("contacts", [WriteRecord(id=links[0].hs_id, values={"city": "Bodø"})])
+    next_second()
+    before = Counter(sf.calls)
+    run_cycle(store, with_formula, sf, hs)
+    assert set(_salesforce_reads(sf, before)) - {"POST composite"}
+    assert sf.read_by_ids("Lead", [links[0].sf_id], ["City"])[0].values["City"] == "Bodø"
