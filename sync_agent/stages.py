@@ -18,12 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mapping.model import MappingFile, ObjectPair, StageMap
 from mapping.rules import FieldChange, Plan, Side
 from mapping.transforms import blank
+from sync_agent import state
 from sync_agent.tables import StageVisit
 
 CHUNK = 500
@@ -156,9 +157,8 @@ class StageBook:
                 same = [c for c in changed.values() if set(c) == keys]
                 if same:
                     session.execute(update(StageVisit), same)
-            if rows:
-                session.execute(insert(StageVisit), rows)
-                started += len(rows)
+            state.insert_rows(session, StageVisit, rows)
+            started += len(rows)
         self.seen.clear()
         return started
 

@@ -143,10 +143,16 @@ def finish_run(session: Session, run: Run, status: str, counts: dict[str, Any],
 ROWS = 2_000  # rows a bulk statement: one for a first sync's every row held them all at once
 
 
-def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Rows into ``table`` in bulk statements of ``ROWS``."""
+def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """Rows into ``model``'s table in bulk statements of ``ROWS``, each one executemany.
+
+    The table's own insert, not the ORM's bulk insert: that one leaves out of each row the
+    columns it holds None for (so a default may apply), then groups rows by the columns left,
+    and a ledger whose ``old`` is None for some fields ran as thousands of statements. Here
+    None is stored as such (JSON columns read it back as None either way)."""
+    statement = insert(model.__table__)
     for start in range(0, len(rows), ROWS):
-        session.execute(insert(table), rows[start:start + ROWS])
+        session.execute(statement, rows[start:start + ROWS])
 
 
 def record_writes(session: Session, run_id: int | None,
