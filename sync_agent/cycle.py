@@ -283,10 +283,7 @@ def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: b
     outcome = sla.reconcile(session, mapping, cold)
     run.report.gaps[sla.KIND] += len(outcome.opened)
     actions, skipped = sla.action_writes(mapping, outcome, setup.directory, run.now.date())
-    for lead, why in skipped:
-        known = state.open_gap_detail(session, sla.KIND, lead.rule.pair, lead.sf_id) or {}
-        state.open_gap(session, sla.KIND, lead.rule.pair, lead.sf_id,
-                       {"not_done": [*known.get("not_done", []), why]})
+    sla.note_not_done(session, skipped)
     pair_of = {p.name: p for p in mapping.objects}
     writes: list[write.Write] = []
     for action in actions:

@@ -14,6 +14,7 @@ store alone: a cycle's cost follows the activity, never the number of leads at a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,36 @@ def new_cold(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]) 
     return False
 
 
+def _open_gaps(session: Session, leads: Iterable[tuple[str, str]]
+               ) -> dict[tuple[str, str], Gap]:
+    """The open cold-lead gaps of these (pair, lead id)s, a page of leads a query."""
+    wanted: dict[str, set[str]] = {}
+    for pair, key in leads:
+        wanted.setdefault(pair, set()).add(key)
+    gaps: dict[tuple[str, str], Gap] = {}
+    for pair, keys in wanted.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):
+            for gap in session.scalars(select(Gap).where(
+                    Gap.kind == KIND, Gap.pair == pair, Gap.closed_at.is_(None),
+                    Gap.key.in_(ordered[start:start + 500]))):
+                gaps[(pair, gap.key)] = gap
+    return gaps
+
+
+def note_not_done(session: Session, skipped: list[tuple[ColdLead, str]]) -> None:
+    """Say on each cold lead's gap which of its actions could not be carried out, and why,
+    the gaps read a page of leads a query (a first sync may find thousands cold)."""
+    gaps = _open_gaps(session, {(lead.rule.pair, lead.sf_id) for lead, _ in skipped})
+    for lead, why in skipped:
+        gap = gaps.get((lead.rule.pair, lead.sf_id))
+        if gap is None:  # closed meanwhile: opened again saying so, as before
+            state.open_gap(session, KIND, lead.rule.pair, lead.sf_id, {"not_done": [why]})
+            continue
+        gap.detail = {**gap.detail, "not_done": [*gap.detail.get("not_done", []), why]}
+        gap.last_seen_at = state.now()
+
+
 def record_done(session: Session, done: list[tuple[ActionWrite, str | None]],
                 at: dt.datetime) -> None:
     """Note on each cold lead's gap the actions whose writes landed (and the Tasks they made),
@@ -162,18 +193,8 @@ def record_done(session: Session, done: list[tuple[ActionWrite, str | None]],
     activity.record_activity(session, [], [
         Activity(record_id=write.lead.sf_id, id=made, at=at, note=MARK)
         for write, made in done if write.kind == "create_task" and made])
-    wanted: dict[str, set[str]] = {}
-    for write, _ in done:
-        if write.kind != "clear_property":
-            wanted.setdefault(write.lead.rule.pair, set()).add(write.lead.sf_id)
-    gaps: dict[tuple[str, str], Gap] = {}
-    for pair, keys in wanted.items():
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), 500):
-            for gap in session.scalars(select(Gap).where(
-                    Gap.kind == KIND, Gap.pair == pair, Gap.closed_at.is_(None),
-                    Gap.key.in_(ordered[start:start + 500]))):
-                gaps[(pair, gap.key)] = gap
+    gaps = _open_gaps(session, {(write.lead.rule.pair, write.lead.sf_id) for write, _ in done
+                                if write.kind != "clear_property"})
     for write, made in done:
         if write.kind == "clear_property":
             continue
@@ -216,9 +237,11 @@ def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
             else:
                 gap.closed_at = state.now()
                 outcome.closed.append(gap)
-    for lead in cold.values():
-        if (lead.rule.pair, lead.sf_id) not in known and state.open_gap(
-                session, KIND, lead.rule.pair, lead.sf_id, lead.detail()):
+    stamp = state.now()
+    for lead in cold.values():  # every open gap of the kind was read above: these have none
+        if (lead.rule.pair, lead.sf_id) not in known:
+            session.add(Gap(kind=KIND, pair=lead.rule.pair, key=lead.sf_id,
+                            detail=lead.detail(), opened_at=stamp, last_seen_at=stamp))
             outcome.opened.append(lead)
     return outcome
 
