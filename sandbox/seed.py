@@ -35,6 +35,11 @@ LAST = ["Abara", "Becker", "Chen", "Dubois", "Eriksen", "Fischer", "García", "H
 COMPANY_WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne",
                  "Soylent", "Hooli", "Vandelay", "Wonka", "Gringotts", "Oscorp", "Massive"]
 COMPANY_SUFFIX = ["Inc", "GmbH", "Ltd", "Labs", "Group", "Systems", "Partners", "& Co"]
+# Cities for the company names of a large seed (see ``_Maker``).
+CITIES = ["Austin", "Berlin", "Cairo", "Denver", "Essen", "Fresno", "Geneva", "Hanoi", "Izmir",
+          "Jakarta", "Kyoto", "Lima", "Madrid", "Nairobi", "Oslo", "Porto", "Quito", "Riga",
+          "Seoul", "Turin", "Utrecht", "Vienna", "Warsaw", "Xiamen", "York", "Zagreb"]
+SPREAD_FROM = 5000  # leads: from this size on, names and companies are drawn from wider pools
 DOMAINS = ["example.com", "example.org", "example.net", "mail.test", "corp.test"]
 LEAD_STATUS_WEIGHTS = [("New", 30), ("Working", 25), ("Nurturing", 20), ("Unqualified", 10),
                        ("Qualified", 0)]
@@ -87,15 +92,27 @@ def scaled(total: int) -> SeedSizes:
 
 
 class _Maker:
-    def __init__(self, rng: random.Random, now: dt.datetime) -> None:
+    """Draws the seed's values. A large seed (``spread``) draws double-barrelled last names
+    and companies with a city and a branch number: the small pools hold 728 names and 120
+    companies, so at 200k leads nearly every new record would be a twin of another under the
+    standard duplicate rules (first + last name + company), which no real org looks like."""
+
+    def __init__(self, rng: random.Random, now: dt.datetime, spread: bool = False) -> None:
         self.rng = rng
         self.now = now
+        self.spread = spread
 
     def person(self) -> tuple[str, str]:
-        return self.rng.choice(FIRST), self.rng.choice(LAST)
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
+        if self.spread:
+            last = f"{last}-{self.rng.choice(LAST)}"
+        return first, last
 
     def company(self) -> str:
-        return f"{self.rng.choice(COMPANY_WORDS)} {self.rng.choice(COMPANY_SUFFIX)}"
+        word, suffix = self.rng.choice(COMPANY_WORDS), self.rng.choice(COMPANY_SUFFIX)
+        if self.spread:
+            return f"{word} {self.rng.choice(CITIES)} {self.rng.randint(1, 99)} {suffix}"
+        return f"{word} {suffix}"
 
     def email(self, first: str, last: str, n: int) -> str:
         local = f"{first}.{last}".lower().replace("'", "").replace(" ", "")
@@ -147,7 +164,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     # main stream makes stay as they were for a given seed.
     extra = random.Random(f"{seed_value}:schemas")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    make = _Maker(rng, now)
+    make = _Maker(rng, now, spread=sizes.leads >= SPREAD_FROM)
     org_start = now - dt.timedelta(days=400)
     org.created_at = org_start
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from connectors.records import Record
 from mapping.model import ObjectPair
 from sync_agent import creates
-from sync_agent.context import Run, carried_field, close, connector, fields_of, gap
+from sync_agent.context import Run, carried_field, close, connector, fields_of, gap, whole
 from sync_agent.identity import group_by_key, match_key, passes
 from sync_agent.tables import Link
 from sync_agent.write import Write
@@ -81,7 +81,7 @@ def _key_index(run: Run, system: str, obj: str, key_field: str) -> dict[str, lis
     """This cycle's records of ``obj`` by match key, grouped once (not once per lookup:
     that made a first sync quadratic). Keyed by the change list too, so a list replaced or
     grown since (merges dropped, pending sources added) is grouped again."""
-    records = run.changed[(system, obj)]
+    records = whole(run, system, obj)
     key = (system, obj, key_field, id(records), len(records))
     if key not in run.key_groups:
         run.key_groups[key] = group_by_key(records, key_field)
@@ -113,7 +113,7 @@ def _carried_index(run: Run, hs_object: str, prop: str) -> dict[str, list[Record
     key = (hs_object, prop)
     if key not in run.carried:
         index: dict[str, list[Record]] = {}
-        for r in run.changed[("hubspot", hs_object)]:
+        for r in whole(run, "hubspot", hs_object):
             if r.values.get(prop):
                 index.setdefault(str(r.values[prop]), []).append(r)
         run.carried[key] = index
@@ -146,7 +146,7 @@ def _carried_records(run: Run, pairs: list[ObjectPair], records: list[Record]
         if prop is None:
             continue
         ids = {str(r.values[prop]) for r in records if r.values.get(prop)}
-        have = {r.id: r for r in run.changed[("salesforce", pair.salesforce)] if r.id in ids}
+        have = {r.id: r for r in whole(run, "salesforce", pair.salesforce) if r.id in ids}
         rest = sorted(ids - set(have))
         if rest:
             have.update({r.id: r for r in run.setup.sf.read_by_ids(

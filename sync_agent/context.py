@@ -188,6 +188,9 @@ class Run:
     report: CycleReport
     now: dt.datetime
     changed: dict[tuple[str, str], list[Record]] = field(default_factory=dict)
+    # A first sync a slice at a time (``slices``): ``changed`` is the slice, this the whole
+    # change set, on which identity is decided.
+    everything: dict[tuple[str, str], list[Record]] | None = None
     marks: dict[tuple[str, str], Watermark] = field(default_factory=dict)
     full_read: set[tuple[str, str]] = field(default_factory=set)  # read from the beginning
     read_deletes: dict[tuple[str, str], DeletedRecords] = field(default_factory=dict)
@@ -221,6 +224,11 @@ class Run:
     unwritten: set[tuple[str, str]] = field(default_factory=set)
     created_links: list[CreatedLink] = field(default_factory=list)
     newly_linked: list[tuple[ObjectPair, Link, Record, Record]] = field(default_factory=list)
+
+
+def whole(run: Run, system: str, obj: str) -> list[Record]:
+    """Every record of ``obj`` this cycle read (``changed`` unless it goes a slice at a time)."""
+    return (run.everything if run.everything is not None else run.changed)[(system, obj)]
 
 
 def gap(run: Run, kind: str, pair: str, key: str, detail: dict[str, Any]) -> None:

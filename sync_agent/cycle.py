@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
-from sync_agent import failpoints, read, record, sla, sla_activity, state, write, write_ahead
+from sync_agent import failpoints, read, sla, sla_activity, slices, state, write, write_ahead
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import (
     CycleReport,
@@ -35,29 +35,22 @@ from sync_agent.context import (
 )
 from sync_agent.creates import guard_creates
 from sync_agent.deletes import follow_hubspot_merges, unlink_deleted
-from sync_agent.gap_book import GapBook
-from sync_agent.link_book import LinkBook
 from sync_agent.match import match_pair, plan_newly_linked
-from sync_agent.planned_writes import plan_linked
+from sync_agent.passes import flush, open_run, settle_created
 from sync_agent.schema_cache import use_schema_cache
 from sync_agent.stages import StageBook
 from sync_agent.store import Store
-from sync_agent.synced_book import SyncedBook
 from sync_agent.tables import DeadLetter
 
 __all__ = ["CycleReport", "PlannedWrite", "apply_records", "describe_plan", "run_cycle"]
 
 
-def open_run(setup: Setup, session: Session, report: CycleReport, stages: StageBook,
-             now: dt.datetime) -> Run:
-    """A cycle's (or a backfill page's) books on ``session``."""
-    return Run(setup, LinkBook(session), GapBook(session), SyncedBook(session), stages, report,
-               now, prior_creates=write_ahead.load_pending_creates(session))
-
-
 def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
               dry_run: bool = False, until: dt.datetime | None = None,
-              refresh_schemas: bool = False) -> CycleReport:
+              refresh_schemas: bool = False, slice_records: int | None = None) -> CycleReport:
+    """One cycle; a first sync of more than ``slice_records`` records of an object (default:
+    the ``STAGESYNC_SLICE_RECORDS`` setting, else 5,000) goes a slice at a time (``slices``)."""
+    size = slices.slice_size(slice_records)
     end = until or dt.datetime.now(dt.UTC)
     report = CycleReport()
     calls_before = calls_now(salesforce, hubspot)
@@ -74,27 +67,17 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
             run = open_run(setup, session, report, StageBook(), end)
             run.prior_intents = write_ahead.load_intents(session)
             activity_read = _read(run, session, end)
+            sliced = slices.sliceable(run, session, size)
+            if not sliced:  # a slice observes its own records' stages
+                _observe(run, run.changed)
             failpoints.hit("cycle.read")
             _add_pending_sources(run)
             unlink_deleted(run, session)
             follow_hubspot_merges(run, session)
-            writes: list[write.Write] = []
-            handled_hs: set[tuple[str, str]] = set()
-            for pair in mapping.objects:
-                match_pair(run, session, pair, handled_hs, writes)
-            claim_unlinked_hubspot(run, handled_hs, writes)
-            plan_newly_linked(run, writes)
-            guard_creates(run, writes)
-            if not dry_run:
-                # Write-ahead: links found by matching, settled pairs and the intents of the
-                # writes below are committed before any vendor write.
-                write_ahead.put_intents(session, run.new_intents, run.prior_intents)
-                write_ahead.put_pending_creates(session, run.new_creates)
-                run.synced.flush()
-                session.commit()
-            flush(run, session, writes, run_id)
-            _settle_created(run, session, run_id)
-            run.stages.flush(session, end)
+            if sliced:
+                slices.sync_in_slices(run, session, run_id, size)
+            else:
+                _whole(run, session, run_id)
             if mapping.sla:
                 _cold_leads(run, session, run_id, activity_read)
         except Exception as exc:
@@ -131,6 +114,28 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
     return report
 
 
+def _whole(run: Run, session: Session, run_id: int | None) -> None:
+    """Match, plan, write and record the whole change set at once."""
+    mapping, dry_run = run.setup.mapping, run.setup.dry_run
+    writes: list[write.Write] = []
+    handled_hs: set[tuple[str, str]] = set()
+    for pair in mapping.objects:
+        match_pair(run, session, pair, handled_hs, writes)
+    claim_unlinked_hubspot(run, handled_hs, writes)
+    plan_newly_linked(run, writes)
+    guard_creates(run, writes)
+    if not dry_run:
+        # Write-ahead: links found by matching, settled pairs and the intents of the
+        # writes below are committed before any vendor write.
+        write_ahead.put_intents(session, run.new_intents, run.prior_intents)
+        write_ahead.put_pending_creates(session, run.new_creates)
+        run.synced.flush()
+        session.commit()
+    flush(run, session, writes, run_id)
+    settle_created(run, session, run_id)
+    run.stages.flush(session, run.now)
+
+
 def _read(run: Run, session: Session, end: dt.datetime) -> bool:
     """The read stage; returns whether the SLA's activity came with it."""
     setup, mapping = run.setup, run.setup.mapping
@@ -146,14 +151,15 @@ def _read(run: Run, session: Session, end: dt.datetime) -> bool:
                                 reads.extra.get(f"{obj}Activity", []), end)
     run.changed, run.marks = reads.changed, reads.marks
     run.full_read, run.read_deletes = reads.full_read, reads.deleted
-    _observe(run, run.changed)
+    for (system, obj), records in run.changed.items():
+        run.report.read[f"{system}.{obj}"] += len(records)
     return bool(activity)
 
 
 def _observe(run: Run, changed: dict[tuple[str, str], list[Record]]) -> None:
+    """The read stage of every record, for the stage history."""
     mapping = run.setup.mapping
     for (system, obj), records in changed.items():
-        run.report.read[f"{system}.{obj}"] += len(records)
         owner = owner_field(mapping, system)
         for rec in records:
             run.stages.observe(mapping, system, obj, rec.id, rec.values, owner, rec.cursor)
@@ -177,6 +183,7 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
         ("salesforce", {p.salesforce for p in mapping.objects}),
         ("hubspot", {p.hubspot for p in mapping.objects})) for o in objects}
     run.changed[(system, obj)] = records
+    run.report.read[f"{system}.{obj}"] += len(records)
     _observe(run, {(system, obj): records})
     writes: list[write.Write] = []
     handled_hs: set[tuple[str, str]] = set()
@@ -190,7 +197,7 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
         run.synced.flush()
         session.commit()
     flush(run, session, writes, run_id)
-    _settle_created(run, session, run_id)
+    settle_created(run, session, run_id)
     run.stages.flush(session, run.now)
     write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     return run
@@ -208,62 +215,6 @@ def _add_pending_sources(run: Run) -> None:
             if missing:
                 run.changed[(system, obj)] += connector(run.setup, system).read_by_ids(
                     obj, missing, fields_of(run.setup, system, obj))
-
-
-def flush(run: Run, session: Session, writes: list[write.Write], run_id: int | None,
-          landed: list[tuple[sla.ActionWrite, str | None]] | None = None) -> None:
-    """The write stage then the record stage, a batch at a time; then remember what each
-    written pair now holds."""
-    for (system, obj), batch in write.batches(writes):
-        if run.setup.dry_run:
-            continue
-        run.sent_creates.update(w.create_key for w in batch if w.record.id is None
-                                and w.create_key in run.new_creates)
-        results = write.send(connector(run.setup, system), obj, batch)
-        failpoints.hit(f"cycle.write.{system}.{obj}")
-        record.record_batch(run, session, system, obj, batch, results, run_id,
-                            landed if landed is not None else [])
-    record.remember_settled(run)
-
-
-def _settle_created(run: Run, session: Session, run_id: int | None) -> None:
-    """A second write pass for the pairs this cycle created, planned as any linked pair on
-    what both records hold now: the source as read, the new record as its system filled it
-    in (HubSpot's answer to the create says; a new Salesforce record is read by id, one
-    query per 200). So the back-references (the Salesforce id in HubSpot, a status the new
-    record implies) are written in this cycle and the next has nothing to do. Its intents
-    are committed before its writes, as the first pass's are."""
-    created, run.created_links = run.created_links, []
-    if run.setup.dry_run or not created:
-        return
-    unread: dict[tuple[str, str], set[str]] = {}
-    for c in created:
-        if c.values is None:
-            unread.setdefault((c.into, object_of(c.pair, c.into)), set()).add(
-                c.link.sf_id if c.into == "salesforce" else c.link.hs_id)
-    fresh: dict[tuple[str, str, str], Record] = {}
-    for (system, obj), ids in sorted(unread.items()):
-        for rec in connector(run.setup, system).read_by_ids(
-                obj, sorted(ids), fields_of(run.setup, system, obj)):
-            fresh[(system, obj, rec.id)] = rec
-    writes: list[write.Write] = []
-    in_sync, run.new_intents = run.report.in_sync, {}
-    for c in created:
-        obj = object_of(c.pair, c.into)
-        new_id = c.link.sf_id if c.into == "salesforce" else c.link.hs_id
-        made = (fresh.get((c.into, obj, new_id)) if c.values is None else Record(
-            system=c.into, object=obj, id=new_id, cursor=run.now, values=c.values))
-        if made is None:
-            continue  # gone already: the next cycle's deletes pass sees it
-        sf_record, hs_record = (made, c.source) if c.into == "salesforce" else (c.source, made)
-        run.remembered.discard(id(c.link))  # remember what both hold after this pass
-        plan_linked(run, c.pair, c.link, sf_record, hs_record, writes)
-    run.report.in_sync = in_sync  # a new pair is counted as created, not as in sync
-    if writes:
-        write_ahead.put_intents(session, run.new_intents)
-        run.synced.flush()
-        session.commit()
-        flush(run, session, writes, run_id)
 
 
 def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: bool) -> None:

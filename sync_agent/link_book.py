@@ -30,13 +30,20 @@ class LinkBook:
         self._by_hs: dict[tuple[str, str], Link | None] = {}
         self.queries = 0  # how many lookups reached the database (a bench reads it)
         self.moved: set[int] = set()  # links (by identity) moved this cycle: merges, conversions
+        self.empty: set[str] = set()  # pairs with no link before this cycle: nothing to look up
+
+    def assume_empty(self, pairs: Iterable[str]) -> None:
+        """These pairs had no link when the cycle began, so every link they have is one this
+        book made: an id it has not seen is unlinked, without a query (a first sync a slice
+        at a time asks about ids no slice loaded)."""
+        self.empty.update(pairs)
 
     # -- loading ------------------------------------------------------------------------------
     def load(self, pairs: Iterable[str], *, sf_ids: Iterable[str] = (),
              hs_ids: Iterable[str] = ()) -> None:
         """Fetch the links of these ids in these pairs, a page of ids per query; ids with no
         link are remembered as unlinked."""
-        names = sorted(set(pairs))
+        names = sorted(set(pairs) - self.empty)
         if not names:
             return
         for column, index, ids in ((Link.sf_id, self._by_sf, sf_ids),
@@ -65,14 +72,15 @@ class LinkBook:
              ) -> Link | None:
         """The link of a record in ``pair`` (by either id; with both, the link must hold both)."""
         if sf_id is not None:
-            if (pair, sf_id) not in self._by_sf:
+            link = self._by_sf.get((pair, sf_id))
+            if link is None and (pair, sf_id) not in self._by_sf and pair not in self.empty:
                 self.load([pair], sf_ids=[sf_id])
-            link = self._by_sf[(pair, sf_id)]
+                link = self._by_sf[(pair, sf_id)]
             return link if link is None or hs_id is None or link.hs_id == hs_id else None
         if hs_id is not None:
-            if (pair, hs_id) not in self._by_hs:
+            if (pair, hs_id) not in self._by_hs and pair not in self.empty:
                 self.load([pair], hs_ids=[hs_id])
-            return self._by_hs[(pair, hs_id)]
+            return self._by_hs.get((pair, hs_id))
         raise ValueError("find needs a Salesforce or a HubSpot id")
 
     def linked_hs(self, pairs: Iterable[str], hs_id: str) -> bool:

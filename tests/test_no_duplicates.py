@@ -81,13 +81,16 @@ def connectors(box: SandboxClient) -> tuple[Any, Any]:
     return build_connectors(settings.model_copy(update={"hubspot": hs}))
 
 
-def agent(box: SandboxClient, db: Path, failpoint: str | None = None
-          ) -> subprocess.CompletedProcess[str]:
+def agent(box: SandboxClient, db: Path, failpoint: str | None = None,
+          slice_records: int | None = None) -> subprocess.CompletedProcess[str]:
     """``stagesync sync once`` as a real process; a failpoint kills it like ``kill -9``."""
     env = {**os.environ, "STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
            "STAGESYNC_HUBSPOT__SEARCHES_PER_SECOND": "0",
            "STAGESYNC_HUBSPOT__SEARCH_LOOKBACK_SECONDS": str(LOOKBACK)}
     env.pop("STAGESYNC_FAILPOINT", None)
+    env.pop("STAGESYNC_SLICE_RECORDS", None)
+    if slice_records is not None:
+        env["STAGESYNC_SLICE_RECORDS"] = str(slice_records)
     if failpoint:
         env["STAGESYNC_FAILPOINT"] = failpoint
     return subprocess.run(
@@ -216,6 +219,25 @@ def test_a_first_sync_killed_anywhere_reruns_to_the_twin(
     killed = agent(box, db, failpoint)
     assert killed.returncode == 137, killed.stderr[-2000:]
     rerun = agent(box, db)  # at once: inside the search-lag window
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    settle(box, db)
+    compare(twin["first"], both_systems(box))
+    assert not carried_duplicates(box)
+
+
+# A first sync a slice at a time (40 Leads a slice: four of them), killed in its third slice's
+# HubSpot contact writes, between the commit of its links and its final one.
+@pytest.mark.parametrize("failpoint", ["cycle.write.hubspot.contacts#3",
+                                       "cycle.write.salesforce.Lead#2"])
+def test_a_sliced_first_sync_killed_midway_reruns_to_the_twin(
+        make_sandbox: Any, tmp_path: Path, twin: dict[str, Any], failpoint: str) -> None:
+    box = world(make_sandbox)
+    db = tmp_path / "state.db"
+    killed = agent(box, db, failpoint, slice_records=40)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    with open_store(f"sqlite:///{db}").session() as session:
+        assert session.scalar(select(func.count()).select_from(Link))  # earlier slices linked
+    rerun = agent(box, db, slice_records=40)  # at once: inside the search-lag window
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     settle(box, db)
     compare(twin["first"], both_systems(box))

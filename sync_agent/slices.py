@@ -1,0 +1,151 @@
+"""A first sync a slice of records at a time.
+
+A first sync reads every record of both systems. Taken whole, it then holds every write it
+plans, every pair's remembered values, every stage observation and every ledger row until its
+last batch is recorded: at 50,000 leads that was over a gigabyte. Here, when no pair has a
+link yet and the change set is large, the Salesforce records go through match, plan, write
+and record ``size`` at a time, pair by pair as a whole cycle takes them, each slice committed
+before the next; then the HubSpot records no slice took care of, ``size`` at a time.
+
+What is decided stays what a whole cycle decides. Identity looks at the whole change set:
+the match-key and carried-id indexes are built once over everything read, the claims of
+every slice are kept for the next, and one link book (which knows the pairs had no link at
+the start, so an id it has not seen is unlinked) serves them all. A record's read stage is
+observed in the slice that plans it, before its writes are recorded, so a stay never goes
+back to what it was before the agent wrote. Each slice is write-ahead as a cycle is (intents
+and pending creates committed before its writes; the intents are cleared only when the
+cycle commits), so a crash in slice ten leaves slices one to nine linked, and the next cycle,
+reading everything again, finds their links.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.records import Record
+from mapping.model import ObjectPair
+from sync_agent import write, write_ahead
+from sync_agent.claims import claim_unlinked_hubspot
+from sync_agent.context import Run, owner_field
+from sync_agent.creates import guard_creates
+from sync_agent.match import match_pair, plan_newly_linked
+from sync_agent.passes import flush, open_run, settle_created
+from sync_agent.stages import StageBook
+from sync_agent.tables import Link
+
+SLICE = 5000  # records: a multiple of both batch sizes (200 and 100), so slices cost no call
+ENV = "STAGESYNC_SLICE_RECORDS"
+log = logging.getLogger(__name__)
+
+
+def slice_size(given: int | None = None) -> int:
+    """Records a slice: ``given``, else the ``STAGESYNC_SLICE_RECORDS`` setting, else
+    ``SLICE``. A setting that is not a whole number of at least 1 is named, and ignored."""
+    if given is not None:
+        return max(1, given)
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return SLICE
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    log.warning("%s=%r is not a whole number of records (at least 1): slicing a first sync "
+                "%d records at a time; set it to, say, 5000", ENV, raw[:40], SLICE)
+    return SLICE
+
+
+def sliceable(run: Run, session: Session, size: int) -> bool:
+    """Whether this cycle goes a slice at a time: a real run that read every object of every
+    pair from the beginning, more than ``size`` records of some object, and no link yet."""
+    mapping = run.setup.mapping
+    if run.setup.dry_run or not mapping.objects:  # a dry run commits nothing between slices
+        return False
+    objects = ({("salesforce", p.salesforce) for p in mapping.objects}
+               | {("hubspot", p.hubspot) for p in mapping.objects})
+    if not objects <= run.full_read:
+        return False
+    if max(len(run.changed.get(o, ())) for o in objects) <= size:
+        return False
+    return session.scalar(select(Link.id).where(
+        Link.pair.in_([p.name for p in mapping.objects])).limit(1)) is None
+
+
+def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) -> None:
+    """Match, plan, write and record the cycle's change set ``size`` records at a time."""
+    mapping = cycle.setup.mapping
+    cycle.everything = cycle.changed
+    cycle.links.assume_empty(p.name for p in mapping.objects)
+    handled_hs: set[tuple[str, str]] = set()
+    observed: set[tuple[str, str]] = set()
+    for pair in mapping.objects:
+        records = cycle.changed[("salesforce", pair.salesforce)]
+        for start in range(0, len(records), size):
+            _slice(cycle, session, run_id, ("salesforce", pair.salesforce),
+                   records[start:start + size], pair, handled_hs, observed)
+    for hs_object in sorted({p.hubspot for p in mapping.objects}):
+        rest = [r for r in cycle.changed[("hubspot", hs_object)]
+                if (hs_object, r.id) not in handled_hs
+                and (hs_object, r.id) not in cycle.claimed_hs]
+        for start in range(0, len(rest), size):
+            _slice(cycle, session, run_id, ("hubspot", hs_object), rest[start:start + size],
+                   None, handled_hs, observed)
+
+
+def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, str],
+           records: list[Record], pair: ObjectPair | None, handled_hs: set[tuple[str, str]],
+           observed: set[tuple[str, str]]) -> None:
+    """One slice: ``pair``'s Salesforce records, or (``pair`` None) unclaimed HubSpot ones."""
+    run = _slice_run(cycle, session)
+    run.changed = {key: [] for key in cycle.changed}
+    run.changed[source] = records
+    _observe_once(run, source[0], records, observed)
+    writes: list[write.Write] = []
+    if pair is not None:
+        match_pair(run, session, pair, handled_hs, writes)
+    else:
+        claim_unlinked_hubspot(run, handled_hs, writes)
+    _observe_once(run, "hubspot", [hs for _, _, _, hs in run.newly_linked], observed)
+    plan_newly_linked(run, writes)
+    guard_creates(run, writes)
+    write_ahead.put_intents(session, run.new_intents, run.prior_intents)
+    write_ahead.put_pending_creates(session, run.new_creates)
+    run.synced.flush()
+    session.commit()
+    cycle.new_creates = run.new_creates  # a failure now drops the ones never sent
+    cycle.sent_creates = run.sent_creates
+    flush(run, session, writes, run_id)
+    settle_created(run, session, run_id)
+    run.stages.flush(session, run.now)
+    write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
+    run.synced.flush()
+    session.commit()
+    cycle.held |= run.held
+    cycle.new_creates, cycle.sent_creates = {}, set()
+    cycle.report.plan.clear()  # the ledger has every write; the plan is for dry runs
+
+
+def _slice_run(cycle: Run, session: Session) -> Run:
+    """A slice's run: books of its own for what it plans and records (released with it), the
+    cycle's for what identity decides on (links, claims, indexes) and what it read."""
+    run = open_run(cycle.setup, session, cycle.report, StageBook(), cycle.now)
+    run.links = cycle.links
+    run.everything, run.key_groups, run.carried = cycle.everything, cycle.key_groups, cycle.carried
+    run.claimed_hs, run.claimed_sf = cycle.claimed_hs, cycle.claimed_sf
+    run.marks, run.full_read, run.read_deletes = cycle.marks, cycle.full_read, cycle.read_deletes
+    run.vanished, run.retrying = cycle.vanished, cycle.retrying
+    run.prior_intents, run.prior_creates = cycle.prior_intents, cycle.prior_creates
+    return run
+
+
+def _observe_once(run: Run, system: str, records: list[Record],
+                  observed: set[tuple[str, str]]) -> None:
+    """Observe the read stage of records no slice has observed yet."""
+    fresh = [r for r in records if (system, r.id) not in observed]
+    observed.update((system, r.id) for r in fresh)
+    mapping = run.setup.mapping
+    owner = owner_field(mapping, system)
+    for rec in fresh:
+        run.stages.observe(mapping, system, rec.object, rec.id, rec.values, owner, rec.cursor)
