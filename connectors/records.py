@@ -7,7 +7,7 @@ and compare them freely.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,11 +63,13 @@ class ObjectRead:
 @dataclass(frozen=True)
 class ObjectChanges:
     """What such a read found for one object: the live records changed (sorted by cursor,
-    what the watermark saw skipped) and the records deleted or merged away in the same window."""
+    what the watermark saw skipped) and the records deleted or merged away in the same window.
+    Asked for lazily, ``records`` is empty and ``stream`` yields them, once."""
 
     object: str
     records: list[Record]
     deleted: DeletedRecords
+    stream: Iterator[Record] | None = None
 
 
 class FieldInfo(BaseModel):

@@ -394,11 +394,12 @@ class SalesforceConnector:
         ...
 
     @overload
-    def read_many(self, reads: list[ObjectRead], until: dt.datetime, extra: Mapping[str, str]
+    def read_many(self, reads: list[ObjectRead], until: dt.datetime, extra: Mapping[str, str],
+                  lazy: bool = False
                   ) -> tuple[dict[str, ObjectChanges], dict[str, list[dict[str, Any]]]]: ...
 
     def read_many(self, reads: list[ObjectRead], until: dt.datetime,
-                  extra: Mapping[str, str] | None = None
+                  extra: Mapping[str, str] | None = None, lazy: bool = False
                   ) -> (dict[str, ObjectChanges]
                         | tuple[dict[str, ObjectChanges], dict[str, list[dict[str, Any]]]]):
         """Changes and deletes of several objects (and the rows of ``extra`` raw queries,
@@ -406,7 +407,7 @@ class SalesforceConnector:
         one API call. The rules are ``read_changed``'s; ``salesforce_composite`` says how."""
         from connectors.salesforce_composite import read_many  # it builds on this module
 
-        changes, rows = read_many(self, reads, until, extra or {})
+        changes, rows = read_many(self, reads, until, extra or {}, lazy)
         return changes if extra is None else (changes, rows)
 
     def query_all_many(self, soqls: Mapping[str, str], include_deleted: bool = False

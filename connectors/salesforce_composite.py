@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -35,7 +35,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.errors import ConfigurationError, ConnectorError, RetriableError
-from connectors.records import DeletedRecord, DeletedRecords, ObjectChanges, ObjectRead
+from connectors.records import DeletedRecord, DeletedRecords, ObjectChanges, ObjectRead, Record
 from connectors.salesforce import (
     BY_STAMP,
     SYSTEM,
@@ -73,10 +73,14 @@ class _Plan:
 
 
 def read_many(sf: SalesforceConnector, reads: list[ObjectRead], until: dt.datetime,
-              extra: Mapping[str, str]) -> tuple[dict[str, ObjectChanges], dict[str, Rows]]:
+              extra: Mapping[str, str], lazy: bool = False
+              ) -> tuple[dict[str, ObjectChanges], dict[str, Rows]]:
     """Each object's changes and deletes since its watermark, up to ``until``, and the rows of
     each ``extra`` query (referenceId -> SOQL, sent as given), in as few calls as the
-    five-query cap allows: one for up to five queries whose answers fit a page each."""
+    five-query cap allows: one for up to five queries whose answers fit a page each.
+
+    ``lazy``: each object's records come as ``stream``, made as it is iterated (a Bulk read
+    runs then), so a caller that spools them one object after another never holds them all."""
     _check_names([read.object for read in reads], extra)
     plans = {read.object: _plan(sf, read, until) for read in reads}
     queries = {name: (changed_soql(name, plan.columns, plan.start, plan.end) + BY_STAMP, True)
@@ -86,8 +90,9 @@ def read_many(sf: SalesforceConnector, reads: list[ObjectRead], until: dt.dateti
                                 for ref, (soql, deleted) in queries.items()})
     bulk = {name for name in plans if int(firsts[name]["totalSize"]) > sf.settings.bulk_threshold}
     rows = follow(sf, {ref: page for ref, page in firsts.items() if ref not in bulk})
-    changes = {name: (_bulk_changes(sf, plan, firsts[name]) if name in bulk
-                      else _changes(sf, plan, rows[name])) for name, plan in plans.items()}
+    changes = {name: (_bulk_changes(sf, plan, firsts[name], lazy) if name in bulk
+                      else _changes(sf, plan, rows.pop(name), lazy))
+               for name, plan in plans.items()}
     return changes, {ref: rows[ref] for ref in extra}
 
 
@@ -191,30 +196,38 @@ def _plan(sf: SalesforceConnector, read: ObjectRead, until: dt.datetime) -> _Pla
     return _Plan(read, fields, fields + extra, start, end)
 
 
-def _changes(sf: SalesforceConnector, plan: _Plan, rows: Rows) -> ObjectChanges:
+def _changes(sf: SalesforceConnector, plan: _Plan, rows: Rows, lazy: bool) -> ObjectChanges:
     """Rows of the queryAll split: live ones become records (without the columns only the
     split needed), deleted ones become deletes."""
     name = plan.read.object
     added = [c for c in plan.columns if c not in plan.fields]
     live = ({k: v for k, v in row.items() if k not in added} for row in rows
             if not row.get("IsDeleted"))
-    return ObjectChanges(name, list(sf.unseen(name, live, plan.read.since)),
-                         _deletes(plan, rows))
+    deleted = _deletes(plan, rows)
+    records = sf.unseen(name, live, plan.read.since)
+    return (ObjectChanges(name, [], deleted, stream=records) if lazy
+            else ObjectChanges(name, list(records), deleted))
 
 
-def _bulk_changes(sf: SalesforceConnector, plan: _Plan, first: Any) -> ObjectChanges:
+def _bulk_changes(sf: SalesforceConnector, plan: _Plan, first: Any, lazy: bool
+                  ) -> ObjectChanges:
     """A read too large for REST pages: live records through Bulk API 2.0 (its query sees no
     deleted rows), deletes from the first page when it held every row, else one queryAll of
     the deleted ones alone."""
     name = plan.read.object
     unordered = changed_soql(name, plan.fields, plan.start, plan.end)
-    records = list(sf.unseen(name, sf._bulk_rows(name, unordered, plan.fields), plan.read.since))
+
+    def live() -> Iterator[Record]:
+        yield from sf.unseen(name, sf._bulk_rows(name, unordered, plan.fields), plan.read.since)
+
     if first.get("done", True):
-        return ObjectChanges(name, records, _deletes(plan, first["records"]))
-    answer = sf.read_deleted(name, plan.start)
-    within = [d for d in answer.records if d.deleted_at <= plan.end]
-    return ObjectChanges(name, records, answer.model_copy(update={
-        "records": _unseen(plan, within)}))
+        deleted = _deletes(plan, first["records"])
+    else:
+        answer = sf.read_deleted(name, plan.start)
+        within = [d for d in answer.records if d.deleted_at <= plan.end]
+        deleted = answer.model_copy(update={"records": _unseen(plan, within)})
+    return (ObjectChanges(name, [], deleted, stream=live()) if lazy
+            else ObjectChanges(name, list(live()), deleted))
 
 
 def _deletes(plan: _Plan, rows: Rows) -> DeletedRecords:

@@ -8,11 +8,14 @@ claims this cycle already made, so one record is never claimed by two; a conflic
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from connectors.records import Record
 from mapping.model import ObjectPair
 from sync_agent import creates
 from sync_agent.context import Run, carried_field, close, connector, fields_of, gap, whole
 from sync_agent.identity import group_by_key, match_key, passes
+from sync_agent.spool import Spooled
 from sync_agent.tables import Link
 from sync_agent.write import Write
 
@@ -71,21 +74,40 @@ def by_key(run: Run, system: str, obj: str, key_field: str, keys: list[str]
         return {}
     if (system, obj) in run.full_read:
         groups = _key_index(run, system, obj, key_field)
-        return {k: groups[k] for k in dict.fromkeys(keys) if k in groups}
-    found = connector(run.setup, system).find_by_emails(obj, keys,
-                                                        fields_of(run.setup, system, obj))
-    return group_by_key(found, key_field)
+        wanted = {k: groups[k] for k in dict.fromkeys(keys) if k in groups}
+        found = records_of(run, system, obj, [i for ids in wanted.values() for i in ids])
+        return {k: [found[i] for i in ids if i in found] for k, ids in wanted.items()}
+    got = connector(run.setup, system).find_by_emails(obj, keys, fields_of(run.setup, system, obj))
+    return group_by_key(got, key_field)
 
 
-def _key_index(run: Run, system: str, obj: str, key_field: str) -> dict[str, list[Record]]:
-    """This cycle's records of ``obj`` by match key, grouped once (not once per lookup:
-    that made a first sync quadratic). Keyed by the change list too, so a list replaced or
-    grown since (merges dropped, pending sources added) is grouped again."""
+def _key_index(run: Run, system: str, obj: str, key_field: str) -> dict[str, list[str]]:
+    """The ids of this cycle's records of ``obj`` by match key, grouped once (not once per
+    lookup: that made a first sync quadratic). Keyed by the change set too, so a set replaced
+    or grown since (merges dropped, pending sources added) is grouped again."""
     records = whole(run, system, obj)
     key = (system, obj, key_field, id(records), len(records))
     if key not in run.key_groups:
-        run.key_groups[key] = group_by_key(records, key_field)
+        groups: dict[str, list[str]] = {}
+        for record in records:
+            value = match_key(record.values.get(key_field))
+            if value is not None:
+                groups.setdefault(value, []).append(record.id)
+        run.key_groups[key] = groups
     return run.key_groups[key]
+
+
+def records_of(run: Run, system: str, obj: str, ids: Iterable[str]) -> dict[str, Record]:
+    """This cycle's records of ``obj`` with these ids, from the change set (a spooled one is
+    read back a page of ids at a time)."""
+    records = whole(run, system, obj)
+    if isinstance(records, Spooled):
+        return records.get(ids)
+    key = (system, obj, "#id", id(records), len(records))
+    if key not in run.by_id:
+        run.by_id[key] = {r.id: r for r in records}
+    index = run.by_id[key]
+    return {i: index[i] for i in ids if i in index}
 
 
 def carrying(run: Run, pair: ObjectPair, sf_ids: list[str]) -> dict[str, list[Record]]:
@@ -95,7 +117,10 @@ def carrying(run: Run, pair: ObjectPair, sf_ids: list[str]) -> dict[str, list[Re
     if prop is None or not sf_ids:
         return {}
     index = _carried_index(run, pair.hubspot, prop)
-    found: dict[str, list[Record]] = {i: list(index[i]) for i in sf_ids if i in index}
+    held = records_of(run, "hubspot", pair.hubspot,
+                      [hs_id for i in sf_ids for hs_id in index.get(i, ())])
+    found: dict[str, list[Record]] = {i: [held[h] for h in index[i] if h in held]
+                                      for i in sf_ids if i in index}
     rest = [i for i in sf_ids if i not in found]
     finder = getattr(run.setup.hs, "find_by", None)
     if rest and ("hubspot", pair.hubspot) not in run.full_read and finder is not None:
@@ -108,14 +133,14 @@ def carrying(run: Run, pair: ObjectPair, sf_ids: list[str]) -> dict[str, list[Re
         r for r in records if not any(run.links.find(name, hs_id=r.id) for name in pairs)])}
 
 
-def _carried_index(run: Run, hs_object: str, prop: str) -> dict[str, list[Record]]:
-    """This cycle's HubSpot records by the Salesforce id they carry."""
+def _carried_index(run: Run, hs_object: str, prop: str) -> dict[str, list[str]]:
+    """The ids of this cycle's HubSpot records by the Salesforce id they carry."""
     key = (hs_object, prop)
     if key not in run.carried:
-        index: dict[str, list[Record]] = {}
+        index: dict[str, list[str]] = {}
         for r in whole(run, "hubspot", hs_object):
             if r.values.get(prop):
-                index.setdefault(str(r.values[prop]), []).append(r)
+                index.setdefault(str(r.values[prop]), []).append(r.id)
         run.carried[key] = index
     return run.carried[key]
 
@@ -146,7 +171,7 @@ def _carried_records(run: Run, pairs: list[ObjectPair], records: list[Record]
         if prop is None:
             continue
         ids = {str(r.values[prop]) for r in records if r.values.get(prop)}
-        have = {r.id: r for r in whole(run, "salesforce", pair.salesforce) if r.id in ids}
+        have = records_of(run, "salesforce", pair.salesforce, ids)
         rest = sorted(ids - set(have))
         if rest:
             have.update({r.id: r for r in run.setup.sf.read_by_ids(

@@ -24,6 +24,7 @@ from sync_agent import merges
 from sync_agent.gap_book import GapBook
 from sync_agent.link_book import LinkBook
 from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
+from sync_agent.spool import Spooled
 from sync_agent.stages import StageBook, StageField, maps_on, stage_fields
 from sync_agent.synced_book import SyncedBook
 from sync_agent.tables import DeadLetter, Link
@@ -190,7 +191,7 @@ class Run:
     changed: dict[tuple[str, str], list[Record]] = field(default_factory=dict)
     # A first sync a slice at a time (``slices``): ``changed`` is the slice, this the whole
     # change set, on which identity is decided.
-    everything: dict[tuple[str, str], list[Record]] | None = None
+    everything: dict[tuple[str, str], Spooled] | None = None
     marks: dict[tuple[str, str], Watermark] = field(default_factory=dict)
     full_read: set[tuple[str, str]] = field(default_factory=set)  # read from the beginning
     read_deletes: dict[tuple[str, str], DeletedRecords] = field(default_factory=dict)
@@ -213,9 +214,10 @@ class Run:
     claimed_sf: dict[tuple[str, str], str] = field(default_factory=dict)
     # Ids found deleted, purged or merged away: a stale search copy is never used.
     vanished: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    key_groups: dict[tuple[str, str, str, int, int], dict[str, list[Record]]] = field(
-        default_factory=dict)
-    carried: dict[tuple[str, str], dict[str, list[Record]]] = field(default_factory=dict)
+    key_groups: dict[tuple[str, str, str, int, int], dict[str, list[str]]] = field(
+        default_factory=dict)  # match key -> ids, per change set (see ``claims``)
+    carried: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    by_id: dict[tuple[str, str, str, int, int], dict[str, Record]] = field(default_factory=dict)
     # Remembered values: links remembered this pass (by identity), pairs whose writes
     # succeeded (remembered once the whole flush is known: a side whose write failed keeps
     # its values, else the next cycle would write the old one back), sides not written.
@@ -226,9 +228,11 @@ class Run:
     newly_linked: list[tuple[ObjectPair, Link, Record, Record]] = field(default_factory=list)
 
 
-def whole(run: Run, system: str, obj: str) -> list[Record]:
+def whole(run: Run, system: str, obj: str) -> list[Record] | Spooled:
     """Every record of ``obj`` this cycle read (``changed`` unless it goes a slice at a time)."""
-    return (run.everything if run.everything is not None else run.changed)[(system, obj)]
+    if run.everything is not None and (system, obj) in run.everything:
+        return run.everything[(system, obj)]
+    return run.changed[(system, obj)]
 
 
 def gap(run: Run, kind: str, pair: str, key: str, detail: dict[str, Any]) -> None:

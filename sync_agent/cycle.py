@@ -32,12 +32,14 @@ from sync_agent.context import (
     object_of,
     owner_field,
     prepare,
+    whole,
 )
 from sync_agent.creates import guard_creates
 from sync_agent.deletes import follow_hubspot_merges, unlink_deleted
 from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
 from sync_agent.schema_cache import use_schema_cache
+from sync_agent.spool import Spool, Spooled
 from sync_agent.stages import StageBook
 from sync_agent.store import Store
 from sync_agent.tables import DeadLetter
@@ -56,7 +58,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
     calls_before = calls_now(salesforce, hubspot)
     # describes and people lists: the connectors' caches decide (``refresh`` forces)
     use_schema_cache(store, (salesforce, hubspot), refresh=refresh_schemas)
-    with store.session() as session:
+    with store.session() as session, slices.spooling(session, mapping, dry_run) as spool:
         run_row = None if dry_run else state.start_run(session, "cycle")
         if run_row is not None:
             session.commit()  # the run is on record, whatever happens next
@@ -66,8 +68,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
             setup = prepare(mapping, salesforce, hubspot, dry_run)  # a failure fails the run
             run = open_run(setup, session, report, StageBook(), end)
             run.prior_intents = write_ahead.load_intents(session)
-            activity_read = _read(run, session, end)
-            sliced = slices.sliceable(run, session, size)
+            activity_read = _read(run, session, end, spool)
+            sliced = slices.sliceable(run, size)  # else what was spooled is taken in hand
             if not sliced:  # a slice observes its own records' stages
                 _observe(run, run.changed)
             failpoints.hit("cycle.read")
@@ -90,9 +92,10 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                                  error=str(exc)[:2000])
                 session.commit()
             raise
-        for (system, obj), records in run.changed.items():
-            source = connector(setup, system)
-            new_mark = advance(run.marks[(system, obj)], records, source.lookback, end)
+        for system, obj in run.changed:
+            source, records = connector(setup, system), whole(run, system, obj)
+            new_mark = advance(run.marks[(system, obj)], records.stamps() if isinstance(
+                records, Spooled) else records, source.lookback, end)
             if not dry_run:
                 state.put_watermark(session, system, obj, new_mark)
         report.calls = calls_since(calls_before, salesforce, hubspot)
@@ -136,7 +139,7 @@ def _whole(run: Run, session: Session, run_id: int | None) -> None:
     run.stages.flush(session, run.now)
 
 
-def _read(run: Run, session: Session, end: dt.datetime) -> bool:
+def _read(run: Run, session: Session, end: dt.datetime, spool: Spool | None) -> bool:
     """The read stage; returns whether the SLA's activity came with it."""
     setup, mapping = run.setup, run.setup.mapping
     activity = sla_activity.activity_reads(session, mapping, setup.sf, end)
@@ -145,14 +148,15 @@ def _read(run: Run, session: Session, end: dt.datetime) -> bool:
         "hubspot": sorted({p.hubspot for p in mapping.objects})},
         {"salesforce": setup.sf, "hubspot": setup.hs},
         lambda system, obj: fields_of(setup, system, obj), end,
-        {f"{obj}Activity": soql for obj, (_, soql) in activity.items()})
+        {f"{obj}Activity": soql for obj, (_, soql) in activity.items()}, spool)
     for obj, (since, _) in activity.items():  # the SLA's activity rode along
         sla_activity.store_activity_rows(session, setup.sf, obj, since,
                                 reads.extra.get(f"{obj}Activity", []), end)
     run.changed, run.marks = reads.changed, reads.marks
     run.full_read, run.read_deletes = reads.full_read, reads.deleted
-    for (system, obj), records in run.changed.items():
-        run.report.read[f"{system}.{obj}"] += len(records)
+    run.everything = reads.spooled or None
+    for system, obj in run.changed:
+        run.report.read[f"{system}.{obj}"] += len(whole(run, system, obj))
     return bool(activity)
 
 
@@ -209,12 +213,19 @@ def _add_pending_sources(run: Run) -> None:
     for pair in run.setup.mapping.objects:
         for into, system in (("hubspot", "salesforce"), ("salesforce", "hubspot")):
             obj = object_of(pair, system)
-            have = {r.id for r in run.changed[(system, obj)]}
-            missing = sorted({source for (name, side, source) in run.prior_creates
-                              if name == pair.name and side == into and source not in have})
+            wanted = {source for (name, side, source) in run.prior_creates
+                      if name == pair.name and side == into}
+            records = whole(run, system, obj)
+            have = (set(records.get(wanted)) if isinstance(records, Spooled)
+                    else {r.id for r in records})
+            missing = sorted(wanted - have)
             if missing:
-                run.changed[(system, obj)] += connector(run.setup, system).read_by_ids(
+                found = connector(run.setup, system).read_by_ids(
                     obj, missing, fields_of(run.setup, system, obj))
+                if isinstance(records, Spooled):
+                    records.extend(found)
+                else:
+                    run.changed[(system, obj)] += found
 
 
 def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: bool) -> None:

@@ -18,7 +18,8 @@ from connectors.contract import Connector
 from connectors.records import DeletedRecord, DeletedRecords, Record
 from mapping.model import ObjectPair
 from sync_agent import merges, read, state
-from sync_agent.context import Run, carried_field, connector, fields_of, gap, object_of
+from sync_agent.context import Run, carried_field, connector, fields_of, gap, object_of, whole
+from sync_agent.spool import Spooled
 from sync_agent.tables import Link
 
 
@@ -118,14 +119,25 @@ def follow_hubspot_merges(run: Run, session: Session) -> None:
     changed = run.changed
     for key, ids in run.vanished.items():
         if key in changed and ids:
-            changed[key] = [r for r in changed[key] if r.id not in ids]
+            _drop(run, key, ids)
     for hs_object in sorted({p.hubspot for p in run.setup.mapping.objects}):
-        records = changed.get(("hubspot", hs_object), [])
-        index = merges.survivors(records)
+        key = ("hubspot", hs_object)
+        if key not in changed:
+            continue
+        index = merges.survivors(whole(run, *key))
         if index:
             move_to_survivors(run, session, hs_object, index)
             # search may still serve a stale copy of a merged-away record: never use it
-            changed[("hubspot", hs_object)] = [r for r in records if r.id not in index]
+            _drop(run, key, set(index))
+
+
+def _drop(run: Run, key: tuple[str, str], ids: set[str]) -> None:
+    """Leave these records out of the change set (spooled or in hand)."""
+    records = whole(run, *key)
+    if isinstance(records, Spooled):
+        records.drop(ids)
+    else:
+        run.changed[key] = [r for r in records if r.id not in ids]
 
 
 def _vanished_merges(run: Run, session: Session, obj: str, vanished: list[str]) -> list[str]:

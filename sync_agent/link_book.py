@@ -31,6 +31,8 @@ class LinkBook:
         self.queries = 0  # how many lookups reached the database (a bench reads it)
         self.moved: set[int] = set()  # links (by identity) moved this cycle: merges, conversions
         self.empty: set[str] = set()  # pairs with no link before this cycle: nothing to look up
+        # Links of those pairs committed and let go (``settle``): read again only if asked for.
+        self._settled: set[tuple[str, str, str]] = set()  # (pair, "sf" | "hs", id)
 
     def assume_empty(self, pairs: Iterable[str]) -> None:
         """These pairs had no link when the cycle began, so every link they have is one this
@@ -73,15 +75,43 @@ class LinkBook:
         """The link of a record in ``pair`` (by either id; with both, the link must hold both)."""
         if sf_id is not None:
             link = self._by_sf.get((pair, sf_id))
-            if link is None and (pair, sf_id) not in self._by_sf and pair not in self.empty:
+            if link is None and (pair, "sf", sf_id) in self._settled:
+                link = self._read_settled(pair, "sf", sf_id)
+            elif link is None and (pair, sf_id) not in self._by_sf and pair not in self.empty:
                 self.load([pair], sf_ids=[sf_id])
                 link = self._by_sf[(pair, sf_id)]
             return link if link is None or hs_id is None or link.hs_id == hs_id else None
         if hs_id is not None:
+            if (pair, "hs", hs_id) in self._settled:
+                return self._read_settled(pair, "hs", hs_id)
             if (pair, hs_id) not in self._by_hs and pair not in self.empty:
                 self.load([pair], hs_ids=[hs_id])
             return self._by_hs.get((pair, hs_id))
         raise ValueError("find needs a Salesforce or a HubSpot id")
+
+    def settle(self) -> None:
+        """Let go of the links of the pairs that had none when the cycle began, once they are
+        committed: a first sync a slice at a time would otherwise hold every link it made (an
+        ORM object each, over a kilobyte). Their ids are kept; a link asked for again is read
+        from the database."""
+        for side, index in (("sf", self._by_sf), ("hs", self._by_hs)):
+            for key in [k for k, link in index.items() if link is not None and k[0] in self.empty]:
+                link = index.pop(key)
+                self._settled.add((key[0], side, key[1]))
+                if link in self.session:
+                    self.session.expunge(link)
+
+    def _read_settled(self, pair: str, side: str, record_id: str) -> Link | None:
+        self._settled.discard((pair, side, record_id))
+        column = Link.sf_id if side == "sf" else Link.hs_id
+        self.queries += 1
+        link = self.session.scalars(select(Link).where(Link.pair == pair,
+                                                       column == record_id)).first()
+        if link is not None:
+            self._settled.discard((pair, "sf", link.sf_id))
+            self._settled.discard((pair, "hs", link.hs_id))
+            self._index(link)
+        return link
 
     def linked_hs(self, pairs: Iterable[str], hs_id: str) -> bool:
         """Whether this HubSpot record is linked in any of these pairs."""

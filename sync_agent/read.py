@@ -9,7 +9,7 @@ one listing) per object. Queries that must ride along (the SLA's activity) go in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import DeletedRecords, ObjectChanges, ObjectRead, Record, Watermark
 from sync_agent import state
+from sync_agent.spool import Spool, Spooled
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 ObjectKey = tuple[str, str]  # (system, object)
@@ -27,7 +28,8 @@ ObjectKey = tuple[str, str]  # (system, object)
 class ReadsMany(Protocol):
     """A connector that reads several objects' changes and deletes in one call."""
 
-    def read_many(self, reads: list[ObjectRead], until: dt.datetime, extra: Mapping[str, str]
+    def read_many(self, reads: list[ObjectRead], until: dt.datetime, extra: Mapping[str, str],
+                  lazy: bool = False
                   ) -> tuple[dict[str, ObjectChanges], dict[str, list[dict[str, Any]]]]: ...
 
 
@@ -40,13 +42,25 @@ class ChangeSet:
     deleted: dict[ObjectKey, DeletedRecords] = field(default_factory=dict)  # read with changes
     full_read: set[ObjectKey] = field(default_factory=set)  # read from the beginning
     extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    spooled: dict[ObjectKey, Spooled] = field(default_factory=dict)  # instead of ``changed``
 
 
 def read_changes(session: Session, objects: Mapping[str, list[str]],
                  connectors: Mapping[str, Connector], fields_of: Callable[[str, str], list[str]],
-                 until: dt.datetime, extra: Mapping[str, str] | None = None) -> ChangeSet:
-    """Changes of ``objects`` (system -> object names) from their watermarks to ``until``."""
+                 until: dt.datetime, extra: Mapping[str, str] | None = None,
+                 spool: Spool | None = None) -> ChangeSet:
+    """Changes of ``objects`` (system -> object names) from their watermarks to ``until``;
+    with a ``spool``, what is read from the beginning goes into it (``spooled``), record by
+    record, and ``changed`` holds an empty list for it."""
     out = ChangeSet()
+
+    def keep(system: str, obj: str, records: Iterable[Record]) -> None:
+        if spool is not None and (system, obj) in out.full_read:
+            out.spooled[(system, obj)] = spool.records(system, obj, records)
+            out.changed[(system, obj)] = []
+        else:
+            out.changed[(system, obj)] = list(records)
+
     for system, names in objects.items():
         for obj in names:
             mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
@@ -57,12 +71,14 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
         if isinstance(connector, ReadsMany) and names:
             reads = [ObjectRead(obj, out.marks[(system, obj)], fields_of(system, obj))
                      for obj in names]
-            answers, out.extra = connector.read_many(reads, until, extra or {})
-            for obj in names:
-                out.changed[(system, obj)] = list(answers[obj].records)
-                out.deleted[(system, obj)] = answers[obj].deleted
+            answers, out.extra = connector.read_many(reads, until, extra or {},
+                                                     lazy=spool is not None)
+            for obj in names:  # one object at a time: a lazy read's records are made now
+                answer = answers.pop(obj)
+                keep(system, obj, answer.records if answer.stream is None else answer.stream)
+                out.deleted[(system, obj)] = answer.deleted
             continue
         for obj in names:
-            out.changed[(system, obj)] = list(connector.read_changed(
+            keep(system, obj, connector.read_changed(
                 obj, out.marks[(system, obj)], until, fields_of(system, obj)))
     return out

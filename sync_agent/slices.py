@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.records import Record
-from mapping.model import ObjectPair
-from sync_agent import write, write_ahead
+from mapping.model import MappingFile, ObjectPair
+from sync_agent import read, state, write, write_ahead
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import Run, owner_field
 from sync_agent.creates import guard_creates
 from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
+from sync_agent.spool import Spool
 from sync_agent.stages import StageBook
 from sync_agent.tables import Link
 
@@ -57,41 +60,58 @@ def slice_size(given: int | None = None) -> int:
     return SLICE
 
 
-def sliceable(run: Run, session: Session, size: int) -> bool:
-    """Whether this cycle goes a slice at a time: a real run that read every object of every
-    pair from the beginning, more than ``size`` records of some object, and no link yet."""
-    mapping = run.setup.mapping
-    if run.setup.dry_run or not mapping.objects:  # a dry run commits nothing between slices
-        return False
+@contextmanager
+def spooling(session: Session, mapping: MappingFile, dry_run: bool) -> Iterator[Spool | None]:
+    """A spool for the cycle's reads when it is a first sync: a real run (a dry run commits
+    nothing between slices), no pair with a link, no object of theirs read before. Removed
+    when the cycle ends, however it ends."""
     objects = ({("salesforce", p.salesforce) for p in mapping.objects}
                | {("hubspot", p.hubspot) for p in mapping.objects})
-    if not objects <= run.full_read:
-        return False
-    if max(len(run.changed.get(o, ())) for o in objects) <= size:
-        return False
-    return session.scalar(select(Link.id).where(
+    first = (not dry_run and bool(objects) and session.scalar(select(Link.id).where(
         Link.pair.in_([p.name for p in mapping.objects])).limit(1)) is None
+        and all((m := state.get_watermark(session, *o)) is None or m.cursor == read.EPOCH
+                for o in objects))
+    spool = Spool() if first else None
+    try:
+        yield spool
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def sliceable(run: Run, size: int) -> bool:
+    """Whether this cycle goes a slice at a time: its reads were spooled (a first sync) and
+    one object read more than ``size`` records. Otherwise what was spooled is taken in hand
+    as the change lists every other cycle has."""
+    if run.everything is None:
+        return False
+    if max(len(records) for records in run.everything.values()) > size:
+        return True
+    run.changed.update({key: list(records) for key, records in run.everything.items()})
+    run.everything = None
+    return False
 
 
 def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) -> None:
     """Match, plan, write and record the cycle's change set ``size`` records at a time."""
-    mapping = cycle.setup.mapping
-    cycle.everything = cycle.changed
+    mapping, everything = cycle.setup.mapping, cycle.everything
+    assert everything is not None
     cycle.links.assume_empty(p.name for p in mapping.objects)
     handled_hs: set[tuple[str, str]] = set()
     observed: set[tuple[str, str]] = set()
     for pair in mapping.objects:
-        records = cycle.changed[("salesforce", pair.salesforce)]
-        for start in range(0, len(records), size):
-            _slice(cycle, session, run_id, ("salesforce", pair.salesforce),
-                   records[start:start + size], pair, handled_hs, observed)
+        for page in everything[("salesforce", pair.salesforce)].pages(size):
+            _slice(cycle, session, run_id, ("salesforce", pair.salesforce), page, pair,
+                   handled_hs, observed)
     for hs_object in sorted({p.hubspot for p in mapping.objects}):
-        rest = [r for r in cycle.changed[("hubspot", hs_object)]
-                if (hs_object, r.id) not in handled_hs
-                and (hs_object, r.id) not in cycle.claimed_hs]
+        spooled = everything[("hubspot", hs_object)]
+        rest = [i for i in spooled.ids() if (hs_object, i) not in handled_hs
+                and (hs_object, i) not in cycle.claimed_hs]
         for start in range(0, len(rest), size):
-            _slice(cycle, session, run_id, ("hubspot", hs_object), rest[start:start + size],
-                   None, handled_hs, observed)
+            ids = rest[start:start + size]
+            held = spooled.get(ids)
+            _slice(cycle, session, run_id, ("hubspot", hs_object),
+                   [held[i] for i in ids if i in held], None, handled_hs, observed)
 
 
 def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, str],
@@ -122,6 +142,7 @@ def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, 
     write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     run.synced.flush()
     session.commit()
+    cycle.links.settle()  # committed: the links are let go, their ids kept
     cycle.held |= run.held
     cycle.new_creates, cycle.sent_creates = {}, set()
     cycle.report.plan.clear()  # the ledger has every write; the plan is for dry runs

@@ -178,6 +178,30 @@ def test_big_reads_take_bulk_2_with_deletes_from_the_rows_or_one_query_all(
     assert made[0] in {d.id for d in bulk["Account"].deleted.records}
 
 
+def test_a_lazy_read_streams_the_same_records_one_object_at_a_time(
+        sandbox: SandboxClient) -> None:
+    """What a first sync spools: each object's records made only as they are iterated (a Bulk
+    job runs then), the same records and deletes as the eager read, at the same calls."""
+    sf = connector(sandbox, bulk_threshold=2000)  # Leads and Contacts (2,100+) go Bulk
+    warm(sf)
+    until, mark = soon(), Watermark(cursor=EPOCH)
+    calls = Counter(sf.calls)
+    eager = sf.read_many(reads(dict.fromkeys(OBJECTS, mark)), until)
+    eager_calls = Counter(sf.calls) - calls
+    calls = Counter(sf.calls)
+    lazy, _ = sf.read_many(reads(dict.fromkeys(OBJECTS, mark)), until, {}, lazy=True)
+    assert (Counter(sf.calls) - calls)["POST jobs/query"] == 0  # no Bulk job until iterated
+    for name in OBJECTS:
+        stream = lazy[name].stream
+        assert stream is not None
+        assert lazy[name].records == []
+        assert [(r.id, r.values) for r in stream] == [
+            (r.id, r.values) for r in eager[name].records]
+        assert lazy[name].deleted == eager[name].deleted
+    assert Counter(sf.calls) - calls == eager_calls  # two Bulk jobs, the same calls as eager
+    assert eager_calls["POST jobs/query"] == 2
+
+
 def test_values_are_escaped_and_survive_the_subrequest_url(sandbox: SandboxClient) -> None:
     sf = connector(sandbox)
     email = "a+b&c=d#e%27f'@example.com"

@@ -9,11 +9,13 @@ from), and the cycle after the sliced one writes nothing.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from connectors.build import build_connectors
@@ -22,6 +24,7 @@ from mapping.validate import check_file
 from sandbox.seed import SeedSizes
 from sync_agent import state
 from sync_agent.cycle import run_cycle
+from sync_agent.spool import PREFIX
 from sync_agent.store import Store, open_store
 from sync_agent.tables import DeadLetter, LedgerEntry, Link, StageVisit
 
@@ -75,10 +78,12 @@ def _first_sync(make_sandbox: Any, folder: Path, slice_records: int
     return box, (mapping, sf, hs), store, _outcome(store, seeded), report
 
 
-def test_a_sliced_first_sync_decides_what_the_whole_one_does(make_sandbox: Any,
-                                                             tmp_path: Path) -> None:
+def test_a_sliced_first_sync_decides_what_the_whole_one_does(
+        make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "whole").mkdir()
     (tmp_path / "sliced").mkdir()
+    (tmp_path / "temp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # where spools go
     _, _, _, whole, whole_report = _first_sync(make_sandbox, tmp_path / "whole", 10_000)
     box, (mapping, sf, hs), store, sliced, sliced_report = _first_sync(
         make_sandbox, tmp_path / "sliced", 40)
@@ -90,6 +95,7 @@ def test_a_sliced_first_sync_decides_what_the_whole_one_does(make_sandbox: Any,
     assert dict(sliced_report.created) == dict(whole_report.created)
     assert dict(sliced_report.written) == dict(whole_report.written)
     assert sliced_report.linked == whole_report.linked
+    assert not list((tmp_path / "temp").glob(f"{PREFIX}*"))  # each spool went with its cycle
     # settled in one cycle, sliced or not
     time.sleep(1.05)
     box.reset_requests()

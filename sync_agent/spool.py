@@ -1,0 +1,159 @@
+"""A first sync's change set on disk: what was read, a page of records at a time.
+
+At 200,000 leads a first sync reads over 400,000 records; held as records they take about
+2 KB each, over 800 MB before anything is planned. A first sync that goes a slice at a time
+(``slices``) needs only the slice in hand and, for identity, each record's id and match keys.
+So its reads stream into a temporary SQLite file (pickled values, in read order) and come
+back a page, or a set of ids, at a time. The file is the cycle's alone and is deleted with it
+(a killed agent's is removed by the next one); nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from connectors.records import Record
+
+PREFIX = "stagesync-spool-"
+CHUNK = 2000  # records a statement
+PARAMS = 500  # ids an IN list
+
+
+class Spool:
+    """The temporary file that holds one cycle's spooled objects."""
+
+    def __init__(self) -> None:
+        sweep()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        self.db = sqlite3.connect(self.folder / "changes.db")
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000",
+                       "temp_store=FILE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("CREATE TABLE spooled (seq INTEGER PRIMARY KEY, part INTEGER NOT NULL, "
+                        "id TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (part, id))")
+        self.parts = 0
+
+    def records(self, system: str, obj: str, rows: Iterable[Record]) -> Spooled:
+        """Spool ``rows`` (read order kept) as one object's change set."""
+        self.parts += 1
+        spooled = Spooled(self, self.parts, system, obj)
+        spooled.extend(rows)
+        return spooled
+
+    def close(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def sweep() -> list[Path]:
+    """Remove the spools of agents that died without removing theirs (killed, or the machine
+    went down): a first sync's spool can take hundreds of megabytes. A spool is named after
+    its process; one whose process is gone is removed. Returns what was removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+class Spooled:
+    """One object's spooled change set: its length, its pages, its records by id."""
+
+    def __init__(self, spool: Spool, part: int, system: str, obj: str) -> None:
+        self.spool, self.part, self.system, self.object = spool, part, system, obj
+        self.db = spool.db
+        self._len = 0
+
+    def extend(self, rows: Iterable[Record]) -> None:
+        """Add records after the others (an id already held is kept as first read)."""
+        chunk: list[tuple[int, str, bytes]] = []
+        for record in rows:
+            chunk.append((self.part, record.id,
+                          pickle.dumps((record.cursor, record.values), 5)))
+            if len(chunk) == CHUNK:
+                self._insert(chunk)
+                chunk = []
+        self._insert(chunk)
+
+    def _insert(self, chunk: list[tuple[int, str, bytes]]) -> None:
+        if chunk:
+            before = self.db.total_changes
+            self.db.executemany("INSERT OR IGNORE INTO spooled (part, id, data) VALUES (?, ?, ?)",
+                                chunk)
+            self._len += self.db.total_changes - before
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _record(self, record_id: str, data: bytes) -> Record:
+        cursor, values = pickle.loads(data)  # noqa: S301 - the cycle's own file, written above
+        return Record(system=self.system, object=self.object, id=record_id,
+                      cursor=cursor, values=values)
+
+    def pages(self, size: int = CHUNK) -> Iterator[list[Record]]:
+        """The records in read order, ``size`` at a time."""
+        after = 0
+        while True:
+            rows = self.db.execute("SELECT seq, id, data FROM spooled WHERE part = ? AND seq > ? "
+                                   "ORDER BY seq LIMIT ?", (self.part, after, size)).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [self._record(i, d) for _, i, d in rows]
+
+    def __iter__(self) -> Iterator[Record]:
+        for page in self.pages():
+            yield from page
+
+    def stamps(self) -> Iterator[Record]:
+        """Every record's id and cursor, without its values (the watermark needs no more)."""
+        for page in self.pages():
+            for r in page:
+                yield Record(system=r.system, object=r.object, id=r.id, cursor=r.cursor,
+                             values={})
+
+    def ids(self) -> list[str]:
+        return [i for (i,) in self.db.execute(
+            "SELECT id FROM spooled WHERE part = ? ORDER BY seq", (self.part,))]
+
+    def get(self, ids: Iterable[str]) -> dict[str, Record]:
+        """The records of these ids that the change set holds."""
+        wanted = sorted(set(ids))
+        out: dict[str, Record] = {}
+        for start in range(0, len(wanted), PARAMS):
+            chunk = json.dumps(wanted[start:start + PARAMS])
+            for record_id, data in self.db.execute(
+                    "SELECT id, data FROM spooled WHERE part = ? AND id IN "
+                    "(SELECT value FROM json_each(?))", (self.part, chunk)):
+                out[record_id] = self._record(record_id, data)
+        return out
+
+    def drop(self, ids: Iterable[str]) -> None:
+        """Leave these records out of the change set (found merged away or gone)."""
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), PARAMS):
+            chunk = json.dumps(wanted[start:start + PARAMS])
+            before = self.db.total_changes
+            self.db.execute("DELETE FROM spooled WHERE part = ? AND id IN "
+                            "(SELECT value FROM json_each(?))", (self.part, chunk))
+            self._len -= self.db.total_changes - before
+

@@ -1,0 +1,66 @@
+"""The first sync's spool: records on disk in read order, found again by id, gone after."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from connectors.records import Record
+from sync_agent import spool
+from sync_agent.spool import Spool
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _own_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def lead(n: int, **values: object) -> Record:
+    return Record(system="salesforce", object="Lead", id=f"00Q{n:015d}",
+                  cursor=T0 + dt.timedelta(seconds=n), values={"Email": f"p{n}@x.test", **values})
+
+
+def test_records_come_back_in_read_order_by_page_and_by_id() -> None:
+    box = Spool()
+    try:
+        rows = [lead(n, Status="New", Score=n / 2, Tags=["a", n]) for n in (5, 3, 9, 1)]
+        spooled = box.records("salesforce", "Lead", iter(rows))
+        assert len(spooled) == 4
+        assert [r.id for page in spooled.pages(3) for r in page] == [r.id for r in rows]
+        assert [len(page) for page in spooled.pages(3)] == [3, 1]
+        assert list(spooled) == rows  # values, cursor and types as read
+        assert spooled.get([rows[2].id, "nope"]) == {rows[2].id: rows[2]}
+        spooled.extend([lead(7), lead(5, Status="Changed")])  # an id held is kept as first read
+        assert len(spooled) == 5
+        assert spooled.get([rows[0].id])[rows[0].id].values["Status"] == "New"
+        spooled.drop([rows[1].id, rows[3].id])
+        assert spooled.ids() == [rows[0].id, rows[2].id, lead(7).id]
+        assert len(spooled) == 3
+        assert [r.values for r in spooled.stamps()] == [{}, {}, {}]
+    finally:
+        box.close()
+    assert not box.folder.exists()
+
+
+def test_a_killed_agents_spool_is_removed_by_the_next(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    left = tmp_path / f"{spool.PREFIX}{dead.stdout.strip()}-abc"
+    (left / "changes.db").parent.mkdir()
+    (left / "changes.db").write_bytes(b"x" * 1000)
+    box = Spool()  # a live one of this process is kept
+    try:
+        other = Spool()
+        other.close()
+        assert not left.exists()
+        assert box.folder.exists()
+    finally:
+        box.close()
