@@ -112,6 +112,21 @@ def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) 
             held = spooled.get(ids)
             _slice(cycle, session, run_id, ("hubspot", hs_object),
                    [held[i] for i in ids if i in held], None, handled_hs, observed)
+        _observe_rest(cycle, session, spooled.ids(), hs_object, observed, size)
+
+
+def _observe_rest(cycle: Run, session: Session, ids: list[str], hs_object: str,
+                  observed: set[tuple[str, str]], size: int) -> None:
+    """HubSpot records a slice took care of without planning them (a duplicate's gap): their
+    stage is observed as read, as a whole cycle observes every record it reads."""
+    assert cycle.everything is not None
+    rest = [i for i in ids if ("hubspot", i) not in observed]
+    for start in range(0, len(rest), size):
+        stages = StageBook()
+        held = cycle.everything[("hubspot", hs_object)].get(rest[start:start + size])
+        _observe_once(cycle.setup.mapping, stages, "hubspot", list(held.values()), observed)
+        stages.flush(session, cycle.now)
+        session.commit()
 
 
 def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, str],
@@ -121,13 +136,14 @@ def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, 
     run = _slice_run(cycle, session)
     run.changed = {key: [] for key in cycle.changed}
     run.changed[source] = records
-    _observe_once(run, source[0], records, observed)
+    _observe_once(run.setup.mapping, run.stages, source[0], records, observed)
     writes: list[write.Write] = []
     if pair is not None:
         match_pair(run, session, pair, handled_hs, writes)
     else:
         claim_unlinked_hubspot(run, handled_hs, writes)
-    _observe_once(run, "hubspot", [hs for _, _, _, hs in run.newly_linked], observed)
+    _observe_once(run.setup.mapping, run.stages, "hubspot",
+                  [hs for _, _, _, hs in run.newly_linked], observed)
     plan_newly_linked(run, writes)
     guard_creates(run, writes)
     write_ahead.put_intents(session, run.new_intents, run.prior_intents)
@@ -161,12 +177,11 @@ def _slice_run(cycle: Run, session: Session) -> Run:
     return run
 
 
-def _observe_once(run: Run, system: str, records: list[Record],
+def _observe_once(mapping: MappingFile, stages: StageBook, system: str, records: list[Record],
                   observed: set[tuple[str, str]]) -> None:
     """Observe the read stage of records no slice has observed yet."""
     fresh = [r for r in records if (system, r.id) not in observed]
     observed.update((system, r.id) for r in fresh)
-    mapping = run.setup.mapping
     owner = owner_field(mapping, system)
     for rec in fresh:
-        run.stages.observe(mapping, system, rec.object, rec.id, rec.values, owner, rec.cursor)
+        stages.observe(mapping, system, rec.object, rec.id, rec.values, owner, rec.cursor)
