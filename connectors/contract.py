@@ -78,10 +78,11 @@ class Connector(Protocol):
         ...
 
     def read_changed(self, object_name: str, since: Watermark | dt.datetime,
-                     until: dt.datetime, fields: Iterable[str] | None = None
-                     ) -> Iterator[Record]:
+                     until: dt.datetime, fields: Iterable[str] | None = None,
+                     ordered: bool = True) -> Iterator[Record]:
         """Changed records, sorted by cursor, inclusive lower bound, what ``since`` saw skipped,
-        never past ``until`` (the cycle's start)."""
+        never past ``until`` (the cycle's start). ``ordered=False`` lets a large read come in
+        the vendor's own order as it arrives, for a caller that orders it (a spool)."""
         ...
 
     def read_deleted(self, object_name: str, since: dt.datetime) -> DeletedRecords: ...

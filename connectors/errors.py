@@ -28,6 +28,10 @@ class ConnectorError(Exception):
         self.message = message
 
 
+class BulkJobError(ConnectorError):
+    """A Bulk API query job failed, was aborted, or did not finish in time."""
+
+
 class RetriableError(ConnectorError):
     """``unapplied`` is True when the server certainly did not act on the request (429, 503,
     connection refused), so even a non-idempotent call such as a create may be sent again."""

@@ -417,16 +417,19 @@ class HubSpotConnector:
         return ends[0], ends[1]
 
     def read_changed(self, object_type: str, since: Watermark | dt.datetime,
-                     until: dt.datetime, fields: Iterable[str] | None = None
-                     ) -> Iterator[Record]:
+                     until: dt.datetime, fields: Iterable[str] | None = None,
+                     ordered: bool = True) -> Iterator[Record]:
         """Records with ``since <= last modified <= until``, ordered by (cursor, id), starting
         ``search_lookback_seconds`` early because search lags writes; what the watermark
-        already saw is skipped."""
+        already saw is skipped. ``ordered=False``: a read from the beginning comes a listed
+        page at a time, in the list's order (the caller orders it)."""
         name = self._object(object_type)
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
         properties = self._properties(name, fields)
         if mark.cursor <= FROM_THE_BEGINNING:
-            yield from self._listed(name, properties, until)
+            listed = self._listed(name, properties, until)
+            yield from (sorted(listed, key=lambda r: (r.cursor, int(r.id))) if ordered
+                        else listed)
             return
         start = _ms(mark.start(self.lookback, dt.timedelta(milliseconds=1)))
         emitted: set[str] = set()
@@ -439,24 +442,22 @@ class HubSpotConnector:
 
     def _listed(self, name: str, properties: list[str], until: dt.datetime
                 ) -> Iterator[Record]:
-        """Every record modified up to ``until``, from the list endpoint, ordered by (cursor,
-        id). A read from the beginning lists rather than searches: a list reads the records
-        as they are, where search serves an index that lags writes by seconds (a stale copy
-        would decide a field on old values), and has no 10,000-result cap. Records modified
-        after ``until`` are left for the next read, as a search window would leave them."""
+        """Every record modified up to ``until``, from the list endpoint, a page at a time in
+        the list's order. A read from the beginning lists rather than searches: a list reads
+        the records as they are, where search serves an index that lags writes by seconds (a
+        stale copy would decide a field on old values), and has no 10,000-result cap. Records
+        modified after ``until`` are left for the next read, as a search window would leave
+        them."""
         api = self.basic[name]
-        records: list[Record] = []
         after: str | None = None
         while True:
             page = self._call(f"{name}.list", fetched(partial(api.get_page,
                 limit=LIST_PAGE, after=after, properties=properties)))
-            records += [r for r in (self._to_record(name, item) for item in page.results)
-                        if r.cursor <= until]
+            yield from (r for r in (self._to_record(name, item) for item in page.results)
+                        if r.cursor <= until)
             if page.paging is None or page.paging.next is None:
-                break
+                return
             after = page.paging.next.after
-        records.sort(key=lambda r: (r.cursor, int(r.id)))
-        yield from records
 
     def read_deleted(self, object_type: str, since: dt.datetime) -> DeletedRecords:
         """Archived records since ``since``: archiving does not change the last-modified date,

@@ -64,7 +64,8 @@ class ObjectRead:
 class ObjectChanges:
     """What such a read found for one object: the live records changed (sorted by cursor,
     what the watermark saw skipped) and the records deleted or merged away in the same window.
-    Asked for lazily, ``records`` is empty and ``stream`` yields them, once."""
+    Asked for lazily, ``records`` is empty and ``stream`` yields them, once (sorted, except
+    the rows of a Bulk job: the caller orders those)."""
 
     object: str
     records: list[Record]

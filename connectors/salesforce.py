@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
@@ -25,6 +26,7 @@ from simple_salesforce.util import call_salesforce
 from connectors.config import SalesforceSettings
 from connectors.contract import CheckReport, ObjectSummary
 from connectors.errors import (
+    BulkJobError,
     ConfigurationError,
     ConnectorError,
     DataError,
@@ -71,6 +73,9 @@ GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDelet
 # Compound fields repeat their parts; base64 bodies are not synced.
 SKIPPED_TYPES = {"address", "location", "base64"}
 DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"  # REST API v52.0 and later
+BULK_PAGE = 50_000  # rows a Bulk API 2.0 results page (its maximum)
+BULK_POLL_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # between looks at a running query job
+BULK_TIMEOUT = dt.timedelta(hours=2)
 BY_STAMP = " ORDER BY SystemModstamp, Id"  # REST reads only: Bulk API 2.0 refuses ORDER BY
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15,18}$|^[A-Za-z0-9]+-\d+$")
@@ -348,13 +353,14 @@ class SalesforceConnector:
             page = self._query_more(str(page["nextRecordsUrl"]), include_deleted)
 
     def read_changed(self, object_name: str, since: Watermark | dt.datetime,
-                     until: dt.datetime, fields: Iterable[str] | None = None
-                     ) -> Iterator[Record]:
+                     until: dt.datetime, fields: Iterable[str] | None = None,
+                     ordered: bool = True) -> Iterator[Record]:
         """Records with ``since <= SystemModstamp <= until``, ordered by (stamp, Id).
 
         The lower bound is inclusive (records sharing the watermark's stamp are not lost at a
         page or cycle boundary) and what the watermark already saw is skipped. The read starts
-        ``lookback_seconds`` early for transactions that committed late.
+        ``lookback_seconds`` early for transactions that committed late. ``ordered=False``: a
+        Bulk read comes in the job's own order, as its pages arrive (the caller orders it).
         """
         mark = since if isinstance(since, Watermark) else Watermark(cursor=since)
         start, end = self.window(mark, until)
@@ -364,8 +370,9 @@ class SalesforceConnector:
         total, first = next(pages)
         if total > self.settings.bulk_threshold:
             pages.close()
-            # Bulk API 2.0 takes no ORDER BY (it disables PK chunking): _bulk_rows sorts.
-            rows: Iterable[dict[str, Any]] = self._bulk_rows(object_name, unordered, chosen)
+            # Bulk API 2.0 takes no ORDER BY (it disables PK chunking): sorted here if asked.
+            rows: Iterable[dict[str, Any]] = self.bulk_rows(object_name, unordered, chosen,
+                                                            ordered)
         else:
             rows = self._chain(first, pages)
         yield from self.unseen(object_name, rows, mark)
@@ -425,23 +432,25 @@ class SalesforceConnector:
         for _, page in rest:
             yield from page
 
-    def _bulk_rows(self, object_name: str, soql: str, fields: list[str]
-                   ) -> list[dict[str, Any]]:
-        """A large read through Bulk API 2.0: CSV pages, converted to REST values, then sorted
-        by (stamp, Id) because a bulk job does not promise an order."""
-        schema = self.describe(object_name)
-        name = _identifier(object_name)
-
-        def run(sf: Salesforce) -> list[dict[str, Any]]:
-            rows = []
-            for text in getattr(sf.bulk2, name).query(soql, max_records=50_000):
-                for raw in csv.DictReader(io.StringIO(text)):
-                    rows.append({k: from_csv(schema.fields.get(k), v) for k, v in raw.items()})
-            return rows
-
-        rows = self._call(run)
-        rows.sort(key=lambda r: (str(r[CURSOR]), str(r["Id"])))
-        return rows
+    def bulk_rows(self, object_name: str, soql: str, fields: list[str], ordered: bool = True
+                  ) -> Iterator[dict[str, Any]]:
+        """A large read through Bulk API 2.0: CSV pages, converted to REST values. A bulk job
+        does not promise an order: ``ordered`` sorts by (stamp, Id), holding every row; else
+        the rows come a page at a time as the pages arrive (a spool orders them), each page
+        fetched under the retry policy on its own."""
+        if ordered:
+            rows = list(self.bulk_rows(object_name, soql, fields, ordered=False))
+            rows.sort(key=lambda r: (str(r[CURSOR]), str(r["Id"])))
+            yield from rows
+            return
+        job_id = self._start_query_job(soql)
+        self.bulk_wait(job_id)
+        locator: str | None = None
+        while True:
+            rows, locator = self._bulk_results(object_name, job_id, locator, BULK_PAGE)
+            yield from rows
+            if locator is None:
+                return
 
     # -- resumable Bulk API 2.0 extracts (backfills) ------------------------------------------
     def bulk_start(self, object_name: str, fields: Iterable[str] | None,
@@ -454,6 +463,9 @@ class SalesforceConnector:
         if since is not None:
             soql += format_soql(" WHERE SystemModstamp >= {}",
                                 since.astimezone(dt.UTC).replace(microsecond=0))
+        return self._start_query_job(soql)
+
+    def _start_query_job(self, soql: str) -> str:
         job = self._restful("jobs/query", "POST", idempotent=False, json={
             "operation": "query", "query": soql, "contentType": "CSV",
             "columnDelimiter": "COMMA", "lineEnding": "LF"})
@@ -464,9 +476,33 @@ class SalesforceConnector:
         info = self._restful(f"jobs/query/{job_id}", "GET")
         return str(info["state"]), info.get("numberRecordsProcessed")
 
+    def bulk_wait(self, job_id: str, timeout: dt.timedelta = BULK_TIMEOUT) -> int | None:
+        """Poll a query job until it is JobComplete; returns its record count. A job that
+        failed, was aborted or is still running after ``timeout`` is a ``BulkJobError``
+        naming it."""
+        deadline = time.monotonic() + timeout.total_seconds()
+        attempt = 0
+        while True:
+            status, total = self.bulk_state(job_id)
+            if status == "JobComplete":
+                return total
+            if status in ("Failed", "Aborted"):
+                raise BulkJobError(SYSTEM, f"Bulk API job {job_id} ended {status}")
+            if time.monotonic() > deadline:
+                raise BulkJobError(SYSTEM, f"Bulk API job {job_id} still {status} after "
+                                           f"{timeout}")
+            time.sleep(BULK_POLL_SECONDS[min(attempt, len(BULK_POLL_SECONDS) - 1)])
+            attempt += 1
+
     def bulk_page(self, object_name: str, job_id: str, locator: str | None,
                   size: int) -> tuple[list[Record], str | None]:
         """One page of a finished job's results and the locator of the next (None: done)."""
+        rows, following = self._bulk_results(object_name, job_id, locator, size)
+        return [self._to_record(object_name, row) for row in rows], following
+
+    def _bulk_results(self, object_name: str, job_id: str, locator: str | None,
+                      size: int) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a finished job's rows as REST values, and the next page's locator."""
         schema = self.describe(object_name)
 
         def fetch(sf: Salesforce) -> requests.Response:
@@ -483,8 +519,7 @@ class SalesforceConnector:
         rows = [{k: from_csv(schema.fields.get(k), v) for k, v in raw.items()}
                 for raw in csv.DictReader(io.StringIO(response.content.decode("utf-8")))]
         following = response.headers.get("Sforce-Locator") or ""
-        return ([self._to_record(object_name, row) for row in rows],
-                None if following in ("", "null") else following)
+        return rows, None if following in ("", "null") else following
 
     def read_deleted(self, object_name: str, since: dt.datetime) -> DeletedRecords:
         """Deleted and merged-away records since ``since``, through queryAll.

@@ -80,7 +80,8 @@ def read_many(sf: SalesforceConnector, reads: list[ObjectRead], until: dt.dateti
     five-query cap allows: one for up to five queries whose answers fit a page each.
 
     ``lazy``: each object's records come as ``stream``, made as it is iterated (a Bulk read
-    runs then), so a caller that spools them one object after another never holds them all."""
+    runs then, and its rows come a page at a time in the job's own order, unsorted), so a
+    caller that spools them one object after another never holds them all."""
     _check_names([read.object for read in reads], extra)
     plans = {read.object: _plan(sf, read, until) for read in reads}
     queries = {name: (changed_soql(name, plan.columns, plan.start, plan.end) + BY_STAMP, True)
@@ -217,8 +218,9 @@ def _bulk_changes(sf: SalesforceConnector, plan: _Plan, first: Any, lazy: bool
     name = plan.read.object
     unordered = changed_soql(name, plan.fields, plan.start, plan.end)
 
-    def live() -> Iterator[Record]:
-        yield from sf.unseen(name, sf._bulk_rows(name, unordered, plan.fields), plan.read.since)
+    def live() -> Iterator[Record]:  # lazy: as the job's pages arrive, in no promised order
+        yield from sf.unseen(name, sf.bulk_rows(name, unordered, plan.fields, ordered=not lazy),
+                             plan.read.since)
 
     if first.get("done", True):
         deleted = _deletes(plan, first["records"])

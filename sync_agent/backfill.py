@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from connectors.contract import Connector
-from connectors.errors import ConnectorError
+from connectors.errors import BulkJobError, ConnectorError
 from connectors.salesforce import SalesforceConnector
 from mapping.model import MappingFile
 from sync_agent import failpoints, state, write_ahead
@@ -28,7 +28,6 @@ from sync_agent.store import Store
 from sync_agent.tables import Backfill
 
 PAGE = 2000  # the REST page size: a page is one commit
-POLL_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 JOB_TIMEOUT = dt.timedelta(hours=2)
 
 Progress = Callable[[int, int | None], None]  # (records done, records in all)
@@ -65,18 +64,10 @@ def _open_job(store: Store, obj: str, since: dt.datetime | None) -> tuple[int, b
 
 
 def _wait(sf: SalesforceConnector, job_id: str) -> int | None:
-    deadline = time.monotonic() + JOB_TIMEOUT.total_seconds()
-    attempt = 0
-    while True:
-        status, total = sf.bulk_state(job_id)
-        if status == "JobComplete":
-            return total
-        if status in ("Failed", "Aborted"):
-            raise BackfillError(f"Bulk API job {job_id} ended {status}")
-        if time.monotonic() > deadline:
-            raise BackfillError(f"Bulk API job {job_id} still {status} after {JOB_TIMEOUT}")
-        time.sleep(POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)])
-        attempt += 1
+    try:
+        return sf.bulk_wait(job_id, JOB_TIMEOUT)
+    except BulkJobError as exc:  # the job failed or never finished: say which
+        raise BackfillError(exc.message) from exc
 
 
 def _decide_held(store: Store, setup: Setup, report: CycleReport, obj: str,

@@ -78,7 +78,8 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
                 keep(system, obj, answer.records if answer.stream is None else answer.stream)
                 out.deleted[(system, obj)] = answer.deleted
             continue
-        for obj in names:
+        for obj in names:  # a spool orders what it is given: it may come as it arrives
             keep(system, obj, connector.read_changed(
-                obj, out.marks[(system, obj)], until, fields_of(system, obj)))
+                obj, out.marks[(system, obj)], until, fields_of(system, obj),
+                ordered=spool is None or (system, obj) not in out.full_read))
     return out

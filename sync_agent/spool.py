@@ -3,13 +3,16 @@
 At 200,000 leads a first sync reads over 400,000 records; held as records they take about
 2 KB each, over 800 MB before anything is planned. A first sync that goes a slice at a time
 (``slices``) needs only the slice in hand and, for identity, each record's id and match keys.
-So its reads stream into a temporary SQLite file (pickled values, in read order) and come
-back a page, or a set of ids, at a time. The file is the cycle's alone and is deleted with it
+So its reads stream into a temporary SQLite file (pickled values) as they arrive, in whatever
+order the vendor sends them (a Bulk job or a listing has none worth keeping), and come back in
+(cursor, id) order, a page or a set of ids at a time: the spool sorts on disk, so nothing holds
+an object's every record to sort it. The file is the cycle's alone and is deleted with it
 (a killed agent's is removed by the next one); nothing else reads it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pickle
@@ -36,12 +39,15 @@ class Spool:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000",
                        "temp_store=FILE"):
             self.db.execute(f"PRAGMA {pragma}")
-        self.db.execute("CREATE TABLE spooled (seq INTEGER PRIMARY KEY, part INTEGER NOT NULL, "
-                        "id TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (part, id))")
+        # ``ord``: the record's (cursor, id) as text that sorts the same way
+        self.db.execute("CREATE TABLE spooled (part INTEGER NOT NULL, "
+                        "id TEXT NOT NULL, ord TEXT NOT NULL, data BLOB NOT NULL, "
+                        "UNIQUE (part, id))")
+        self.db.execute("CREATE INDEX spooled_order ON spooled (part, ord)")
         self.parts = 0
 
     def records(self, system: str, obj: str, rows: Iterable[Record]) -> Spooled:
-        """Spool ``rows`` (read order kept) as one object's change set."""
+        """Spool ``rows``, in any order, as one object's change set."""
         self.parts += 1
         spooled = Spooled(self, self.parts, system, obj)
         spooled.extend(rows)
@@ -75,8 +81,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def order_key(record: Record) -> str:
+    """(cursor, id) as text that sorts as the pair does: the cursor in UTC to the
+    microsecond, then the id right-aligned, so numeric ids (HubSpot's) sort as numbers and
+    Salesforce's ids, all 18 characters, as text."""
+    return f"{record.cursor.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%S.%f} {record.id:>40}"
+
+
 class Spooled:
-    """One object's spooled change set: its length, its pages, its records by id."""
+    """One object's spooled change set: its length, its pages (in (cursor, id) order), its
+    records by id."""
 
     def __init__(self, spool: Spool, part: int, system: str, obj: str) -> None:
         self.spool, self.part, self.system, self.object = spool, part, system, obj
@@ -84,21 +98,21 @@ class Spooled:
         self._len = 0
 
     def extend(self, rows: Iterable[Record]) -> None:
-        """Add records after the others (an id already held is kept as first read)."""
-        chunk: list[tuple[int, str, bytes]] = []
+        """Add records (an id already held is kept as first read)."""
+        chunk: list[tuple[int, str, str, bytes]] = []
         for record in rows:
-            chunk.append((self.part, record.id,
+            chunk.append((self.part, record.id, order_key(record),
                           pickle.dumps((record.cursor, record.values), 5)))
             if len(chunk) == CHUNK:
                 self._insert(chunk)
                 chunk = []
         self._insert(chunk)
 
-    def _insert(self, chunk: list[tuple[int, str, bytes]]) -> None:
+    def _insert(self, chunk: list[tuple[int, str, str, bytes]]) -> None:
         if chunk:
             before = self.db.total_changes
-            self.db.executemany("INSERT OR IGNORE INTO spooled (part, id, data) VALUES (?, ?, ?)",
-                                chunk)
+            self.db.executemany("INSERT OR IGNORE INTO spooled (part, id, ord, data) "
+                                "VALUES (?, ?, ?, ?)", chunk)
             self._len += self.db.total_changes - before
 
     def __len__(self) -> int:
@@ -110,11 +124,11 @@ class Spooled:
                       cursor=cursor, values=values)
 
     def pages(self, size: int = CHUNK) -> Iterator[list[Record]]:
-        """The records in read order, ``size`` at a time."""
-        after = 0
+        """The records in (cursor, id) order, ``size`` at a time."""
+        after = ""
         while True:
-            rows = self.db.execute("SELECT seq, id, data FROM spooled WHERE part = ? AND seq > ? "
-                                   "ORDER BY seq LIMIT ?", (self.part, after, size)).fetchall()
+            rows = self.db.execute("SELECT ord, id, data FROM spooled WHERE part = ? AND ord > ? "
+                                   "ORDER BY ord LIMIT ?", (self.part, after, size)).fetchall()
             if not rows:
                 return
             after = rows[-1][0]
@@ -133,7 +147,7 @@ class Spooled:
 
     def ids(self) -> list[str]:
         return [i for (i,) in self.db.execute(
-            "SELECT id FROM spooled WHERE part = ? ORDER BY seq", (self.part,))]
+            "SELECT id FROM spooled WHERE part = ? ORDER BY ord", (self.part,))]
 
     def get(self, ids: Iterable[str]) -> dict[str, Record]:
         """The records of these ids that the change set holds."""

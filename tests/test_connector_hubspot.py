@@ -64,6 +64,25 @@ def test_window_split_when_timestamps_differ(make_sandbox: Any) -> None:
     assert box.requests("hubspot")["endpointStatuses"].get("hubspot.objects.search 400") is None
 
 
+def test_an_unordered_read_from_the_beginning_hands_over_each_page_as_it_comes(
+        make_sandbox: Any) -> None:
+    """What a first sync spools: the listing a page at a time (the spool orders it), not every
+    record held to be sorted first; ordered, the same records sorted by (cursor, id)."""
+    box = make_sandbox(sizes=SeedSizes(leads=0, contacts=0, accounts=1, opportunities=0,
+                                       hubspot_only_contacts=250),
+                       hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
+    hs = connector(box, searches_per_second=0, requests_per_ten_seconds=0)
+    stream = hs.read_changed("contacts", EPOCH, soon(), FIELDS, ordered=False)
+    first = next(stream)
+    assert hs.calls["contacts.list"] == 1
+    streamed = [first, *stream]
+    assert hs.calls["contacts.list"] == 3  # 250 contacts, 100 a page
+    ordered = list(hs.read_changed("contacts", EPOCH, soon(), FIELDS))
+    assert [(r.cursor, int(r.id)) for r in ordered] == sorted(
+        (r.cursor, int(r.id)) for r in streamed)
+    assert len(ordered) == len({r.id for r in streamed}) == 250
+
+
 def test_lookback_catches_writes_the_search_index_showed_late(make_sandbox: Any) -> None:
     box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
     hs = connector(box)

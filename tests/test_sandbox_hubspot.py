@@ -67,6 +67,28 @@ def test_list_pages_with_paging_next_after(hs: Any) -> None:
     assert all(int(a) < int(b) for a, b in itertools.pairwise(seen))
 
 
+def test_a_listing_sees_records_made_and_archived_between_its_pages(hs: Any) -> None:
+    """The list endpoint keeps its id order between pages: a contact made mid-listing comes
+    last, one archived mid-listing is gone, and no page repeats or skips another record."""
+    api = hs.crm.contacts.basic_api
+    first = api.get_page(limit=10)
+    later = api.get_page(limit=10, after=first.paging.next.after)
+    doomed = later.results[3].id
+    hs.crm.contacts.batch_api.archive(batch_input_simple_public_object_id=(
+        BatchInputSimplePublicObjectId(inputs=[{"id": doomed}])))
+    made = create_contact(hs, email="made.mid.listing@example.com")
+    seen = [r.id for r in first.results]
+    after = first.paging.next.after
+    while after is not None:
+        page = api.get_page(limit=10, after=after)
+        seen += [r.id for r in page.results]
+        after = page.paging.next.after if page.paging else None
+    assert doomed not in seen
+    assert seen[-1] == made
+    assert len(seen) == len(set(seen))
+    assert all(int(a) < int(b) for a, b in itertools.pairwise(seen))
+
+
 def test_get_returns_strings_and_idproperty_lookup(hs: Any) -> None:
     cid = create_contact(hs, email="Typed@Example.com ", firstname="Num")
     got = hs.crm.contacts.basic_api.get_by_id(cid, properties=["email", "hubspotscore",

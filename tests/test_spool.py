@@ -1,4 +1,5 @@
-"""The first sync's spool: records on disk in read order, found again by id, gone after."""
+"""The first sync's spool: records on disk in (cursor, id) order whatever order they came in,
+found again by id, gone after."""
 
 from __future__ import annotations
 
@@ -28,26 +29,47 @@ def lead(n: int, **values: object) -> Record:
                   cursor=T0 + dt.timedelta(seconds=n), values={"Email": f"p{n}@x.test", **values})
 
 
-def test_records_come_back_in_read_order_by_page_and_by_id() -> None:
+def test_records_come_back_in_cursor_order_by_page_and_by_id() -> None:
     box = Spool()
     try:
         rows = [lead(n, Status="New", Score=n / 2, Tags=["a", n]) for n in (5, 3, 9, 1)]
-        spooled = box.records("salesforce", "Lead", iter(rows))
+        spooled = box.records("salesforce", "Lead", iter(rows))  # as a Bulk job sends them
+        in_order = sorted(rows, key=lambda r: r.cursor)
         assert len(spooled) == 4
-        assert [r.id for page in spooled.pages(3) for r in page] == [r.id for r in rows]
+        assert [r.id for page in spooled.pages(3) for r in page] == [r.id for r in in_order]
         assert [len(page) for page in spooled.pages(3)] == [3, 1]
-        assert list(spooled) == rows  # values, cursor and types as read
+        assert list(spooled) == in_order  # values, cursor and types as read
         assert spooled.get([rows[2].id, "nope"]) == {rows[2].id: rows[2]}
         spooled.extend([lead(7), lead(5, Status="Changed")])  # an id held is kept as first read
         assert len(spooled) == 5
         assert spooled.get([rows[0].id])[rows[0].id].values["Status"] == "New"
         spooled.drop([rows[1].id, rows[3].id])
-        assert spooled.ids() == [rows[0].id, rows[2].id, lead(7).id]
+        assert spooled.ids() == [rows[0].id, lead(7).id, rows[2].id]
         assert len(spooled) == 3
         assert [r.values for r in spooled.stamps()] == [{}, {}, {}]
     finally:
         box.close()
     assert not box.folder.exists()
+
+
+def test_ties_on_the_cursor_go_by_id_numeric_ids_as_numbers() -> None:
+    """HubSpot's ids are numbers (99 before 100); a cursor's microseconds count; a cursor in
+    another zone is compared in UTC. The order is the connectors' own (cursor, id)."""
+    def contact(record_id: str, cursor: dt.datetime) -> Record:
+        return Record(system="hubspot", object="contacts", id=record_id, cursor=cursor,
+                      values={})
+
+    later = T0 + dt.timedelta(microseconds=1)
+    oslo = dt.timezone(dt.timedelta(hours=1))
+    rows = [contact("100", T0), contact("7", later), contact("99", T0),
+            contact("5", T0.astimezone(oslo) - dt.timedelta(microseconds=1))]
+    box = Spool()
+    try:
+        spooled = box.records("hubspot", "contacts", rows)
+        assert spooled.ids() == ["5", "99", "100", "7"]
+        assert spooled.ids() == [r.id for r in sorted(rows, key=lambda r: (r.cursor, int(r.id)))]
+    finally:
+        box.close()
 
 
 def test_a_killed_agents_spool_is_removed_by_the_next(tmp_path: Path) -> None:

@@ -341,13 +341,10 @@ class HubSpotEmulator:
         after = int(call.arg("after") or "0") if (call.arg("after") or "0").isdigit() else 0
         with self.portal.lock:
             self.portal.settle()
-            rows = sorted((r for r in self.portal.records[object_type].values()
-                           if r.archived == archived and int(r.id) > after),
-                          key=lambda r: int(r.id))
-        page = rows[:limit]
+            page, more = self.portal.listed(object_type, archived, after, limit)
         wanted = self._wanted(call)
         body: dict[str, Any] = {"results": [self._wire(object_type, r, wanted) for r in page]}
-        if len(rows) > limit:
+        if more:
             nxt = page[-1].id
             body["paging"] = {"next": {"after": nxt, "link": (
                 f"?limit={limit}&after={nxt}")}}
