@@ -130,11 +130,15 @@ class StageBook:
         v = StageVisit.__table__.c
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
-            ids = {o.record_id for o in chunk}
-            current = {(row.system, row.record_id, row.stage_map): row for row in
-                       session.execute(select(v.id, v.system, v.record_id, v.stage_map,
-                                              v.stage, v.owner, v.entered_at).where(
-                           v.record_id.in_(ids), v.left_at.is_(None)))}
+            ids: dict[str, set[str]] = {}
+            for o in chunk:
+                ids.setdefault(o.system, set()).add(o.record_id)
+            current = {(row.system, row.record_id, row.stage_map): row  # one query a system:
+                       for system, record_ids in ids.items()  # ix_stage_visits_record
+                       for row in session.execute(select(
+                           v.id, v.system, v.record_id, v.stage_map, v.stage, v.owner,
+                           v.entered_at).where(v.system == system, v.record_id.in_(record_ids),
+                                               v.left_at.is_(None)))}
             rows: list[dict[str, Any]] = []
             changed: dict[int, dict[str, Any]] = {}
             for obs in chunk:

@@ -144,7 +144,8 @@ class Gap(Base):
     a cold lead, an ambiguous match, a sync error. Closed gaps keep their history."""
 
     __tablename__ = "gaps"
-    __table_args__ = (Index("ix_gaps_open", "kind", "closed_at"),)
+    __table_args__ = (Index("ix_gaps_open", "kind", "closed_at"),
+                      Index("ix_gaps_record", "pair", "key", "closed_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
