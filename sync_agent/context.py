@@ -212,6 +212,9 @@ class Run:
     # one record is never claimed by two (the plan must be recordable).
     claimed_hs: dict[tuple[str, str], str] = field(default_factory=dict)
     claimed_sf: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The stages records whose link moved this cycle stood at before it (their own visits):
+    # (system, record id) -> stage map -> stage.
+    observed: dict[tuple[str, str], dict[str, str | None]] = field(default_factory=dict)
     # Ids found deleted, purged or merged away: a stale search copy is never used.
     vanished: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     key_groups: dict[tuple[str, str, str, int, int], dict[str, list[str]]] = field(

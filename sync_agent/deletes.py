@@ -18,9 +18,24 @@ from connectors.contract import Connector
 from connectors.records import DeletedRecord, DeletedRecords, Record
 from mapping.model import ObjectPair
 from sync_agent import merges, read, state
-from sync_agent.context import Run, carried_field, connector, fields_of, gap, object_of, whole
+from sync_agent.context import (
+    Run,
+    carried_field,
+    close,
+    connector,
+    fields_of,
+    gap,
+    object_of,
+    whole,
+)
 from sync_agent.spool import Spooled
 from sync_agent.tables import Link
+
+# The gaps of a record that is gone (deleted, merged away, purged): a merged-away duplicate's
+# ``duplicate_match`` must not wait for a person. Its counterpart's gaps stay.
+MOOT_WHEN_GONE = {
+    "salesforce": ("duplicate_match", "missing_in_hubspot", "stage_drift", "sync_error"),
+    "hubspot": ("duplicate_match", "missing_in_salesforce", "sync_error")}
 
 
 @runtime_checkable
@@ -67,6 +82,9 @@ def unlink_deleted(run: Run, session: Session) -> None:
         run.vanished.setdefault((system, obj), set()).update(gone)
         if not gone:
             continue
+        for name in pairs:  # what a person was asked about a record that is gone is moot
+            for record_id in gone:
+                close(run, name, record_id, MOOT_WHEN_GONE[system])
         side = "sf_ids" if system == "salesforce" else "hs_ids"
         run.links.load(pairs, **{side: list(gone)})
         for name in pairs:

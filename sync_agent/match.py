@@ -20,6 +20,7 @@ from sync_agent.context import Run, close, fields_of, gap
 from sync_agent.deletes import follow_read_merges
 from sync_agent.identity import group_by_key
 from sync_agent.planned_writes import plan_linked
+from sync_agent.stages import current_stages
 from sync_agent.write import Write
 
 
@@ -167,6 +168,7 @@ def _sync_linked(run: Run, session: Session, pair: ObjectPair,
                                          fields_of(run.setup, "hubspot", pair.hubspot))
         hs_records.update({r.id: r for r in fresh})
         follow_read_merges(run, session, pair, linked, fresh)
+    _observe_moved(run, session, pair, linked)
     for link_id, (sf_id, hs_id) in linked.items():
         sf_record, hs_record = sf_records.get(sf_id), hs_records.get(hs_id)
         if sf_record is None or hs_record is None:
@@ -177,6 +179,21 @@ def _sync_linked(run: Run, session: Session, pair: ObjectPair,
         link = run.links.find(pair.name, sf_id=sf_id)
         assert link is not None
         plan_linked(run, pair, link, sf_record, hs_record, writes)
+
+
+def _observe_moved(run: Run, session: Session, pair: ObjectPair,
+                   linked: dict[int, tuple[str, str]]) -> None:
+    """The stages the records of links moved this cycle stood at before (their own open
+    visits): a recycle judges them by their own arrival, not by what the link remembers of
+    the record it belonged to. Merges and conversions are few: a query per side."""
+    moved = [(sf_id, hs_id) for sf_id, hs_id in linked.values()
+             if (link := run.links.find(pair.name, sf_id=sf_id)) is not None
+             and id(link) in run.links.moved]
+    for system, ids in (("salesforce", [s for s, _ in moved]), ("hubspot", [h for _, h in moved])):
+        wanted = [i for i in ids if (system, i) not in run.observed]
+        if wanted:
+            found = current_stages(session, system, wanted)
+            run.observed.update({(system, i): found.get(i, {}) for i in wanted})
 
 
 def _unchanged_in_salesforce(run: Run, pair: ObjectPair, ids: list[str]

@@ -48,11 +48,13 @@ def with_intent(planner: PairPlanner, sf_values: dict[str, Any], hs_values: dict
 
 
 def plan_pair(planner: PairPlanner, fields: list[StageField], forward_only: set[str],
-              sf_record: Record, hs_record: Record, last: Remembered) -> PairPlan:
+              sf_record: Record, hs_record: Record, last: Remembered,
+              arrivals: Remembered | None = None) -> PairPlan:
     """The field rules on both records, with the stage maps' recycle rules and forward-only
-    holds (a lifecycle stage never moves back without a recycle)."""
+    holds (a lifecycle stage never moves back without a recycle). A recycle fires for a
+    record that moved to the stage since ``arrivals`` (default: the last sync)."""
     sf_view, hs_view = dict(sf_record.values), dict(hs_record.values)
-    recycled = recycles(fields, sf_view, hs_view, last)
+    recycled = recycles(fields, sf_view, hs_view, last if arrivals is None else arrivals)
     for turn in recycled:
         (sf_view if turn.side == "salesforce" else hs_view)[turn.field] = turn.new
     plan = planner.plan(sf_view, hs_view, last,

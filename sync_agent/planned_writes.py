@@ -9,6 +9,7 @@ from connectors.records import Record, WriteRecord
 from mapping.model import ObjectPair
 from sync_agent import plan
 from sync_agent.context import PlannedWrite, Run, Settling, close, forward_only, gap, remember
+from sync_agent.stages import own_arrivals
 from sync_agent.tables import Link
 from sync_agent.write import Write
 
@@ -23,8 +24,14 @@ def plan_linked(run: Run, pair: ObjectPair, link: Link, sf_record: Record, hs_re
     stored = run.synced.get(link)
     last = plan.with_intent(planner, sf_record.values, hs_record.values, stored,
                             run.prior_intents.get((pair.name, sf_record.id, hs_record.id)))
-    planned = plan.plan_pair(planner, setup.stage_fields[pair.name], forward_only(setup, pair),
-                             sf_record, hs_record, last)
+    fields = setup.stage_fields[pair.name]
+    arrivals = None
+    if id(link) in run.links.moved:  # the remembered stages are another record's
+        arrivals = own_arrivals(fields, last, sf_record.values, hs_record.values,
+                                run.observed.get(("salesforce", sf_record.id), {}),
+                                run.observed.get(("hubspot", hs_record.id), {}))
+    planned = plan.plan_pair(planner, fields, forward_only(setup, pair), sf_record, hs_record,
+                             last, arrivals)
     if planned.drift:
         gap(run, "stage_drift", pair.name, sf_record.id,
             {"hubspot_id": hs_record.id, "stage_maps": planned.drift})

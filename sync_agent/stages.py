@@ -197,6 +197,39 @@ def recycles(fields: Iterable[StageField], sf: Mapping[str, Any], hs: Mapping[st
     return out
 
 
+def current_stages(session: Session, system: str, record_ids: Iterable[str]
+                   ) -> dict[str, dict[str, str | None]]:
+    """Each record's stage per stage map as last observed (its open visits)."""
+    v = StageVisit.__table__.c
+    out: dict[str, dict[str, str | None]] = {}
+    wanted = sorted(set(record_ids))
+    for start in range(0, len(wanted), CHUNK):
+        for record_id, stage_map, stage in session.execute(select(
+                v.record_id, v.stage_map, v.stage).where(
+                v.system == system, v.record_id.in_(wanted[start:start + CHUNK]),
+                v.left_at.is_(None))):
+            out.setdefault(record_id, {})[stage_map] = stage
+    return out
+
+
+def own_arrivals(fields: Iterable[StageField], last: Mapping[str, tuple[Any, Any]],
+                 sf: Mapping[str, Any], hs: Mapping[str, Any],
+                 sf_stages: Mapping[str, str | None], hs_stages: Mapping[str, str | None]
+                 ) -> dict[str, tuple[Any, Any]]:
+    """The base ``recycles`` judges a moved link by (a merge, a conversion): each record's
+    own stage as last observed (``*_stages``: stage map -> stage), not the stage of the
+    record whose link it took over. A merge survivor already Unqualified did not just become
+    Unqualified; a record never observed has no move to judge, so its stage now stands for
+    before."""
+    base = dict(last)
+    for sfield in fields:
+        name = sfield.for_record(hs)[0]
+        base[f"{sfield.sf_field}>{sfield.hs_field}"] = (
+            sf_stages.get(name, sf.get(sfield.sf_field)),
+            hs_stages.get(name, hs.get(sfield.hs_field)))
+    return base
+
+
 def hold_backward(plan: Plan, fields: Iterable[StageField], forward_only: set[str],
                   recycled: bool) -> tuple[Plan, dict[str, str]]:
     """Drop HubSpot writes that would move a forward-only stage back (HubSpot would ignore

@@ -331,3 +331,59 @@ def test_a_merge_the_change_read_never_shows_is_found_by_the_full_id_check(
     assert linked_hs(store, "leads", lead) == survivor
     with store.session() as session:
         assert state.open_gap_detail(session, "missing_in_hubspot", "leads", lead) is None
+
+
+def _merge_leads(box: SandboxClient, master: str, merged: str) -> None:
+    box.admin("salesforce", "POST", "/salesforce/merge",
+              {"object": "Lead", "masterId": master, "mergedIds": [merged]})
+
+
+def test_a_merge_survivor_already_unqualified_is_not_recycled(make_sandbox: Any,
+                                                              tmp_path: Path) -> None:
+    """The survivor takes over the merged-away lead's link, whose remembered status was
+    Working; the survivor had been Unqualified all along, so it did not *become* Unqualified
+    and the stage map's recycle rule (Unqualified -> Nurturing) must not fire. Its stage
+    still carries to the HubSpot contact it now owns."""
+    box, store = world(make_sandbox, tmp_path)
+    sf, hs = connectors(box)
+    kept, merged = (r.id for r in sf.upsert("Lead", [
+        WriteRecord(values={"LastName": "Stays", "Company": "M", "Status": "Unqualified"}),
+        WriteRecord(values={"LastName": "Goes", "Company": "M", "Status": "Working",
+                            "Email": "merged.away@example.com"})]))
+    settle(store, sf, hs)
+    contact = linked_hs(store, "leads", merged)
+    assert contact is not None
+    assert linked_hs(store, "leads", kept) is None  # no email, not created: unlinked
+    next_second()
+    _merge_leads(box, kept, merged)
+    report = settle(store, sf, hs)
+    assert report is not None
+    assert linked_hs(store, "leads", kept) == contact
+    assert sf.read_by_ids("Lead", [kept], ["Status"])[0].values["Status"] == "Unqualified"
+    after = hs.read_by_ids("contacts", [contact], ["lifecyclestage", "hs_lead_status"])[0]
+    assert after.values["hs_lead_status"] == "UNQUALIFIED"
+    assert after.values["lifecyclestage"] == "other"
+
+
+def test_a_merged_away_duplicates_gap_closes_and_the_survivor_links(make_sandbox: Any,
+                                                                    tmp_path: Path) -> None:
+    """Two leads on one email are a duplicate_match gap each, for a person. Once the person
+    merges them in Salesforce, the merged-away lead's gap is moot and closes; the survivor,
+    no longer ambiguous, links (here: creates its contact) and its gap closes too."""
+    box, store = world(make_sandbox, tmp_path)
+    sf, hs = connectors(box)
+    kept, merged = (r.id for r in sf.upsert("Lead", [WriteRecord(values={
+        "LastName": f"Twin{i}", "Company": "M", "Status": "Working",
+        "Email": "twin.merge@example.com"}) for i in range(2)]))
+    settle(store, sf, hs, cycles=1)
+
+    def duplicate_gaps() -> set[str]:
+        with store.session() as session:
+            return {g.key for g in state.open_gaps(session) if g.kind == "duplicate_match"}
+
+    assert {kept, merged} <= duplicate_gaps()
+    next_second()
+    _merge_leads(box, kept, merged)
+    settle(store, sf, hs, cycles=1)
+    assert not {kept, merged} & duplicate_gaps()
+    assert linked_hs(store, "leads", kept) is not None

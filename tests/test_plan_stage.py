@@ -18,7 +18,7 @@ from mapping.model import MappingFile
 from mapping.rules import PairPlanner, synced
 from mapping.validate import check_file
 from sync_agent import plan
-from sync_agent.stages import stage_fields
+from sync_agent.stages import own_arrivals, stage_fields
 
 DEFAULT = Path(__file__).resolve().parents[1] / "mapping" / "default.yaml"
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -91,6 +91,28 @@ def test_a_lead_disqualified_since_the_last_sync_is_recycled_to_nurturing(
     status = [c for c in planned.changes if c.side == "salesforce" and c.field == "Status"]
     assert [(c.new, c.rule) for c in status] == [("Nurturing", "recycle")]
     assert planned.sf_after["Status"] == "Nurturing"
+
+
+def test_a_moved_link_recycles_by_its_records_own_arrival(
+        mapping: MappingFile, leads: PairPlanner) -> None:
+    """A merge survivor takes over a link whose remembered status (Working) is another
+    lead's: judged by its own stage as last observed, an already Unqualified survivor stays;
+    one observed Working that is Unqualified now did become Unqualified and is recycled."""
+    pair = next(p for p in mapping.objects if p.name == "leads")
+    fields = stage_fields(mapping, pair)
+    last = synced(leads, lead().values, contact().values)  # the merged-away lead's pair
+    survivor = lead(T0 + dt.timedelta(hours=1), Status="Unqualified")
+    hs = contact()
+
+    def status_after(observed: dict[str, str | None]) -> Any:
+        arrivals = own_arrivals(fields, last, survivor.values, hs.values, observed, {})
+        return plan.plan_pair(leads, fields, {"lifecyclestage"}, survivor, hs, last,
+                              arrivals).sf_after["Status"]
+
+    assert status_after({"lead_lifecycle": "Unqualified", "lead_status": "Unqualified"}) == (
+        "Unqualified")
+    assert status_after({}) == "Unqualified"  # never observed: no move to judge
+    assert status_after({"lead_lifecycle": "Working", "lead_status": "Working"}) == "Nurturing"
 
 
 def test_a_lifecycle_stage_never_moves_back_and_the_drift_is_reported(
