@@ -9,6 +9,7 @@ one listing) per object. Queries that must ride along (the SLA's activity) go in
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -51,35 +52,69 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
                  spool: Spool | None = None) -> ChangeSet:
     """Changes of ``objects`` (system -> object names) from their watermarks to ``until``;
     with a ``spool``, what is read from the beginning goes into it (``spooled``), record by
-    record, and ``changed`` holds an empty list for it."""
+    record, and ``changed`` holds an empty list for it. A spooled read (a first sync) reads
+    the systems side by side, each in its own thread: HubSpot's listing waits on its rate
+    limit for minutes, time in which Salesforce's reads are parsed and spooled."""
     out = ChangeSet()
+    fields: dict[ObjectKey, list[str]] = {}
+    for system, names in objects.items():  # the store and the describes: this thread only
+        for obj in names:
+            mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
+            out.marks[(system, obj)] = mark
+            if mark.cursor == EPOCH:
+                out.full_read.add((system, obj))
+            fields[(system, obj)] = fields_of(system, obj)
+    reads = [(system, names) for system, names in objects.items() if names]
+    if spool is None or len(reads) < 2:
+        for system, names in reads:
+            _read_system(out, connectors[system], system, names, fields, until, extra, spool)
+        return out
+    failed: list[BaseException] = []
 
-    def keep(system: str, obj: str, records: Iterable[Record]) -> None:
+    def aside(system: str, names: list[str]) -> None:
+        try:
+            _read_system(out, connectors[system], system, names, fields, until, extra, spool)
+        except BaseException as exc:  # raised in the cycle's thread once both are done
+            failed.append(exc)
+
+    others = [threading.Thread(target=aside, args=read, name=f"read-{read[0]}", daemon=True)
+              for read in reads[1:]]
+    for thread in others:
+        thread.start()
+    try:
+        _read_system(out, connectors[reads[0][0]], reads[0][0], reads[0][1], fields, until,
+                     extra, spool)
+    finally:
+        for thread in others:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return out
+
+
+def _read_system(out: ChangeSet, connector: Connector, system: str, names: list[str],
+                 fields: Mapping[ObjectKey, list[str]], until: dt.datetime,
+                 extra: Mapping[str, str] | None, spool: Spool | None) -> None:
+    """One system's reads into ``out`` (its own keys only: safe beside another system's)."""
+
+    def keep(obj: str, records: Iterable[Record]) -> None:
         if spool is not None and (system, obj) in out.full_read:
             out.spooled[(system, obj)] = spool.records(system, obj, records)
             out.changed[(system, obj)] = []
         else:
             out.changed[(system, obj)] = list(records)
 
-    for system, names in objects.items():
-        for obj in names:
-            mark = state.get_watermark(session, system, obj) or Watermark(cursor=EPOCH)
-            out.marks[(system, obj)] = mark
-            if mark.cursor == EPOCH:
-                out.full_read.add((system, obj))
-        connector = connectors[system]
-        if isinstance(connector, ReadsMany) and names:
-            reads = [ObjectRead(obj, out.marks[(system, obj)], fields_of(system, obj))
-                     for obj in names]
-            answers, out.extra = connector.read_many(reads, until, extra or {},
-                                                     lazy=spool is not None)
-            for obj in names:  # one object at a time: a lazy read's records are made now
-                answer = answers.pop(obj)
-                keep(system, obj, answer.records if answer.stream is None else answer.stream)
-                out.deleted[(system, obj)] = answer.deleted
-            continue
-        for obj in names:  # a spool orders what it is given: it may come as it arrives
-            keep(system, obj, connector.read_changed(
-                obj, out.marks[(system, obj)], until, fields_of(system, obj),
-                ordered=spool is None or (system, obj) not in out.full_read))
-    return out
+    if isinstance(connector, ReadsMany):
+        reads = [ObjectRead(obj, out.marks[(system, obj)], fields[(system, obj)])
+                 for obj in names]
+        answers, out.extra = connector.read_many(reads, until, extra or {},
+                                                 lazy=spool is not None)
+        for obj in names:  # one object at a time: a lazy read's records are made now
+            answer = answers.pop(obj)
+            keep(obj, answer.records if answer.stream is None else answer.stream)
+            out.deleted[(system, obj)] = answer.deleted
+        return
+    for obj in names:  # a spool orders what it is given: it may come as it arrives
+        keep(obj, connector.read_changed(
+            obj, out.marks[(system, obj)], until, fields[(system, obj)],
+            ordered=spool is None or (system, obj) not in out.full_read))

@@ -19,6 +19,7 @@ import pickle
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class Spool:
     def __init__(self) -> None:
         sweep()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
-        self.db = sqlite3.connect(self.folder / "changes.db")
+        # Reads of both systems spool side by side (``read``): one connection, one lock.
+        self.db = sqlite3.connect(self.folder / "changes.db", check_same_thread=False)
+        self.lock = threading.Lock()
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000",
                        "temp_store=FILE"):
             self.db.execute(f"PRAGMA {pragma}")
@@ -48,8 +51,9 @@ class Spool:
 
     def records(self, system: str, obj: str, rows: Iterable[Record]) -> Spooled:
         """Spool ``rows``, in any order, as one object's change set."""
-        self.parts += 1
-        spooled = Spooled(self, self.parts, system, obj)
+        with self.lock:
+            self.parts += 1
+            spooled = Spooled(self, self.parts, system, obj)
         spooled.extend(rows)
         return spooled
 
@@ -110,10 +114,11 @@ class Spooled:
 
     def _insert(self, chunk: list[tuple[int, str, str, bytes]]) -> None:
         if chunk:
-            before = self.db.total_changes
-            self.db.executemany("INSERT OR IGNORE INTO spooled (part, id, ord, data) "
-                                "VALUES (?, ?, ?, ?)", chunk)
-            self._len += self.db.total_changes - before
+            with self.spool.lock:
+                before = self.db.total_changes
+                self.db.executemany("INSERT OR IGNORE INTO spooled (part, id, ord, data) "
+                                    "VALUES (?, ?, ?, ?)", chunk)
+                self._len += self.db.total_changes - before
 
     def __len__(self) -> int:
         return self._len

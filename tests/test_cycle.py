@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -341,3 +344,50 @@ def test_a_cycle_that_fails_mid_write_is_recorded_and_the_next_one_recovers(
     recovered = run_cycle(store, MAPPING, sf, hs)
     assert recovered.created["hubspot.contacts"] > 0
     assert recovered.failed == 0
+
+
+def test_a_first_sync_reads_both_systems_side_by_side(make_sandbox: Any,
+                                                      tmp_path: Path) -> None:
+    """A first sync's HubSpot listing (minutes of rate-limited pages in a large portal) runs
+    beside the Salesforce reads, not after them: while Salesforce's first Composite read is
+    held for seconds, HubSpot's pages are already being listed. The cycle then ends as one
+    read in turn would: every record read and linked, nothing left behind."""
+    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    box.faults("salesforce", "salesforce.composite=slow:4#1")
+    done: list[Any] = []
+    cycle = threading.Thread(target=lambda: done.append(run_cycle(store, MAPPING, sf, hs)))
+    cycle.start()
+    listed_while_held = False
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline and not listed_while_held:
+        time.sleep(0.1)
+        composite = box.requests("salesforce")["endpoints"].get("salesforce.composite", 0)
+        listed = box.requests("hubspot")["endpoints"].get("hubspot.objects.list", 0)
+        listed_while_held = composite == 0 and listed > 0
+    cycle.join(timeout=120)
+    assert listed_while_held
+    assert done
+    report = done[0]
+    assert report.read["hubspot.contacts"] > 0
+    assert report.read["salesforce.Lead"] > 0
+    assert report.linked > 0
+
+
+def test_a_first_sync_whose_hubspot_read_fails_beside_salesforce_fails_whole(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """The HubSpot listing runs in its own thread during a first sync: its failure is the
+    cycle's failure, raised once the Salesforce reads beside it are done, recorded on the
+    run, with nothing written, no watermark moved and no spool left behind."""
+    box, _, _, store = fresh(make_sandbox, tmp_path)
+    sf, hs = connectors(box, retry_attempts=1)
+    box.faults("hubspot", "hubspot.objects.list=503#1000")
+    spools = set(Path(tempfile.gettempdir()).glob("stagesync-spool-*"))
+    with pytest.raises(Exception, match=r"503"):
+        run_cycle(store, MAPPING, sf, hs)
+    assert set(Path(tempfile.gettempdir()).glob("stagesync-spool-*")) == spools
+    assert writes(box) == 0
+    with store.session() as session:
+        runs = list(session.scalars(select(Run)))
+        assert [r.status for r in runs] == ["failed"]
+        assert state.get_watermark(session, "salesforce", "Lead") is None
+        assert state.get_watermark(session, "hubspot", "contacts") is None
