@@ -15,7 +15,7 @@ from mapping.model import ObjectPair
 from sync_agent import creates
 from sync_agent.context import Run, carried_field, close, connector, fields_of, gap, whole
 from sync_agent.identity import group_by_key, match_key, passes
-from sync_agent.spool import Spooled
+from sync_agent.spool import KeySet, Spooled
 from sync_agent.tables import Link
 from sync_agent.write import Write
 
@@ -145,7 +145,7 @@ def _carried_index(run: Run, hs_object: str, prop: str) -> dict[str, list[str]]:
     return run.carried[key]
 
 
-def claim_unlinked_hubspot(run: Run, handled_hs: set[tuple[str, str]],
+def claim_unlinked_hubspot(run: Run, handled_hs: KeySet,
                            writes: list[Write]) -> None:
     """HubSpot records no pair has claimed: the Salesforce record whose id they carry,
     else link by key, create where a pair allows it, or report them missing."""

@@ -24,7 +24,7 @@ from sync_agent import merges
 from sync_agent.gap_book import GapBook
 from sync_agent.link_book import LinkBook
 from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
-from sync_agent.spool import Spooled
+from sync_agent.spool import KeyMap, Spooled
 from sync_agent.stages import StageBook, StageField, maps_on, stage_fields
 from sync_agent.synced_book import SyncedBook
 from sync_agent.tables import DeadLetter, Link
@@ -210,8 +210,8 @@ class Run:
     create_sources: dict[tuple[str, str], list[tuple[str, bool]]] = field(default_factory=dict)
     # Every link this cycle makes or write it plans, by record, checked before any write:
     # one record is never claimed by two (the plan must be recordable).
-    claimed_hs: dict[tuple[str, str], str] = field(default_factory=dict)
-    claimed_sf: dict[tuple[str, str], str] = field(default_factory=dict)
+    claimed_hs: KeyMap = field(default_factory=dict[tuple[str, str], str])
+    claimed_sf: KeyMap = field(default_factory=dict[tuple[str, str], str])
     # The stages records whose link moved this cycle stood at before it (their own visits):
     # (system, record id) -> stage map -> stage.
     observed: dict[tuple[str, str], dict[str, str | None]] = field(default_factory=dict)

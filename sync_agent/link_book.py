@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sync_agent import state
+from sync_agent.spool import KeySet
 from sync_agent.tables import Link
 
 PAGE = 500  # ids per IN list: well under SQLite's and PostgreSQL's parameter limits
@@ -32,13 +33,16 @@ class LinkBook:
         self.moved: set[int] = set()  # links (by identity) moved this cycle: merges, conversions
         self.empty: set[str] = set()  # pairs with no link before this cycle: nothing to look up
         # Links of those pairs committed and let go (``settle``): read again only if asked for.
-        self._settled: set[tuple[str, str, str]] = set()  # (pair, "sf" | "hs", id)
+        self._settled: KeySet = set()  # (pair, "sf" | "hs", id)
 
-    def assume_empty(self, pairs: Iterable[str]) -> None:
+    def assume_empty(self, pairs: Iterable[str], settled: KeySet | None = None) -> None:
         """These pairs had no link when the cycle began, so every link they have is one this
         book made: an id it has not seen is unlinked, without a query (a first sync a slice
-        at a time asks about ids no slice loaded)."""
+        at a time asks about ids no slice loaded). ``settled`` keeps the ids of the links let
+        go (a first sync keeps them on disk)."""
         self.empty.update(pairs)
+        if settled is not None:
+            self._settled = settled
 
     # -- loading ------------------------------------------------------------------------------
     def load(self, pairs: Iterable[str], *, sf_ids: Iterable[str] = (),

@@ -20,11 +20,12 @@ from sync_agent.context import Run, close, fields_of, gap
 from sync_agent.deletes import follow_read_merges
 from sync_agent.identity import group_by_key
 from sync_agent.planned_writes import plan_linked
+from sync_agent.spool import KeySet
 from sync_agent.stages import current_stages
 from sync_agent.write import Write
 
 
-def match_pair(run: Run, session: Session, pair: ObjectPair, handled_hs: set[tuple[str, str]],
+def match_pair(run: Run, session: Session, pair: ObjectPair, handled_hs: KeySet,
                writes: list[Write]) -> None:
     """Link, create or plan every changed record of ``pair``; ``handled_hs`` gets the
     HubSpot records this pair took care of."""
@@ -81,7 +82,7 @@ def _converted(run: Run, pair: ObjectPair, records: dict[str, Record]) -> dict[s
 
 
 def _link_or_create(run: Run, pair: ObjectPair, records: list[Record],
-                    handled_hs: set[tuple[str, str]], writes: list[Write]) -> None:
+                    handled_hs: KeySet, writes: list[Write]) -> None:
     """Unlinked Salesforce records: the HubSpot record carrying the Salesforce id, then the
     match key; only then a create."""
     carried = carrying(run, pair, [r.id for r in records])

@@ -36,7 +36,7 @@ from sync_agent.context import Run, owner_field
 from sync_agent.creates import guard_creates
 from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
-from sync_agent.spool import Spool
+from sync_agent.spool import DiskBook, KeySet, Spool
 from sync_agent.stages import StageBook
 from sync_agent.tables import Link
 
@@ -96,9 +96,14 @@ def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) 
     """Match, plan, write and record the cycle's change set ``size`` records at a time."""
     mapping, everything = cycle.setup.mapping, cycle.everything
     assert everything is not None
-    cycle.links.assume_empty(p.name for p in mapping.objects)
-    handled_hs: set[tuple[str, str]] = set()
-    observed: set[tuple[str, str]] = set()
+    # What every slice must know of the ones before it (claims, links let go, records
+    # observed or taken care of) is kept in the spool's file, not in memory: a row a record.
+    spool = next(iter(everything.values())).spool
+    cycle.claimed_hs, cycle.claimed_sf = (DiskBook(spool, _items(claims)) for claims in (
+        cycle.claimed_hs, cycle.claimed_sf))
+    cycle.links.assume_empty((p.name for p in mapping.objects), settled=DiskBook(spool))
+    handled_hs: KeySet = DiskBook(spool)
+    observed: KeySet = DiskBook(spool)
     for pair in mapping.objects:
         for page in everything[("salesforce", pair.salesforce)].pages(size):
             _slice(cycle, session, run_id, ("salesforce", pair.salesforce), page, pair,
@@ -115,8 +120,13 @@ def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) 
         _observe_rest(cycle, session, spooled.ids(), hs_object, observed, size)
 
 
+def _items(claims: object) -> list[tuple[tuple[str, ...], str | None]]:
+    """The claims made before the slices began (a dict: nothing is claimed on disk yet)."""
+    return list(claims.items()) if isinstance(claims, dict) else []
+
+
 def _observe_rest(cycle: Run, session: Session, ids: list[str], hs_object: str,
-                  observed: set[tuple[str, str]], size: int) -> None:
+                  observed: KeySet, size: int) -> None:
     """HubSpot records a slice took care of without planning them (a duplicate's gap): their
     stage is observed as read, as a whole cycle observes every record it reads."""
     assert cycle.everything is not None
@@ -130,8 +140,8 @@ def _observe_rest(cycle: Run, session: Session, ids: list[str], hs_object: str,
 
 
 def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, str],
-           records: list[Record], pair: ObjectPair | None, handled_hs: set[tuple[str, str]],
-           observed: set[tuple[str, str]]) -> None:
+           records: list[Record], pair: ObjectPair | None, handled_hs: KeySet,
+           observed: KeySet) -> None:
     """One slice: ``pair``'s Salesforce records, or (``pair`` None) unclaimed HubSpot ones."""
     run = _slice_run(cycle, session)
     run.changed = {key: [] for key in cycle.changed}
@@ -178,7 +188,7 @@ def _slice_run(cycle: Run, session: Session) -> Run:
 
 
 def _observe_once(mapping: MappingFile, stages: StageBook, system: str, records: list[Record],
-                  observed: set[tuple[str, str]]) -> None:
+                  observed: KeySet) -> None:
     """Observe the read stage of records no slice has observed yet."""
     fresh = [r for r in records if (system, r.id) not in observed]
     observed.update((system, r.id) for r in fresh)

@@ -22,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 from connectors.records import Record
 
@@ -47,7 +48,10 @@ class Spool:
                         "id TEXT NOT NULL, ord TEXT NOT NULL, data BLOB NOT NULL, "
                         "UNIQUE (part, id))")
         self.db.execute("CREATE INDEX spooled_order ON spooled (part, ord)")
+        self.db.execute("CREATE TABLE kept (book TEXT NOT NULL, key TEXT NOT NULL, value TEXT, "
+                        "PRIMARY KEY (book, key)) WITHOUT ROWID")
         self.parts = 0
+        self.books = 0
 
     def records(self, system: str, obj: str, rows: Iterable[Record]) -> Spooled:
         """Spool ``rows``, in any order, as one object's change set."""
@@ -176,3 +180,89 @@ class Spooled:
                             "(SELECT value FROM json_each(?))", (self.part, chunk))
             self._len -= self.db.total_changes - before
 
+
+
+# -- a sliced first sync's bookkeeping on disk ---------------------------------------------
+class KeyMap(Protocol):
+    """What the engine asks of its claims (a dict, or a ``DiskBook`` in a sliced first sync)."""
+
+    def get(self, key: tuple[str, str], /) -> str | None: ...
+
+    def __setitem__(self, key: tuple[str, str], value: str, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def setdefault(self, key: tuple[str, str], default: str, /) -> str: ...
+
+
+class KeySet(Protocol):
+    """What the engine asks of its sets of records (a set, or a ``DiskBook``)."""
+
+    def add(self, key: Any, /) -> None: ...
+
+    def update(self, keys: Iterable[Any], /) -> None: ...
+
+    def discard(self, key: Any, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+
+SEP = "\x1f"  # joins a key's parts: no id, pair or object name holds a unit separator
+
+
+class DiskBook:
+    """Keys (tuples of strings), each with an optional string value, kept in the spool's file.
+
+    A first sync a slice at a time must remember, across its slices, something of nearly
+    every record it has seen: which ones were claimed and by whom, linked, observed, taken
+    care of. At 200,000 leads (650,000 records) those sets and maps took some 400 MB as
+    Python objects; here they take a row each on disk, at a few microseconds a look-up. It
+    answers what the engine asks of the dicts and sets it stands in for: ``in``, ``get``,
+    ``setdefault``, item assignment, ``add``, ``update`` and ``discard``."""
+
+    def __init__(self, spool: Spool, items: Iterable[tuple[tuple[str, ...], str | None]] = ()
+                 ) -> None:
+        self.spool, self.db = spool, spool.db
+        with spool.lock:
+            spool.books += 1
+            self.book = str(spool.books)
+        self._put([(key, value) for key, value in items], "INSERT OR REPLACE")
+
+    def _put(self, items: list[tuple[tuple[str, ...], str | None]], verb: str) -> None:
+        with self.spool.lock:
+            self.db.executemany(f"{verb} INTO kept (book, key, value) VALUES (?, ?, ?)",
+                                [(self.book, SEP.join(k), v) for k, v in items])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and self._value(key) is not _ABSENT
+
+    def _value(self, key: tuple[str, ...]) -> str | object | None:
+        with self.spool.lock:
+            row = self.db.execute("SELECT value FROM kept WHERE book = ? AND key = ?",
+                                  (self.book, SEP.join(key))).fetchone()
+        return _ABSENT if row is None else row[0]
+
+    def get(self, key: tuple[str, ...], default: str | None = None) -> str | None:
+        value = self._value(key)
+        return default if value is _ABSENT else value  # type: ignore[return-value]
+
+    def __setitem__(self, key: tuple[str, ...], value: str) -> None:
+        self._put([(key, value)], "INSERT OR REPLACE")
+
+    def setdefault(self, key: tuple[str, ...], default: str) -> str:
+        self._put([(key, default)], "INSERT OR IGNORE")
+        return str(self.get(key))
+
+    def add(self, key: tuple[str, ...]) -> None:
+        self._put([(key, None)], "INSERT OR IGNORE")
+
+    def update(self, keys: Iterable[tuple[str, ...]]) -> None:
+        self._put([(key, None) for key in keys], "INSERT OR IGNORE")
+
+    def discard(self, key: tuple[str, ...]) -> None:
+        with self.spool.lock:
+            self.db.execute("DELETE FROM kept WHERE book = ? AND key = ?",
+                            (self.book, SEP.join(key)))
+
+
+_ABSENT = object()

@@ -72,6 +72,35 @@ def test_ties_on_the_cursor_go_by_id_numeric_ids_as_numbers() -> None:
         box.close()
 
 
+def test_a_disk_book_answers_as_the_dict_or_set_it_stands_in_for() -> None:
+    """A sliced first sync keeps its claims and record sets on disk: each answers ``in``,
+    ``get``, ``setdefault``, assignment, ``add``, ``update`` and ``discard`` as a dict or set
+    would, and two books in one spool never see each other's keys."""
+    box = Spool()
+    try:
+        claims = spool.DiskBook(box, [(("contacts", "101"), "leads:00Q1")])
+        marks = spool.DiskBook(box)
+        assert ("contacts", "101") in claims
+        assert claims.get(("contacts", "101")) == "leads:00Q1"
+        assert claims.get(("contacts", "102")) is None
+        assert claims.setdefault(("contacts", "101"), "contacts:003X") == "leads:00Q1"
+        assert claims.setdefault(("contacts", "email:a@x.test"), "leads:00Q2") == "leads:00Q2"
+        claims[("contacts", "101")] = "contacts:003Y"
+        assert claims.get(("contacts", "101")) == "contacts:003Y"
+        marks.add(("hubspot", "101"))
+        marks.update([("hubspot", "102"), ("leads", "sf", "00Q1")])
+        assert ("hubspot", "102") in marks
+        assert ("leads", "sf", "00Q1") in marks
+        assert ("contacts", "101") not in marks  # the other book's key
+        assert ("hubspot", "101") not in claims
+        marks.discard(("hubspot", "102"))
+        marks.discard(("hubspot", "999"))  # not there: nothing happens
+        assert ("hubspot", "102") not in marks
+        assert "hubspot" not in marks  # not a key at all
+    finally:
+        box.close()
+
+
 def test_a_killed_agents_spool_is_removed_by_the_next(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
