@@ -105,12 +105,12 @@ def _insert_links(store: Any, real: list[tuple[str, str, str, dict[str, Any]]],
                   pairs: int) -> None:
     """Every pair's link and last-synced values, the real ones spread among made-up ones.
 
-    Each distinct value is encoded once, by the column type's own bind processor (what a
+    Each distinct document is encoded once, by the column type's own bind processor (what a
     typed insert would store), and the rows go in through untyped core tables: the made-up
     pairs repeat the real pairs' values, so encoding them per row would only cost time."""
     from sqlalchemy import column, insert, table, text
 
-    from sync_agent.tables import Link, SyncedField
+    from sync_agent.tables import Link, SyncedValues
 
     dialect = store.engine.dialect
 
@@ -119,32 +119,31 @@ def _insert_links(store: Any, real: list[tuple[str, str, str, dict[str, Any]]],
         return processor or (lambda value: value)
 
     now = dt.datetime.now(dt.UTC)
-    link_cols, field_cols = Link.__table__.c, SyncedField.__table__.c
-    link_stamp, field_stamp = encoder(link_cols.created_at)(now), encoder(
-        field_cols.synced_at)(now)
-    to_json = encoder(field_cols.sf_value)
-    encoded = [[(k, to_json(a), to_json(b)) for k, (a, b) in values.items()]
+    link_cols, value_cols = Link.__table__.c, SyncedValues.__table__.c
+    link_stamp, value_stamp = encoder(link_cols.created_at)(now), encoder(
+        value_cols.synced_at)(now)
+    to_json = encoder(value_cols.fields)
+    encoded = [to_json({k: [a, b] for k, (a, b) in values.items()})
                for _, _, _, values in real]
     links_table = table("links", *(column(c.name) for c in link_cols))
-    fields_table = table("synced_fields", *(column(c.name) for c in field_cols))
+    values_table = table("synced_values", *(column(c.name) for c in value_cols))
     stride = max(1, pairs // len(real))
     for start in range(0, pairs, CHUNK):
-        links, fields = [], []
+        links, documents = [], []
         for n in range(start, min(pairs, start + CHUNK)):
             index, offset = divmod(n, stride)
             if offset == 0 and index < len(real):
                 sf_id, hs_id, key, _ = real[index]
-                values = encoded[index]
+                document = encoded[index]
             else:  # a made-up pair holding a real pair's values
                 sf_id, hs_id = f"00QZZ{n:013d}", str(100_000_000_000 + n)
-                key, values = f"pair{n}@made-up.example", encoded[n % len(real)]
+                key, document = f"pair{n}@made-up.example", encoded[n % len(real)]
             links.append({"id": n + 1, "pair": "leads", "sf_object": "Lead", "sf_id": sf_id,
                           "hs_object": "contacts", "hs_id": hs_id, "match_key": key,
                           "created_at": link_stamp, "updated_at": link_stamp})
-            fields += [{"link_id": n + 1, "field_key": k, "sf_value": a, "hs_value": b,
-                        "synced_at": field_stamp} for k, a, b in values]
+            documents.append({"link_id": n + 1, "fields": document, "synced_at": value_stamp})
         with store.engine.begin() as connection:
-            for target, rows in ((links_table, links), (fields_table, fields)):
+            for target, rows in ((links_table, links), (values_table, documents)):
                 if dialect.name == "postgresql":
                     _copy(connection, target, rows)
                 else:

@@ -23,7 +23,7 @@ from sync_agent.tables import (
     Lock,
     Run,
     StageVisit,
-    SyncedField,
+    SyncedValues,
     WatermarkRow,
 )
 
@@ -100,30 +100,30 @@ def move_link(session: Session, link: Link, *, pair: str | None = None,
 
 
 def synced_values(session: Session, link_id: int) -> dict[str, tuple[Any, Any]]:
-    rows = session.execute(select(SyncedField.field_key, SyncedField.sf_value,
-                                  SyncedField.hs_value).where(SyncedField.link_id == link_id))
-    return {key: (sf_value, hs_value) for key, sf_value, hs_value in rows}
+    fields = session.scalar(select(SyncedValues.fields).where(SyncedValues.link_id == link_id))
+    return as_pairs(fields or {})
+
+
+def as_pairs(fields: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """A stored document's field pairs (JSON lists) as (Salesforce, HubSpot) tuples."""
+    return {key: (pair[0], pair[1]) for key, pair in fields.items()}
 
 
 def remember_synced(session: Session, link_id: int, values: dict[str, tuple[Any, Any]],
                     known: dict[str, tuple[Any, Any]] | None = None) -> None:
-    """Store what both sides hold now. ``known`` is what ``synced_values`` returned for this
-    link in this transaction (saves a read); only fields that moved are written."""
-    if known is None:
-        known = synced_values(session, link_id)
-    stamp = now()
-    inserts, updates = [], []
-    for key, (sf_value, hs_value) in values.items():
-        row = {"link_id": link_id, "field_key": key, "sf_value": sf_value,
-               "hs_value": hs_value, "synced_at": stamp}
-        if key not in known:
-            inserts.append(row)
-        elif known[key] != (sf_value, hs_value):
-            updates.append(row)
-    if inserts:
-        session.execute(insert(SyncedField), inserts)
-    if updates:
-        session.execute(update(SyncedField), updates)
+    """Store what both sides hold now, over what was stored (fields not in ``values`` stay).
+    ``known`` is what ``synced_values`` returned for this link in this transaction (saves a
+    read); nothing is written when nothing moved."""
+    stored = session.scalar(select(SyncedValues.fields).where(SyncedValues.link_id == link_id))
+    before = as_pairs(stored or {}) if known is None else known
+    after = {**before, **values}
+    document = {key: list(pair) for key, pair in after.items()}
+    if stored is None:
+        session.execute(insert(SyncedValues), [{"link_id": link_id, "fields": document,
+                                                "synced_at": now()}])
+    elif after != before:
+        session.execute(update(SyncedValues).where(SyncedValues.link_id == link_id).values(
+            fields=document, synced_at=now()))
 
 
 # -- runs and the ledger ---------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """What both sides held after the last sync of each field, for the links one cycle plans.
 
-Read a page of links a query (not one query per pair planned), and written once at the end
-of each write pass as two bulk statements (inserts and updates), after one flush has given
-this cycle's new links their ids. Until then the values live here, so a pair planned twice in
-one cycle (the second pass for created records) sees what the first pass remembered.
+Read a page of links a query (not one query per pair planned), one document a link, and
+written once at the end of each write pass in bulk (inserts and updates), after one flush has
+given this cycle's new links their ids. Until then the values live here, so a pair planned
+twice in one cycle (the second pass for created records) sees what the first pass remembered.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sync_agent import state
-from sync_agent.tables import Link, SyncedField
+from sync_agent.tables import Link, SyncedValues
 
 Values = dict[str, tuple[Any, Any]]
 PAGE = 500
@@ -26,6 +26,7 @@ class SyncedBook:
         self.session = session
         self._values: dict[int, Values] = {}  # by the link object's identity (ids may be new)
         self._queued: dict[int, tuple[Link, Values, Values]] = {}
+        self._stored: set[int] = set()  # links (by identity) whose document is in the store
 
     def load(self, links: Iterable[Link]) -> None:
         """Read the stored values of these links, a page of links a query."""
@@ -34,13 +35,13 @@ class SyncedBook:
         ids = sorted(wanted)
         for start in range(0, len(ids), PAGE):
             chunk = ids[start:start + PAGE]
-            found: dict[int, Values] = {i: {} for i in chunk}
-            for link_id, key, sf_value, hs_value in self.session.execute(select(
-                    SyncedField.link_id, SyncedField.field_key, SyncedField.sf_value,
-                    SyncedField.hs_value).where(SyncedField.link_id.in_(chunk))):
-                found[link_id][key] = (sf_value, hs_value)
-            for link_id, values in found.items():
-                self._values[id(wanted[link_id])] = values
+            for link_id in chunk:
+                self._values[id(wanted[link_id])] = {}
+            for link_id, fields in self.session.execute(select(
+                    SyncedValues.link_id, SyncedValues.fields).where(
+                    SyncedValues.link_id.in_(chunk))):
+                self._values[id(wanted[link_id])] = state.as_pairs(fields)
+                self._stored.add(id(wanted[link_id]))
 
     def new(self, link: Link) -> None:
         """A link made this cycle: nothing was synced for it yet (no query to find that out,
@@ -62,7 +63,8 @@ class SyncedBook:
         self._values[id(link)] = dict(values)
 
     def flush(self) -> None:
-        """Write what was remembered: only fields that moved, inserts and updates in bulk."""
+        """Write what was remembered: a document a link that moved (over what was stored,
+        whose other fields stay), inserts and updates in bulk."""
         if not self._queued:
             return
         self.session.flush()  # this cycle's new links get their ids, in one batch
@@ -70,14 +72,15 @@ class SyncedBook:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for link, values, known in self._queued.values():
-            for key, (sf_value, hs_value) in values.items():
-                row = {"link_id": link.id, "field_key": key, "sf_value": sf_value,
-                       "hs_value": hs_value, "synced_at": stamp}
-                if key not in known:
-                    inserts.append(row)
-                elif known[key] != (sf_value, hs_value):
-                    updates.append(row)
+            after = {**known, **values}
+            if after == known and id(link) in self._stored:
+                continue
+            row = {"fields": {key: list(pair) for key, pair in after.items()},
+                   "synced_at": stamp}
+            (updates if id(link) in self._stored else inserts).append(
+                {"link_id": link.id, **row})
+            self._stored.add(id(link))
         self._queued = {}
-        state.insert_rows(self.session, SyncedField, inserts)
-        for start in range(0, len(updates), state.ROWS):
-            self.session.execute(update(SyncedField), updates[start:start + state.ROWS])
+        state.insert_rows(self.session, SyncedValues, inserts)
+        for start in range(0, len(updates), state.ROWS):  # bulk update by primary key
+            self.session.execute(update(SyncedValues), updates[start:start + state.ROWS])

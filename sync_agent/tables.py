@@ -62,16 +62,16 @@ class Link(Base):
     updated_at: Mapped[dt.datetime]
 
 
-class SyncedField(Base):
-    """The values both sides held after the last successful sync of one field pair."""
+class SyncedValues(Base):
+    """What both sides held after the last successful sync of each field pair of one link:
+    ``{"FirstName>firstname": [sf_value, hs_value], ...}``, one document a link (a steady
+    cycle reads one per changed pair, a first sync writes one per link)."""
 
-    __tablename__ = "synced_fields"
+    __tablename__ = "synced_values"
 
     link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"),
                                          primary_key=True)
-    field_key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    sf_value: Mapped[Any] = mapped_column(JSON, nullable=True)
-    hs_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
     synced_at: Mapped[dt.datetime]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ def store(db_url: str) -> Iterator[Store]:
 
 def test_migrations_create_the_schema_and_are_idempotent(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert {"links", "synced_fields", "watermarks", "runs", "ledger", "dead_letters", "gaps",
+    assert {"links", "synced_values", "watermarks", "runs", "ledger", "dead_letters", "gaps",
             "locks", "alembic_version"} <= tables
     again = open_store(store.engine.url.render_as_string(hide_password=False))
     assert set(inspect(again.engine).get_table_names()) == tables
@@ -177,6 +178,47 @@ def test_an_older_store_upgrades_in_place(store: Store) -> None:
         mark = state.get_watermark(session, "hubspot", "contacts")
         assert mark is not None
         assert mark.cursor == T0
+
+
+def test_a_store_with_a_row_a_field_keeps_its_synced_values_upgraded(store: Store) -> None:
+    """Migration 0008 folds the rows of ``synced_fields`` into one document a link: what
+    the engine remembered before the upgrade is what it reads after (values of every JSON
+    type, None included), links without values stay without, and it goes back down."""
+    from alembic import command
+
+    from sync_agent.store import alembic_config, migrate
+
+    with store.session() as session, session.begin():
+        one = state.add_link(session, "leads", "Lead", "00Q1", "contacts", "101", "a@b.c")
+        two = state.add_link(session, "leads", "Lead", "00Q2", "contacts", "102", "d@e.f")
+        bare = state.add_link(session, "leads", "Lead", "00Q3", "contacts", "103", None)
+        ids = (one.id, two.id, bare.id)
+    remembered = {ids[0]: {"FirstName>firstname": ("Ada", "Ada"), "Score__c>score": (4.5, "4.5"),
+                           "Phone>phone": (None, "")},
+                  ids[1]: {"Status>hs_lead_status": ("Working", "IN_PROGRESS"),
+                           "Tags__c>tags": (["a", 1], ["a", 1]), "IsX__c>x": (True, "true")}}
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+        for link_id, values in remembered.items():
+            for key, (sf_value, hs_value) in values.items():
+                connection.execute(text(
+                    "INSERT INTO synced_fields (link_id, field_key, sf_value, hs_value, "
+                    "synced_at) VALUES (:l, :k, :s, :h, '2026-11-01 12:00:00+00:00')"),
+                    {"l": link_id, "k": key, "s": json.dumps(sf_value),
+                     "h": json.dumps(hs_value)})
+    migrate(store.engine)
+    with store.session() as session:
+        for link_id, values in remembered.items():
+            assert state.synced_values(session, link_id) == values
+        assert state.synced_values(session, ids[2]) == {}
+    with store.engine.begin() as connection:  # and back down: a row a field again
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+        rows = connection.execute(text("SELECT link_id, field_key FROM synced_fields")).all()
+        assert sorted(rows) == sorted((i, k) for i, v in remembered.items() for k in v)
+    migrate(store.engine)
 
 
 def test_agents_starting_together_migrate_once(store: Store) -> None:
