@@ -9,6 +9,7 @@ one listing) per object. Queries that must ride along (the SLA's activity) go in
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,10 +71,12 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
             _read_system(out, connectors[system], system, names, fields, until, extra, spool)
         return out
     failed: list[BaseException] = []
+    stop = threading.Event()  # this thread failed: the others stop after their current page
 
     def aside(system: str, names: list[str]) -> None:
         try:
-            _read_system(out, connectors[system], system, names, fields, until, extra, spool)
+            _read_system(out, connectors[system], system, names, fields, until, extra, spool,
+                         stop)
         except BaseException as exc:  # raised in the cycle's thread once both are done
             failed.append(exc)
 
@@ -84,6 +87,9 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
     try:
         _read_system(out, connectors[reads[0][0]], reads[0][0], reads[0][1], fields, until,
                      extra, spool)
+    except BaseException:
+        stop.set()
+        raise
     finally:
         for thread in others:
             thread.join()
@@ -94,10 +100,16 @@ def read_changes(session: Session, objects: Mapping[str, list[str]],
 
 def _read_system(out: ChangeSet, connector: Connector, system: str, names: list[str],
                  fields: Mapping[ObjectKey, list[str]], until: dt.datetime,
-                 extra: Mapping[str, str] | None, spool: Spool | None) -> None:
-    """One system's reads into ``out`` (its own keys only: safe beside another system's)."""
+                 extra: Mapping[str, str] | None, spool: Spool | None,
+                 stop: threading.Event | None = None) -> None:
+    """One system's reads into ``out`` (its own keys only: safe beside another system's);
+    ``stop`` set, a read beside a failed one gives up (its cycle fails anyway)."""
 
     def keep(obj: str, records: Iterable[Record]) -> None:
+        if stop is not None:
+            if stop.is_set():
+                return
+            records = itertools.takewhile(lambda _: not stop.is_set(), records)
         if spool is not None and (system, obj) in out.full_read:
             out.spooled[(system, obj)] = spool.records(system, obj, records)
             out.changed[(system, obj)] = []

@@ -18,6 +18,7 @@ from connectors.config import load_settings
 from connectors.records import WriteRecord
 from mapping.validate import check_file
 from sandbox.admin import SandboxClient
+from sandbox.seed import SeedSizes
 from sync_agent import state
 from sync_agent.cli import app
 from sync_agent.cycle import run_cycle
@@ -391,3 +392,25 @@ def test_a_first_sync_whose_hubspot_read_fails_beside_salesforce_fails_whole(
         assert [r.status for r in runs] == ["failed"]
         assert state.get_watermark(session, "salesforce", "Lead") is None
         assert state.get_watermark(session, "hubspot", "contacts") is None
+
+
+def test_a_first_sync_whose_salesforce_read_fails_stops_the_hubspot_listing_beside_it(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """Salesforce refuses the first sync's read at once; the HubSpot listing beside it (half
+    a second a page here, minutes in a large portal) stops after the page in hand instead of
+    listing every page before the cycle may fail."""
+    box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0,
+                       sizes=SeedSizes(hubspot_only_contacts=1500))  # 20 pages and more
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    _, hs = connectors(box)
+    sf = build_connectors(load_settings(box.info.settings_file).model_copy(update={
+        "salesforce": load_settings(box.info.settings_file).salesforce.model_copy(
+            update={"retry_attempts": 1})}))[0]
+    box.faults("salesforce", "salesforce.composite=503#1000")
+    box.faults("hubspot", "hubspot.objects.list=slow:0.5@1.0")
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"503"):
+        run_cycle(store, MAPPING, sf, hs)
+    listed = box.requests("hubspot")["endpoints"].get("hubspot.objects.list", 0)
+    assert listed <= 2  # the page in hand, not the twenty the portal has
+    assert time.monotonic() - started < 5
