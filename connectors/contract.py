@@ -92,6 +92,12 @@ class Connector(Protocol):
     def read_by_ids(self, object_name: str, ids: Iterable[str],
                     fields: Iterable[str] | None = None) -> list[Record]: ...
 
+    def field_times(self, object_name: str, ids: Iterable[str], fields: Iterable[str]
+                    ) -> dict[str, dict[str, dt.datetime]]:
+        """When each field last changed on each record, where the system keeps field history
+        (HubSpot always; Salesforce for tracked fields). Fields without history are absent."""
+        ...
+
     def find_by_emails(self, object_name: str, emails: Iterable[str],
                        fields: Iterable[str] | None = None) -> list[Record]: ...
 

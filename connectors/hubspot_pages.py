@@ -67,6 +67,24 @@ def parse_page(body: bytes | str) -> Page:
                 total=int(data.get("total") or 0))
 
 
+def latest_changes(call: Callable[..., Any]) -> Callable[[], dict[str, dict[str, dt.datetime]]]:
+    """A batch read with ``propertiesWithHistory``, answered as each record's properties'
+    latest change times (HubSpot lists a property's history newest first; the newest time
+    is taken whatever the order)."""
+    def run() -> dict[str, dict[str, dt.datetime]]:
+        data = json.loads(call(_preload_content=False).data)
+        out: dict[str, dict[str, dt.datetime]] = {}
+        for result in data.get("results") or []:
+            times: dict[str, dt.datetime] = {}
+            for name, entries in (result.get("propertiesWithHistory") or {}).items():
+                stamps = [t for t in (_time(e.get("timestamp")) for e in entries or []) if t]
+                if stamps:
+                    times[name] = max(stamps)
+            out[str(result["id"])] = times
+        return out
+    return run
+
+
 def fetched(call: Callable[..., Any]) -> Callable[[], Page]:
     """``call`` (a client API method with its arguments bound) answered as a ``Page``."""
     def run() -> Page:

@@ -69,6 +69,12 @@ CURSOR = "SystemModstamp"
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records per call
 RETRIEVE_SIZE = 2000  # Collections retrieve takes up to 2,000 ids
 EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
+# Standard objects' field history (Salesforce Object Reference); a custom object's is
+# ``Foo__History`` with ``ParentId``.
+HISTORY_OBJECTS = {"Lead": ("LeadHistory", "LeadId"), "Contact": ("ContactHistory", "ContactId"),
+                   "Account": ("AccountHistory", "AccountId"),
+                   "Opportunity": ("OpportunityFieldHistory", "OpportunityId"),
+                   "Case": ("CaseHistory", "CaseId")}
 GET_DELETED_DAYS = 15  # Salesforce keeps deleted records (recycle bin, getDeleted) 15 days
 # Compound fields repeat their parts; base64 bodies are not synced.
 SKIPPED_TYPES = {"address", "location", "base64"}
@@ -162,6 +168,7 @@ class SalesforceConnector:
         self._client: Salesforce | None = None
         self.schemas = Schemas.for_settings(SYSTEM, settings)
         self.duplicate_rules = "respect"  # the mapping's salesforce.duplicate_rules
+        self._no_history: set[str] = set()  # history objects the org does not have
 
     # -- plumbing ------------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -557,6 +564,37 @@ class SalesforceConnector:
             out += [self._to_record(object_name, row) for row in rows if row]
         return out
 
+    def field_times(self, object_name: str, ids: Iterable[str], fields: Iterable[str]
+                    ) -> dict[str, dict[str, dt.datetime]]:
+        """When each of ``fields`` last changed on each record, from the object's field
+        history (LeadHistory, OpportunityFieldHistory, ``Foo__History``): only for fields
+        the org tracks (Set History Tracking); the others have no entry, and the caller
+        falls back on the record's own modification time. An object without history is
+        remembered, so it costs one refused query a connector."""
+        name = _identifier(object_name)
+        history, parent = history_object(name)
+        wanted = sorted(set(fields))
+        out: dict[str, dict[str, dt.datetime]] = {}
+        if history in self._no_history or not wanted:
+            return out
+        chosen = list(dict.fromkeys(ids))
+        for start in range(0, len(chosen), EMAILS_PER_QUERY):
+            soql = format_soql(
+                "SELECT {:literal}, Field, CreatedDate FROM {:literal} WHERE {:literal} IN {} "
+                "AND Field IN {} ORDER BY CreatedDate", parent, history, parent,
+                chosen[start:start + EMAILS_PER_QUERY], wanted)
+            try:
+                rows = [row for _, page in self._query_pages(soql) for row in page]
+            except ConfigurationError as exc:
+                if "INVALID_TYPE" not in str(exc):
+                    raise
+                self._no_history.add(history)  # history tracking is off for the object
+                return {}
+            for row in rows:  # oldest first: the last one of a field is its latest change
+                out.setdefault(str(row[parent]), {})[str(row["Field"])] = parse_datetime(
+                    str(row["CreatedDate"]))
+        return out
+
     def find_by_emails(self, object_name: str, emails: Iterable[str],
                        fields: Iterable[str] | None = None) -> list[Record]:
         """Records whose Email equals one of ``emails`` (SOQL compares case-insensitively)."""
@@ -818,3 +856,12 @@ def data_error(object_name: str, result: WriteResult) -> DataError:
                      f"{' ' + result.id if result.id else ''}: {result.error.code}: "
                      f"{result.error.message}", record_id=result.id, field=field,
                      code=result.error.code)
+
+
+def history_object(object_name: str) -> tuple[str, str]:
+    """The field history object of ``object_name`` and its field naming the record."""
+    if object_name in HISTORY_OBJECTS:
+        return HISTORY_OBJECTS[object_name]
+    if object_name.endswith("__c"):
+        return object_name[:-3] + "__History", "ParentId"
+    return object_name + "History", object_name + "Id"

@@ -10,12 +10,17 @@ Semantics, per mapped field:
 - ``none`` never writes; ``always_X`` writes X's value to the other side;
 - ``prefer_X_unless_blank`` writes X's value when X has one, else the other side's value to X;
   a blank never overwrites a value;
-- ``two_way``: the side that changed since the last sync wins; when both changed (or there is
-  no history) the later modification wins, Salesforce on a tie, and a blank never beats a value.
+- ``two_way``: the side that changed since the last sync wins; a blank never beats a value.
+  When both changed, the later change wins, Salesforce on a tie: the field's own change times
+  when the caller has them (``FieldTimes``: HubSpot's property history, Salesforce's field
+  history), else each record's modification time. A plan lists the fields it decided on
+  record times (``Plan.conflicts``) so the caller can fetch the field times and plan again.
+  With no history at all (a first link) record times decide.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,6 +48,19 @@ class FieldChange:
 class Plan:
     changes: list[FieldChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # keys of fields both sides changed since the last sync, decided on record times
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FieldTimes:
+    """When one field pair last changed on each side (epoch seconds), and where each time
+    came from ("property history", "field history", "record modified")."""
+
+    sf: float
+    hs: float
+    sf_from: str
+    hs_from: str
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -135,11 +153,14 @@ class PairPlanner:
 
     def plan(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
              last: Mapping[str, tuple[Any, Any]] | None = None,
-             sf_modified: float = 0.0, hs_modified: float = 0.0) -> Plan:
+             sf_modified: float = 0.0, hs_modified: float = 0.0,
+             times: Mapping[str, FieldTimes] | None = None) -> Plan:
         """Changes until nothing more follows: a rule that reads a field another rule writes
-        (Lead.Status feeds two HubSpot properties) sees the value being written."""
+        (Lead.Status feeds two HubSpot properties) sees the value being written. ``times``:
+        per field key, when each side last changed it (decides two-way conflicts)."""
         history = last or {}
-        result = self._round(sf, hs, history, sf_modified, hs_modified)
+        clock = Clock(sf_modified, hs_modified, times or {})
+        result = self._round(sf, hs, history, clock)
         if not result.changes:
             return result
         merged = {(c.side, c.field): c for c in result.changes}
@@ -149,7 +170,7 @@ class PairPlanner:
         for _ in range(MAX_ROUNDS):
             for change in latest.changes:
                 (hs_view if change.side == "hubspot" else sf_view)[change.field] = change.new
-            latest = self._round(sf_view, hs_view, history, sf_modified, hs_modified)
+            latest = self._round(sf_view, hs_view, history, clock)
             if not latest.changes:
                 break
             for change in latest.changes:
@@ -159,8 +180,10 @@ class PairPlanner:
                     change.side, change.field, original, change.new, change.rule,
                     change.reason, change.key)
             warnings += latest.warnings
+            result.conflicts += latest.conflicts
         self._stage_follows_pipeline(merged, sf, hs)
-        return Plan(changes=list(merged.values()), warnings=list(dict.fromkeys(warnings)))
+        return Plan(changes=list(merged.values()), warnings=list(dict.fromkeys(warnings)),
+                    conflicts=list(dict.fromkeys(result.conflicts)))
 
     def _stage_follows_pipeline(self, merged: dict[tuple[Side, str], FieldChange],
                                 sf: Mapping[str, Any], hs: Mapping[str, Any]) -> None:
@@ -182,8 +205,7 @@ class PairPlanner:
             f"the deal moves to pipeline {moved.new}: its stage follows Salesforce", stage.key)
 
     def _round(self, sf: Mapping[str, Any], hs: Mapping[str, Any],
-               history: Mapping[str, tuple[Any, Any]], sf_modified: float,
-               hs_modified: float) -> Plan:
+               history: Mapping[str, tuple[Any, Any]], clock: Clock) -> Plan:
         result = Plan()
         fields = self.fields if self.route_by is None else self.fields_for(sf, hs)
         active = self._active.get(id(fields))
@@ -196,12 +218,21 @@ class PairPlanner:
             seen = history.get(key, MISSING)
             if seen is not MISSING and seen[0] == s and seen[1] == h:
                 continue  # nothing moved since the last sync, which left them in sync
-            _decide(f, s, h, seen, sf_modified, hs_modified, result)
+            _decide(f, s, h, seen, clock, result)
         return result
 
 
-def _decide(f: CompiledField, s: Any, h: Any, seen: Any, sf_modified: float,
-            hs_modified: float, result: Plan) -> None:
+@dataclass(frozen=True)
+class Clock:
+    """What decides a two-way conflict: each record's modification time, and the field's own
+    change times where the caller fetched them."""
+
+    sf_modified: float
+    hs_modified: float
+    times: Mapping[str, FieldTimes]
+
+
+def _decide(f: CompiledField, s: Any, h: Any, seen: Any, clock: Clock, result: Plan) -> None:
     as_hs = f.to_hs(s)
     as_sf = f.to_sf(h)
     if (not isinstance(as_hs, Unmapped) and _same(as_hs, h)) or (
@@ -223,11 +254,11 @@ def _decide(f: CompiledField, s: Any, h: Any, seen: Any, sf_modified: float,
         elif not blank(s):
             _write(f, "hubspot", h, as_hs, rule, "HubSpot is blank", result)
     else:
-        _two_way(f, s, h, seen, as_hs, as_sf, sf_modified, hs_modified, result)
+        _two_way(f, s, h, seen, as_hs, as_sf, clock, result)
 
 
 def _two_way(f: CompiledField, s: Any, h: Any, seen: Any, as_hs: Any, as_sf: Any,
-             sf_modified: float, hs_modified: float, result: Plan) -> None:
+             clock: Clock, result: Plan) -> None:
     rule = Rule.TWO_WAY
     if seen is MISSING:
         sf_changed = hs_changed = True
@@ -243,12 +274,29 @@ def _two_way(f: CompiledField, s: Any, h: Any, seen: Any, as_hs: Any, as_sf: Any
             _write(f, "hubspot", h, as_hs, rule, "HubSpot is blank", result)
         else:
             _write(f, "salesforce", s, as_sf, rule, "Salesforce is blank", result)
-    elif sf_modified >= hs_modified:
-        _write(f, "hubspot", h, as_hs, rule,
-               "conflict: both changed; Salesforce modified later", result)
+    elif (known := clock.times.get(f.key)) is not None:
+        salesforce_later = known.sf >= known.hs
+        told = (f"Salesforce {f.sf} changed {_when(known.sf)} ({known.sf_from}), HubSpot "
+                f"{f.hs} {_when(known.hs)} ({known.hs_from})")
+        if salesforce_later:
+            _write(f, "hubspot", h, as_hs, rule,
+                   f"conflict: both changed; Salesforce's is later: {told}", result)
+        else:
+            _write(f, "salesforce", s, as_sf, rule,
+                   f"conflict: both changed; HubSpot's is later: {told}", result)
     else:
-        _write(f, "salesforce", s, as_sf, rule,
-               "conflict: both changed; HubSpot modified later", result)
+        if seen is not MISSING:  # a real conflict: its field times may decide it better
+            result.conflicts.append(f.key)
+        if clock.sf_modified >= clock.hs_modified:
+            _write(f, "hubspot", h, as_hs, rule,
+                   "conflict: both changed; Salesforce modified later", result)
+        else:
+            _write(f, "salesforce", s, as_sf, rule,
+                   "conflict: both changed; HubSpot modified later", result)
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _write(f: CompiledField, side: Side, old: Any, new: Any, rule: Rule, reason: str,

@@ -88,6 +88,9 @@ class SandboxConfig:
     # Lifecycle stages the portal defined itself: (id, label, the stage it follows). Not a
     # lenience: a portal setting, as in HubSpot, where admins may add stages.
     custom_lifecycle_stages: tuple[tuple[str, str, str], ...] = ()
+    # Fields whose history the org tracks ("Lead.Title"): an org setting, none by default
+    # (Set History Tracking is off until an admin turns it on per field).
+    salesforce_field_history: tuple[str, ...] = ()
     state_dir: Path = field(default_factory=lambda: Path(".stagesync/sandbox"))
 
 
@@ -188,8 +191,13 @@ class SandboxServer:
         )
         self.hubspot_token = "pat-sandbox-" + secrets.token_urlsafe(24)
 
+        tracked: dict[str, set[str]] = {}
+        for name in config.salesforce_field_history:
+            sobject, _, fld = name.partition(".")
+            tracked.setdefault(sobject, set()).add(fld)
         self.org = Org(duplicate_rule=config.duplicate_rule,
-                       api_daily_max=config.salesforce_daily_api_max)
+                       api_daily_max=config.salesforce_daily_api_max,
+                       history_tracked={k: frozenset(v) for k, v in tracked.items()})
         # Seeded records predate the sandbox, so the search index already holds them: seed
         # without lag, then let later writes lag. HubSpot's own after-create work on them is
         # long done, so it is switched on only after seeding.

@@ -229,6 +229,10 @@ class Run:
     unwritten: set[tuple[str, str]] = field(default_factory=set)
     created_links: list[CreatedLink] = field(default_factory=list)
     newly_linked: list[tuple[ObjectPair, Link, Record, Record]] = field(default_factory=list)
+    # Linked pairs whose fields both sides changed since the last sync: planned again once
+    # their fields' own change times are read (``conflicts``), before any intent is written.
+    conflicted: list[tuple[ObjectPair, Link, Record, Record, list[str]]] = field(
+        default_factory=list)
 
 
 def whole(run: Run, system: str, obj: str) -> list[Record] | Spooled:

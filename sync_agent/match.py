@@ -16,6 +16,7 @@ from connectors.records import Record
 from mapping.model import ObjectPair
 from sync_agent import creates, plan
 from sync_agent.claims import by_key, carrying, link_and_plan
+from sync_agent.conflicts import decide_conflicts
 from sync_agent.context import Run, close, fields_of, gap
 from sync_agent.deletes import follow_read_merges
 from sync_agent.identity import group_by_key
@@ -143,6 +144,7 @@ def plan_newly_linked(run: Run, writes: list[Write]) -> None:
         current = fresh.get((pair.hubspot, hs_record.id), hs_record)
         plan_linked(run, pair, link, sf_record, current, writes)
     run.newly_linked = []
+    decide_conflicts(run, writes)  # every pair this pass planned is decided before intents
 
 
 def _sync_linked(run: Run, session: Session, pair: ObjectPair,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from connectors.records import Record
 from sync_agent import failpoints, record, sla, write, write_ahead
+from sync_agent.conflicts import decide_conflicts
 from sync_agent.context import CycleReport, Run, Setup, connector, fields_of, object_of
 from sync_agent.gap_book import GapBook
 from sync_agent.link_book import LinkBook
@@ -29,6 +30,8 @@ def flush(run: Run, session: Session, writes: list[write.Write], run_id: int | N
           landed: list[tuple[sla.ActionWrite, str | None]] | None = None) -> None:
     """The write stage then the record stage, a batch at a time; then remember what each
     written pair now holds."""
+    if run.conflicted:  # a pass that planned pairs without deciding them: a bug, not data
+        raise RuntimeError(f"{len(run.conflicted)} conflicted pairs were never decided")
     for (system, obj), batch in write.batches(writes):
         if run.setup.dry_run:
             continue
@@ -73,6 +76,7 @@ def settle_created(run: Run, session: Session, run_id: int | None) -> None:
         sf_record, hs_record = (made, c.source) if c.into == "salesforce" else (c.source, made)
         run.remembered.discard(id(c.link))  # remember what both hold after this pass
         plan_linked(run, c.pair, c.link, sf_record, hs_record, writes)
+    decide_conflicts(run, writes)
     run.report.in_sync = in_sync  # a new pair is counted as created, not as in sync
     if writes:
         write_ahead.put_intents(session, run.new_intents)

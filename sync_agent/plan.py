@@ -12,7 +12,7 @@ from typing import Any
 
 from connectors.records import Record
 from mapping.model import ObjectPair, Rule
-from mapping.rules import FieldChange, PairPlanner, Plan, Side, apply, synced
+from mapping.rules import FieldChange, FieldTimes, PairPlanner, Plan, Side, apply, synced
 from mapping.transforms import Unmapped
 from sync_agent.stages import StageField, drift, hold_backward, recycles
 
@@ -28,6 +28,7 @@ class PairPlan:
     hs_after: dict[str, Any]
     after_sync: Remembered  # what to remember once they do
     drift: dict[str, dict[str, Any]] | None  # stage maps disagreeing after it (None: no stages)
+    conflicts: list[str]  # fields both sides changed, decided on record times
 
     def changes_to(self, system: str) -> list[FieldChange]:
         return [c for c in self.changes if c.side == system]
@@ -49,7 +50,8 @@ def with_intent(planner: PairPlanner, sf_values: dict[str, Any], hs_values: dict
 
 def plan_pair(planner: PairPlanner, fields: list[StageField], forward_only: set[str],
               sf_record: Record, hs_record: Record, last: Remembered,
-              arrivals: Remembered | None = None) -> PairPlan:
+              arrivals: Remembered | None = None,
+              times: dict[str, FieldTimes] | None = None) -> PairPlan:
     """The field rules on both records, with the stage maps' recycle rules and forward-only
     holds (a lifecycle stage never moves back without a recycle). A recycle fires for a
     record that moved to the stage since ``arrivals`` (default: the last sync)."""
@@ -58,7 +60,8 @@ def plan_pair(planner: PairPlanner, fields: list[StageField], forward_only: set[
     for turn in recycled:
         (sf_view if turn.side == "salesforce" else hs_view)[turn.field] = turn.new
     plan = planner.plan(sf_view, hs_view, last,
-                        sf_record.cursor.timestamp(), hs_record.cursor.timestamp())
+                        sf_record.cursor.timestamp(), hs_record.cursor.timestamp(), times)
+    conflicts = plan.conflicts
     planned = {(c.side, c.field) for c in plan.changes}
     plan = Plan(changes=plan.changes + [
         FieldChange(t.side, t.field, t.old, t.new, "recycle",
@@ -69,7 +72,7 @@ def plan_pair(planner: PairPlanner, fields: list[StageField], forward_only: set[
     sf_values, hs_values = dict(sf_record.values), dict(hs_record.values)
     apply(plan, sf_values, hs_values)
     return PairPlan(plan.changes, sf_values, hs_values, synced(planner, sf_values, hs_values),
-                    drift(fields, sf_values, hs_values, held) if fields else None)
+                    drift(fields, sf_values, hs_values, held) if fields else None, conflicts)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any
 
 from connectors.records import Record, WriteRecord
 from mapping.model import ObjectPair
+from mapping.rules import FieldTimes
 from sync_agent import plan
 from sync_agent.context import PlannedWrite, Run, Settling, close, forward_only, gap, remember
 from sync_agent.stages import own_arrivals
@@ -17,8 +18,10 @@ DUPLICATES_DETECTED = "DUPLICATES_DETECTED"  # Salesforce: a duplicate rule refu
 
 
 def plan_linked(run: Run, pair: ObjectPair, link: Link, sf_record: Record, hs_record: Record,
-                writes: list[Write]) -> None:
-    """Plan one linked pair; its writes go on ``writes``, a pair in sync is remembered."""
+                writes: list[Write], times: dict[str, FieldTimes] | None = None) -> None:
+    """Plan one linked pair; its writes go on ``writes``, a pair in sync is remembered. A
+    pair whose fields both sides changed is put aside (``run.conflicted``) until their own
+    change times are read (``conflicts.decide_conflicts``), then planned again with them."""
     setup = run.setup
     planner = setup.planners[pair.name]
     stored = run.synced.get(link)
@@ -31,7 +34,10 @@ def plan_linked(run: Run, pair: ObjectPair, link: Link, sf_record: Record, hs_re
                                 run.observed.get(("salesforce", sf_record.id), {}),
                                 run.observed.get(("hubspot", hs_record.id), {}))
     planned = plan.plan_pair(planner, fields, forward_only(setup, pair), sf_record, hs_record,
-                             last, arrivals)
+                             last, arrivals, times)
+    if planned.conflicts and times is None:
+        run.conflicted.append((pair, link, sf_record, hs_record, planned.conflicts))
+        return
     if planned.drift:
         gap(run, "stage_drift", pair.name, sf_record.id,
             {"hubspot_id": hs_record.id, "stage_maps": planned.drift})

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapping.model import FieldRule, MappingFile, ObjectPair, Rule
-from mapping.rules import PairPlanner, apply, synced
+from mapping.rules import FieldTimes, PairPlanner, apply, synced
 from mapping.transforms import blank
 from mapping.validate import check_file
 
@@ -109,6 +109,26 @@ def test_conflicts_go_to_the_later_change_and_say_so() -> None:
     assert "HubSpot modified later" in later_hs[0].reason
     later_sf = planner.plan({"A": "from sf"}, {"a": "from hs"}, last, 3.0, 2.0).changes
     assert [(c.side, c.new) for c in later_sf] == [("hubspot", "from sf")]
+
+
+def test_a_conflicts_field_times_decide_it_over_the_records_times() -> None:
+    """A plan names the fields it decided on record times in a real conflict (both sides
+    moved since the last sync); given the fields' own times, those decide, and say so."""
+    planner = PairPlanner(one_rule_mapping(Rule.TWO_WAY), "p")
+    last = {"A>a": ("old", "old")}
+    on_records = planner.plan({"A": "from sf"}, {"a": "from hs"}, last, 1.0, 9.0)
+    assert on_records.conflicts == ["A>a"]
+    times = {"A>a": FieldTimes(sf=5.0, hs=2.0, sf_from="field history",
+                               hs_from="property history")}
+    decided = planner.plan({"A": "from sf"}, {"a": "from hs"}, last, 1.0, 9.0, times)
+    assert [(c.side, c.new) for c in decided.changes] == [("hubspot", "from sf")]
+    assert "Salesforce's is later" in decided.changes[0].reason
+    assert "field history" in decided.changes[0].reason
+    assert decided.conflicts == []
+    # no history (a first link): nothing to look up, the record times decide
+    assert planner.plan({"A": "from sf"}, {"a": "from hs"}, None, 1.0, 9.0).conflicts == []
+    # one side moved: no conflict, whatever the times
+    assert planner.plan({"A": "from sf"}, {"a": "old"}, last, 1.0, 9.0).conflicts == []
 
 
 def test_stage_maps_translate_and_unknown_stages_are_not_written() -> None:

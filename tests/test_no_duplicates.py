@@ -252,7 +252,9 @@ def test_an_incremental_cycle_killed_reruns_to_the_twin(
     db = tmp_path / "state.db"
     settle(box, db)
     changes(box, "a")
-    time.sleep(1.05)
+    # Past the search lag: the killed cycle must see the contact created in HubSpot, or it
+    # writes no Lead and never reaches a Lead failpoint.
+    time.sleep(LAG + 0.5)
     killed = agent(box, db, failpoint)
     assert killed.returncode == 137, killed.stderr[-2000:]
     for _ in range(3):  # the loop: rerun after rerun, each at once

@@ -34,6 +34,7 @@ from sandbox.requestlog import RequestLog
 from sandbox.timeutil import epoch_ms, hs_format, parse_iso
 
 BATCH_LIMIT = 100
+HISTORY_BATCH_LIMIT = 50  # inputs of a batch read that asks for property histories
 LIST_LIMIT = 100
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
@@ -246,7 +247,8 @@ class HubSpotEmulator:
         return object_type
 
     def _wire(self, object_type: str, record: HsRecord, wanted: list[str] | None,
-              only_set: bool = False, sent: Iterable[str] | None = None) -> dict[str, Any]:
+              only_set: bool = False, sent: Iterable[str] | None = None,
+              with_history: list[str] | None = None) -> dict[str, Any]:
         props = PROPERTIES[object_type]
         if only_set:
             properties: dict[str, str | None] = {
@@ -268,6 +270,11 @@ class HubSpotEmulator:
         }
         if record.archived and record.archived_at is not None:
             out["archivedAt"] = hs_format(record.archived_at)
+        if with_history:  # newest first, each with its time and what wrote it
+            out["propertiesWithHistory"] = {
+                name: [{"value": value or "", "timestamp": hs_format(when), "sourceType": source}
+                       for value, when, source in record.history.get(name, [])]
+                for name in with_history if name in props}
         return out
 
     def _record_url(self, object_type: str, record_id: str) -> str:
@@ -473,6 +480,12 @@ class HubSpotEmulator:
         body = call.json()
         started = dt.datetime.now(dt.UTC)
         wanted = [p for p in body.get("properties") or [] if isinstance(p, str)]
+        with_history = [p for p in body.get("propertiesWithHistory") or [] if isinstance(p, str)]
+        if with_history and len(inputs) > HISTORY_BATCH_LIMIT:
+            # as HubSpot answers (quoted in PipedreamHQ/pipedream#8462)
+            return hs_error(400, "The maximum number of inputs supported in a batch request "
+                            f"for property histories is {HISTORY_BATCH_LIMIT}. Please reduce "
+                            "the number of items and try again", "VALIDATION_ERROR")
         id_property = body.get("idProperty")
         archived = (call.arg("archived") or "false").lower() == "true"
         results: list[dict[str, Any]] = []
@@ -487,7 +500,8 @@ class HubSpotEmulator:
                 if record is None:
                     missing.append(key)
                 else:
-                    results.append(self._wire(object_type, record, wanted or None))
+                    results.append(self._wire(object_type, record, wanted or None,
+                                              with_history=with_history))
         errors = [_not_found_error(object_type, missing)] if missing else []
         return self._batch_response(self._unordered(results), errors, started)
 

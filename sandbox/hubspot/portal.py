@@ -78,6 +78,15 @@ class HsRecord:
     # Comparable forms of property values, memoised by search. Only search-index snapshots,
     # which never change after publication, use it.
     keys: dict[str, Any] = field(default_factory=dict)
+    # Each property's values, newest first: (value, when, source type), as HubSpot keeps
+    # them and answers ``propertiesWithHistory`` with.
+    history: dict[str, list[tuple[str | None, dt.datetime, str]]] = field(default_factory=dict)
+
+    def note(self, before: dict[str, str | None], now: dt.datetime, source: str) -> None:
+        """History entries for the properties that changed from ``before``."""
+        for name, value in self.properties.items():
+            if name not in before or before[name] != value:
+                self.history.setdefault(name, []).insert(0, (value, now, source))
 
 
 @dataclass
@@ -292,6 +301,7 @@ class Portal:
                 record.properties.get("lifecyclestage"):
             record.properties["lifecyclestage"] = "lead"
         self._derive(object_type, record)
+        record.note({}, now, "API")
         self.records[object_type][record.id] = record
         if self.calculated_touch:
             heapq.heappush(self._calculated, (now.timestamp() + CALCULATED_AFTER_SECONDS,
@@ -304,6 +314,7 @@ class Portal:
     def update(self, object_type: str, record: HsRecord, values: dict[str, str],
                now: dt.datetime) -> None:
         old_email = record.properties.get("email")
+        before = dict(record.properties)
         self._assign(object_type, record, values)
         record.updated = now
         stamp = hs_format(now)
@@ -317,6 +328,7 @@ class Portal:
                 if new_email:
                     self._emails[new_email] = record.id
         self._derive(object_type, record)
+        record.note(before, now, "API")
         self._publish(object_type, record, now)
 
     def _assign(self, object_type: str, record: HsRecord, values: dict[str, str]) -> None:
@@ -354,11 +366,13 @@ class Portal:
     def calculate(self, object_type: str, record: HsRecord, stamp: dt.datetime) -> None:
         """HubSpot recalculates a property on its own: the last-modified date moves, no value a
         user can write changes."""
+        before = dict(record.properties)
         record.properties[CALCULATED_PROPERTY] = "INTEGRATION"
         record.updated = stamp
         text = hs_format(stamp)
         record.properties[LAST_MODIFIED[object_type]] = text
         record.properties["hs_lastmodifieddate"] = text
+        record.note(before, stamp, "CALCULATED")
         self._publish(object_type, record, stamp)
 
     def purge_archived(self, before: dt.datetime, ids: set[str] | None = None) -> int:
@@ -400,6 +414,10 @@ class Portal:
             "createdate": stamp, "hs_object_id": record.id, LAST_MODIFIED[object_type]: stamp,
             "hs_lastmodifieddate": stamp,
             MERGED: ";".join(sorted(merged_ids, key=int))})
+        # the survivor's history: the values it kept, with the history they came with
+        record.history = {**secondary.history, **{
+            k: v for k, v in primary.history.items() if primary.properties.get(k) is not None}}
+        record.note({k: v for k, v in values.items()}, now, "MERGE")
         rows = self.records[object_type]
         for old in (primary, secondary):
             rows.pop(old.id, None)

@@ -27,6 +27,7 @@ from sandbox.salesforce.duplicates import (
 from sandbox.salesforce.events import derive_times, missing_times
 from sandbox.salesforce.ids import make_id, to18
 from sandbox.salesforce.schema import (
+    HISTORY_OF,
     OBJECTS,
     STAGE_PROBABILITY,
     Field,
@@ -115,6 +116,9 @@ class Org:
         default_factory=lambda: {"Lead": {}, "Contact": {}})
     _unique_index: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     cursors: OrderedDict[str, list[dict[str, Any]]] = field(default_factory=OrderedDict)
+    # Fields whose history the org tracks ("Lead": {"Title", "Status"}): an org setting
+    # (Setup > Object Manager > Fields & Relationships > Set History Tracking), none by default.
+    history_tracked: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def live_field(self, sobject: SObject, name: str) -> Field | None:
         """A field of ``sobject`` by name (case-insensitive) as this org has it: a deleted
@@ -136,8 +140,9 @@ class Org:
 
     # -- ids -----------------------------------------------------------------------------
     def new_id(self, sobject: str) -> str:
-        counter = self._counters.setdefault(sobject, itertools.count(1))
-        return make_id(OBJECTS[sobject].key_prefix, next(counter))
+        prefix = OBJECTS[sobject].key_prefix  # the history objects share theirs
+        counter = self._counters.setdefault(prefix, itertools.count(1))
+        return make_id(prefix, next(counter))
 
     def find(self, record_id: str) -> tuple[str, dict[str, Any]] | None:
         """Locate any record by id (15 or 18 chars), including deleted ones."""
@@ -386,7 +391,21 @@ class Org:
         rec["Id"] = self.new_id(sobject_name)
         self.records[sobject_name][rec["Id"]] = rec
         self._index(sobject_name, rec, add=True)
+        if self.history_tracked.get(sobject_name):
+            self._track(sobject_name, rec, "created", None, None)
         return str(rec["Id"])
+
+    def _track(self, sobject_name: str, rec: dict[str, Any], name: str, old: Any,
+               new: Any) -> None:
+        """One field history row, stamped with the change's time and user."""
+        history, parent = HISTORY_OF[sobject_name]
+        row_id = self.new_id(history)
+        self.records[history][row_id] = {
+            "Id": row_id, "IsDeleted": False, parent: rec["Id"],
+            "CreatedById": rec.get("LastModifiedById") or rec.get("CreatedById"),
+            "CreatedDate": rec.get("LastModifiedDate") or rec.get("CreatedDate"),
+            "Field": name, "DataType": "Text" if name != "created" else None,
+            "OldValue": old, "NewValue": new}
 
     def plan_update(self, sobject_name: str, record_id: str | None, values: dict[str, Any],
                     user_id: str, stamp: dt.datetime, header: DuplicateHeader | None = None,
@@ -436,6 +455,9 @@ class Org:
 
     def commit_update(self, sobject_name: str, merged: dict[str, Any]) -> str:
         old = self.records[sobject_name][merged["Id"]]
+        for name in sorted(self.history_tracked.get(sobject_name, ())):
+            if old.get(name) != merged.get(name):
+                self._track(sobject_name, merged, name, old.get(name), merged.get(name))
         self._index(sobject_name, old, add=False)
         self.records[sobject_name][merged["Id"]] = merged
         self._index(sobject_name, merged, add=True)

@@ -309,6 +309,45 @@ OBJECTS: dict[str, SObject] = {
 }
 
 
+# Field history, as Salesforce keeps it for an object whose fields an admin tracks
+# (Salesforce Object Reference: LeadHistory, ContactHistory, AccountHistory and
+# OpportunityFieldHistory; OpportunityHistory is the stage history, another object). A row is
+# written when a tracked field changes (``Field`` its API name, ``created`` for the record's
+# creation), at the change's time, and rows are read-only. Standard objects' history objects
+# answer a query whether or not any field is tracked.
+HISTORY_OF: dict[str, tuple[str, str]] = {
+    "Lead": ("LeadHistory", "LeadId"), "Contact": ("ContactHistory", "ContactId"),
+    "Account": ("AccountHistory", "AccountId"),
+    "Opportunity": ("OpportunityFieldHistory", "OpportunityId")}
+
+
+def _history(name: str, parent: str, parent_field: str) -> SObject:
+    fields = [
+        Field("Id", "id", f"{name} ID", 18, nillable=False, createable=False,
+              updateable=False),
+        Field("IsDeleted", "boolean", "Deleted", nillable=False, createable=False,
+              updateable=False),
+        Field(parent_field, "reference", f"{parent} ID", 18, nillable=False, createable=False,
+              updateable=False, reference_to=(parent,)),
+        Field("CreatedById", "reference", "Created By ID", 18, nillable=False,
+              createable=False, updateable=False, reference_to=("User",)),
+        Field("CreatedDate", "datetime", "Created Date", nillable=False, createable=False,
+              updateable=False),
+        Field("Field", "picklist", "Changed Field", 255, nillable=False, createable=False,
+              updateable=False, picklist=Picklist(())),
+        Field("DataType", "string", "Data Type", 40, createable=False, updateable=False),
+        Field("OldValue", "anyType", "Old Value", 255, createable=False, updateable=False),
+        Field("NewValue", "anyType", "New Value", 255, createable=False, updateable=False),
+    ]
+    return SObject(name, f"{parent} History", f"{parent} History", "017",
+                   {f.name: f for f in fields}, createable=False, updateable=False,
+                   deletable=False)
+
+
+OBJECTS.update({name: _history(name, parent, parent_field)
+                for parent, (name, parent_field) in HISTORY_OF.items()})
+
+
 def soap_type(type_: str) -> str:
     return {
         "id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "int": "xsd:int",
