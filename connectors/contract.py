@@ -92,6 +92,14 @@ class Connector(Protocol):
     def read_by_ids(self, object_name: str, ids: Iterable[str],
                     fields: Iterable[str] | None = None) -> list[Record]: ...
 
+    def find_by_values(self, object_name: str, field: str, values: Iterable[str],
+                       fields: Iterable[str] | None = None, *, domain: bool = False
+                       ) -> list[Record]:
+        """Records whose ``field`` equals one of ``values`` (or, ``domain``, whose website
+        or domain names one of these bare domains): candidates for a match key, which the
+        caller compares whole."""
+        ...
+
     def field_times(self, object_name: str, ids: Iterable[str], fields: Iterable[str]
                     ) -> dict[str, dict[str, dt.datetime]]:
         """When each field last changed on each record, where the system keeps field history

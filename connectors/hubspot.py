@@ -543,6 +543,34 @@ class HubSpotConnector:
             out += [self._to_record(name, item) for item in answer.results]
         return out
 
+    def find_by_values(self, object_type: str, field: str, values: Iterable[str],
+                       fields: Iterable[str] | None = None, *, domain: bool = False
+                       ) -> list[Record]:
+        """Match-key candidates by search: ``field`` equal to a value (text keys compare
+        folded, so case is left to the caller), or for ``domain`` the bare domain or its
+        ``www.`` form, as a company's domain is usually stored."""
+        wanted = {str(v) for v in values if v}
+        if domain:
+            wanted |= {f"www.{v}" for v in wanted}
+        name = self._object(object_type)
+        properties = list(dict.fromkeys([*self._properties(name, fields), field]))
+        return self._search_in(name, field, sorted({v.lower() for v in wanted}), properties)
+
+    def _search_in(self, name: str, prop: str, wanted: list[str], properties: list[str]
+                   ) -> list[Record]:
+        """Records whose ``prop`` is one of ``wanted`` (lower-cased), by search."""
+        def fits(chunk: list[str]) -> bool:  # with room for the paging filter added later
+            return body_size(self._search_request(
+                [{"propertyName": prop, "operator": "IN", "values": chunk}, PAGING_FILTER],
+                [LAST_MODIFIED[name]], SEARCH_PAGE)) <= SEARCH_BODY_CHARACTERS
+
+        out: list[Record] = []
+        for chunk in value_chunks(wanted, fits, BATCH_SIZE):
+            base = [{"propertyName": prop, "operator": "IN", "values": chunk}]
+            first = self._search_page(name, base, properties, SEARCH_PAGE)
+            out += self._pages_from(name, base, properties, first)
+        return out
+
     def field_times(self, object_type: str, ids: Iterable[str], fields: Iterable[str]
                     ) -> dict[str, dict[str, dt.datetime]]:
         """When each property last changed on each record, from its property history
@@ -637,18 +665,7 @@ class HubSpotConnector:
         name = self._object(object_type)
         properties = list(dict.fromkeys([*self._properties(name, fields), prop]))
         exact = {str(v) for v in values if v}
-        wanted = sorted({v.lower() for v in exact})
-        out: list[Record] = []
-
-        def fits(chunk: list[str]) -> bool:  # with room for the paging filter added later
-            return body_size(self._search_request(
-                [{"propertyName": prop, "operator": "IN", "values": chunk}, PAGING_FILTER],
-                [LAST_MODIFIED[name]], SEARCH_PAGE)) <= SEARCH_BODY_CHARACTERS
-
-        for chunk in value_chunks(wanted, fits, BATCH_SIZE):
-            base = [{"propertyName": prop, "operator": "IN", "values": chunk}]
-            first = self._search_page(name, base, properties, SEARCH_PAGE)
-            out += self._pages_from(name, base, properties, first)
+        out = self._search_in(name, prop, sorted({v.lower() for v in exact}), properties)
         return [r for r in out if str(r.values.get(prop) or "") in exact]
 
     def _inputs(self, kind: str, records: list[WriteRecord], chunk: list[int]

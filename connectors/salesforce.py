@@ -69,6 +69,7 @@ CURSOR = "SystemModstamp"
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records per call
 RETRIEVE_SIZE = 2000  # Collections retrieve takes up to 2,000 ids
 EMAILS_PER_QUERY = 100  # keeps the SOQL well under its 100,000-character limit
+DOMAINS_PER_QUERY = 20  # LIKE conditions OR-ed in one query
 # Standard objects' field history (Salesforce Object Reference); a custom object's is
 # ``Foo__History`` with ``ParentId``.
 HISTORY_OBJECTS = {"Lead": ("LeadHistory", "LeadId"), "Contact": ("ContactHistory", "ContactId"),
@@ -562,6 +563,28 @@ class SalesforceConnector:
             rows = self._restful(f"composite/sobjects/{name}", "POST",
                                  json={"ids": chunk, "fields": chosen})
             out += [self._to_record(object_name, row) for row in rows if row]
+        return out
+
+    def find_by_values(self, object_name: str, field: str, values: Iterable[str],
+                       fields: Iterable[str] | None = None, *, domain: bool = False
+                       ) -> list[Record]:
+        """Match-key candidates: ``field`` equal to a value (SOQL compares text without
+        case), or for ``domain`` a website naming the domain anywhere (``LIKE``, escaped),
+        which the caller narrows to the websites whose host is that domain."""
+        chosen = list(dict.fromkeys([*self._fields(object_name, fields), field]))
+        name, column = _identifier(object_name), _identifier(field)
+        wanted = sorted({str(v).strip() for v in values if v and str(v).strip()})
+        size = DOMAINS_PER_QUERY if domain else EMAILS_PER_QUERY
+        out: list[Record] = []
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start:start + size]
+            where = (" OR ".join(format_soql("{:literal} LIKE '%{:like}%'", column, v)
+                                 for v in chunk) if domain
+                     else format_soql("{:literal} IN {}", column, chunk))
+            soql = format_soql("SELECT {:literal} FROM {:literal} WHERE {:literal} ORDER BY Id",
+                               ", ".join(chosen), name, where)
+            out += [self._to_record(object_name, row) for _, page in self._query_pages(soql)
+                    for row in page]
         return out
 
     def field_times(self, object_name: str, ids: Iterable[str], fields: Iterable[str]

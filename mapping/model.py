@@ -114,11 +114,30 @@ class Conversion(Strict):
     contact_field: str = "ConvertedContactId"
 
 
-class MatchKey(Strict):
-    """Records pair up by this key, normalised (trimmed, lower-cased) on both sides."""
+class MatchPart(Strict):
+    """One more field pair a composite match key needs equal (compared as the pair's field
+    rule carries the Salesforce value across: a date as a date, an amount as a number)."""
 
     salesforce: str
     hubspot: str
+
+
+class MatchKey(Strict):
+    """Records pair up when this key is equal on both sides, as HubSpot's own connector
+    pairs them: ``email`` trimmed and lower-cased; ``domain`` a website or domain with its
+    scheme, ``www.``, port, path and case removed (Account.Website ↔ company domain);
+    ``text`` trimmed and lower-cased. ``also``: further field pairs that must all be equal
+    too (a composite key, for pairs like deals). A key two records share on one side is a
+    ``duplicate_match`` gap, never a guess."""
+
+    salesforce: str
+    hubspot: str
+    normalize: Literal["email", "domain", "text"] = "email"
+    also: list[MatchPart] = Field(default_factory=list)
+
+    def upserts_on(self) -> bool:
+        """Whether HubSpot can upsert on the key (a unique property: a contact's email)."""
+        return self.normalize == "email" and not self.also
 
 
 class ObjectPair(Strict):

@@ -13,8 +13,17 @@ from collections.abc import Iterable
 from connectors.records import Record
 from mapping.model import ObjectPair
 from sync_agent import creates
-from sync_agent.context import Run, carried_field, close, connector, fields_of, gap, whole
-from sync_agent.identity import group_by_key, match_key, passes
+from sync_agent.context import (
+    PlannedLink,
+    Run,
+    carried_field,
+    close,
+    connector,
+    fields_of,
+    gap,
+    whole,
+)
+from sync_agent.identity import KeyOf, group_by_key, lookup_value, passes
 from sync_agent.spool import KeySet, Spooled
 from sync_agent.tables import Link
 from sync_agent.write import Write
@@ -32,6 +41,10 @@ def link_records(run: Run, pair: ObjectPair, sf_id: str, hs_id: str,
     link = run.links.add(pair.name, pair.salesforce, sf_id, pair.hubspot, hs_id, key)
     run.synced.new(link)
     run.report.linked += 1
+    if run.setup.dry_run:  # listed, so an admin sees what a first sync would pair up
+        shown = run.setup.keys[pair.name].shown(key) if pair.name in run.setup.keys else key
+        run.report.links.append(PlannedLink(pair.name, pair.salesforce, sf_id, pair.hubspot,
+                                            hs_id, shown))
     close(run, pair.name, sf_id, ("missing_in_hubspot", "duplicate_match"))
     close(run, pair.name, hs_id, ("missing_in_salesforce", "duplicate_match"))
     return link
@@ -66,35 +79,48 @@ def link_and_plan(run: Run, pair: ObjectPair, sf_record: Record, hs_record: Reco
         run.newly_linked.append((pair, link, sf_record, hs_record))
 
 
-def by_key(run: Run, system: str, obj: str, key_field: str, keys: list[str]
+def by_key(run: Run, pair: ObjectPair, system: str, keys: dict[str, str]
            ) -> dict[str, list[Record]]:
-    """Records of ``obj`` by match key. After a read from the beginning every record is
-    already in hand, so no lookup is spent; otherwise the few keys are looked up."""
+    """``pair``'s records on ``system`` by match key (``keys``: key -> the value its first
+    field is looked up by). After a read from the beginning every record is already in
+    hand, so no lookup is spent; otherwise the few keys are looked up: contacts by email,
+    others by their key's first field (a website by its domain), then kept where the whole
+    key is equal."""
     if not keys:
         return {}
+    obj = pair.salesforce if system == "salesforce" else pair.hubspot
+    key = run.setup.keys[pair.name]
     if (system, obj) in run.full_read:
-        groups = _key_index(run, system, obj, key_field)
-        wanted = {k: groups[k] for k in dict.fromkeys(keys) if k in groups}
+        groups = _key_index(run, system, obj, pair.name, key)
+        wanted = {k: groups[k] for k in keys if k in groups}
         found = records_of(run, system, obj, [i for ids in wanted.values() for i in ids])
         return {k: [found[i] for i in ids if i in found] for k, ids in wanted.items()}
-    got = connector(run.setup, system).find_by_emails(obj, keys, fields_of(run.setup, system, obj))
-    return group_by_key(got, key_field)
+    fields = fields_of(run.setup, system, obj)
+    source = connector(run.setup, system)
+    if key.lookup_by_email:
+        got = source.find_by_emails(obj, list(keys), fields)
+    else:
+        got = source.find_by_values(obj, key.field(system), sorted(set(keys.values())),
+                                    fields, domain=key.key.normalize == "domain")
+    grouped: dict[str, list[Record]] = group_by_key(got, lambda values: key.of(system, values))
+    return {k: grouped[k] for k in keys if k in grouped}
 
 
-def _key_index(run: Run, system: str, obj: str, key_field: str) -> dict[str, list[str]]:
-    """The ids of this cycle's records of ``obj`` by match key, grouped once (not once per
-    lookup: that made a first sync quadratic). Keyed by the change set too, so a set replaced
-    or grown since (merges dropped, pending sources added) is grouped again."""
+def _key_index(run: Run, system: str, obj: str, pair: str, key: KeyOf
+               ) -> dict[str, list[str]]:
+    """The ids of this cycle's records of ``obj`` by ``pair``'s match key, grouped once (not
+    once per lookup: that made a first sync quadratic). Keyed by the change set too, so a
+    set replaced or grown since (merges dropped, pending sources added) is grouped again."""
     records = whole(run, system, obj)
-    key = (system, obj, key_field, id(records), len(records))
-    if key not in run.key_groups:
+    index_key = (system, obj, pair, id(records), len(records))
+    if index_key not in run.key_groups:
         groups: dict[str, list[str]] = {}
         for record in records:
-            value = match_key(record.values.get(key_field))
+            value = key.of(system, record.values)
             if value is not None:
                 groups.setdefault(value, []).append(record.id)
-        run.key_groups[key] = groups
-    return run.key_groups[key]
+        run.key_groups[index_key] = groups
+    return run.key_groups[index_key]
 
 
 def records_of(run: Run, system: str, obj: str, ids: Iterable[str]) -> dict[str, Record]:
@@ -203,16 +229,15 @@ def _claim(run: Run, pairs: list[ObjectPair], record: Record,
         link_and_plan(run, pair, sf_record, record, None)
         return
     for pair in pairs:
-        if pair.match is None:
+        match = run.setup.keys.get(pair.name)
+        key = match.hubspot(record.values) if match is not None else None
+        if match is None or key is None:
             continue
-        key = match_key(record.values.get(pair.match.hubspot))
-        if key is None:
-            continue
-        found = by_key(run, "salesforce", pair.salesforce, pair.match.salesforce,
-                       [key]).get(key, [])
+        found = by_key(run, pair, "salesforce", {key: lookup_value(
+            match, "hubspot", record.values)}).get(key, [])
         if len(found) > 1:
             gap(run, "duplicate_match", pair.name, record.id, {
-                "key": key, "salesforce_ids": sorted(r.id for r in found)})
+                "key": match.shown(key), "salesforce_ids": sorted(r.id for r in found)})
             return
         if found:
             if run.links.find(pair.name, sf_id=found[0].id) or (
@@ -231,5 +256,6 @@ def _claim(run: Run, pairs: list[ObjectPair], record: Record,
             creates.create(run, pair, record, "salesforce", writes)
             return
     first = pairs[0]
+    first_key = run.setup.keys.get(first.name)
     gap(run, "missing_in_salesforce", first.name, record.id, {
-        "key": match_key(record.values.get(first.match.hubspot)) if first.match else None})
+        "key": first_key.shown(first_key.hubspot(record.values)) if first_key else None})

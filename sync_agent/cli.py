@@ -285,7 +285,7 @@ def sync_once(
     import socket
 
     from sync_agent import state
-    from sync_agent.cycle import describe_plan, run_cycle
+    from sync_agent.cycle import describe_identity, describe_plan, run_cycle
     from sync_agent.service import LOCK
     from sync_agent.store import open_store
 
@@ -307,10 +307,14 @@ def sync_once(
     finally:
         state.release_lock(store, LOCK, holder)
     if dry_run:
+        for line in describe_identity(report):
+            typer.echo(line)
         lines = list(describe_plan(report))
         for line in lines:
             typer.echo(line)
-        typer.echo(f"dry run: {len(lines)} field change(s) planned, nothing written")
+        creates = sum(1 for p in report.plan if p.create)
+        typer.echo(f"dry run: {len(report.links)} link(s), {creates} create(s), "
+                   f"{len(lines)} field change(s) planned, nothing written")
     table = Table(title="cycle" + (" (dry run)" if dry_run else ""))
     table.add_column("what")
     table.add_column("count", justify="right")

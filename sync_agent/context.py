@@ -22,6 +22,7 @@ from mapping.model import FieldRule, MappingFile, ObjectPair
 from mapping.rules import FieldChange, PairPlanner
 from sync_agent import merges
 from sync_agent.gap_book import GapBook
+from sync_agent.identity import KeyOf, key_of
 from sync_agent.link_book import LinkBook
 from sync_agent.owners import OwnerDirectory, deal_record_types, owner_rule
 from sync_agent.spool import KeyMap, Spooled
@@ -41,6 +42,20 @@ class PlannedWrite:
     record_id: str | None
     changes: list[FieldChange]
     create: bool = False
+    source_id: str | None = None  # a create's source record, in the other system
+
+
+@dataclass(frozen=True)
+class PlannedLink:
+    """A link a dry run would make: the pair, both ids, and the match key (None: the
+    HubSpot record carries the Salesforce id)."""
+
+    pair: str
+    sf_object: str
+    sf_id: str
+    hs_object: str
+    hs_id: str
+    key: str | None
 
 
 @dataclass
@@ -57,6 +72,7 @@ class CycleReport:
     gaps: Counter[str] = field(default_factory=Counter)
     held: int = 0  # creates held while a crashed cycle's create may still be in flight
     plan: list[PlannedWrite] = field(default_factory=list)
+    links: list[PlannedLink] = field(default_factory=list)  # a dry run's links, listed
     calls: dict[str, int] = field(default_factory=dict)
 
 
@@ -70,6 +86,7 @@ class Setup:
     stage_fields: dict[str, list[StageField]]
     dry_run: bool = False
     forward_only: dict[str, set[str]] = field(default_factory=dict)  # by HubSpot object
+    keys: dict[str, KeyOf] = field(default_factory=dict)  # each pair's match key, by pair
 
 
 def prepare(mapping: MappingFile, salesforce: Connector, hubspot: Connector,
@@ -88,7 +105,9 @@ def prepare(mapping: MappingFile, salesforce: Connector, hubspot: Connector,
         planners[pair.name] = PairPlanner(mapping, pair.name, extra,
                                           deal_record_types(mapping, pair, salesforce))
     return Setup(mapping, salesforce, hubspot, planners, directory,
-                 {p.name: stage_fields(mapping, p) for p in mapping.objects}, dry_run)
+                 {p.name: stage_fields(mapping, p) for p in mapping.objects}, dry_run,
+                 keys={p.name: key_of(p.match, planners[p.name]) for p in mapping.objects
+                       if p.match is not None})
 
 
 def connector(setup: Setup, system: str) -> Connector:
@@ -125,8 +144,8 @@ def fields_of(setup: Setup, system: str, obj: str) -> list[str]:
     for pair in pairs_on(setup.mapping, system, obj):
         for f in setup.planners[pair.name].fields:
             names.append(f.sf if system == "salesforce" else f.hs)
-        if pair.match is not None:
-            names.append(pair.match.salesforce if system == "salesforce" else pair.match.hubspot)
+        if pair.name in setup.keys:
+            names += setup.keys[pair.name].fields(system)
         if pair.conversion is not None and system == "salesforce":
             names += [pair.conversion.converted_field, pair.conversion.contact_field]
     if names:

@@ -26,7 +26,7 @@ from sync_agent.context import (
     gap,
     object_of,
 )
-from sync_agent.identity import match_key, passes
+from sync_agent.identity import passes
 from sync_agent.planned_writes import refused_before
 from sync_agent.write import Creation, Write
 
@@ -39,11 +39,11 @@ def create(run: Run, pair: ObjectPair, record: Record, into: Side, writes: list[
     known = run.gaps.detail(missing, pair.name, record.id)
     if known and known.get("deleted_counterpart"):
         return  # someone deleted its counterpart: a person decides, not the agent
-    key = (match_key(record.values.get(getattr(pair.match, source)))
-           if pair.match is not None else None)
+    match = run.setup.keys.get(pair.name)
+    key = match.of(source, record.values) if match is not None else None
     rule = pair.create_in_hubspot if into == "hubspot" else pair.create_in_salesforce
     if not passes(rule, record.values):
-        gap(run, missing, pair.name, record.id, {"key": key})
+        gap(run, missing, pair.name, record.id, {"key": match.shown(key) if match else None})
         return
     if into == "salesforce" and key is None:
         what = (f"no {pair.match.hubspot}" if pair.match is not None
@@ -61,7 +61,8 @@ def create(run: Run, pair: ObjectPair, record: Record, into: Side, writes: list[
         return
     create_key: CreateKey = (pair.name, into, record.id)
     planned = run.prior_creates.get(create_key)
-    upsert_on_key = into == "hubspot" and key is not None and pair.match is not None
+    upsert_on_key = (into == "hubspot" and key is not None and pair.match is not None
+                     and pair.match.upserts_on())
     if (planned is not None and into == "hubspot" and not upsert_on_key
             and run.now - planned < run.setup.hs.lookback):
         run.held.add(create_key)  # its record may exist, unseen by search for now
@@ -69,8 +70,8 @@ def create(run: Run, pair: ObjectPair, record: Record, into: Side, writes: list[
         return
     if into == "hubspot" and key is not None and not _claim_key(run, pair, key, record.id):
         gap(run, "duplicate_match", pair.name, record.id, {
-            "key": key, "reason": "another record creates a HubSpot record with this "
-            "email in the same cycle"})
+            "key": match.shown(key) if match else key, "reason": "another record creates a "
+            "HubSpot record with this match key in the same cycle"})
         return
     planner = run.setup.planners[pair.name]
     made = plan.plan_create(planner, pair, record.values, into, key)
@@ -78,7 +79,7 @@ def create(run: Run, pair: ObjectPair, record: Record, into: Side, writes: list[
         return
     obj = object_of(pair, into)
     run.report.plan.append(PlannedWrite(pair.name, into, obj, None, made.plan.changes,
-                                        create=True))
+                                        create=True, source_id=record.id))
     # The time of this attempt: a create sent again after its hold is held again if this
     # cycle dies too, since HubSpot may have taken this attempt.
     run.new_creates[create_key] = dt.datetime.now(dt.UTC)

@@ -262,6 +262,20 @@ def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: b
     run.stages.flush(session, run.now)
 
 
+def describe_identity(report: CycleReport) -> Iterable[str]:
+    """The dry run's links and creates, one line each, before any field: what a first sync
+    would pair up (and by which key) and what it would create, so duplicates show first."""
+    for link in report.links:
+        why = f"match key {link.key}" if link.key else "it carries the Salesforce id"
+        yield (f"{link.pair}: link Salesforce {link.sf_object} {link.sf_id} <-> HubSpot "
+               f"{link.hs_object} {link.hs_id} ({why})")
+    for planned in report.plan:
+        if planned.create:
+            source = "HubSpot" if planned.system == "salesforce" else "Salesforce"
+            yield (f"{planned.pair}: create {planned.system} {planned.object} from {source} "
+                   f"record {planned.source_id}")
+
+
 def describe_plan(report: CycleReport) -> Iterable[str]:
     """The dry run's plan, one line per field: pair, system, record, field, old -> new, rule."""
     for planned in report.plan:

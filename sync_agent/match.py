@@ -19,7 +19,7 @@ from sync_agent.claims import by_key, carrying, link_and_plan
 from sync_agent.conflicts import decide_conflicts
 from sync_agent.context import Run, close, fields_of, gap
 from sync_agent.deletes import follow_read_merges
-from sync_agent.identity import group_by_key
+from sync_agent.identity import group_by_key, lookup_value
 from sync_agent.planned_writes import plan_linked
 from sync_agent.spool import KeySet
 from sync_agent.stages import current_stages
@@ -100,30 +100,45 @@ def _link_or_create(run: Run, pair: ObjectPair, records: list[Record],
             link_and_plan(run, pair, record, found[0], None)
         else:
             rest.append(record)
-    if pair.match is not None:
-        groups = group_by_key(rest, pair.match.salesforce)
-        keys = list(groups)
-        everyone = by_key(run, "salesforce", pair.salesforce, pair.match.salesforce, keys)
-        counterparts = by_key(run, "hubspot", pair.hubspot, pair.match.hubspot, keys)
+    match_key = run.setup.keys.get(pair.name)
+    if match_key is not None:
+        groups = group_by_key(rest, match_key.salesforce)
+        lookups = {k: lookup_value(match_key, "salesforce", members[0].values)
+                   for k, members in groups.items()}
+        everyone = by_key(run, pair, "salesforce", lookups)
+        counterparts = by_key(run, pair, "hubspot", lookups)
     else:
         groups, everyone, counterparts = {}, {}, {}
     keyed = {r.id for rs in groups.values() for r in rs}
     for key, members in groups.items():
+        shown = match_key.shown(key) if match_key is not None else key
         sharing = {r.id for r in everyone.get(key, [])} | {r.id for r in members}
         if len(sharing) > 1:
             for record in members:
                 gap(run, "duplicate_match", pair.name, record.id, {
-                    "key": key, "salesforce_ids": sorted(sharing)})
+                    "key": shown, "salesforce_ids": sorted(sharing)})
             continue
-        match = counterparts.get(key, [])
-        if match:
-            handled_hs.add((pair.hubspot, match[0].id))
-            link_and_plan(run, pair, members[0], match[0], key)
+        found = [r for r in counterparts.get(key, []) if not _linked_elsewhere(run, pair, r)]
+        if len(found) > 1:  # several HubSpot records share the key: a person decides
+            gap(run, "duplicate_match", pair.name, members[0].id, {
+                "key": shown, "hubspot_ids": sorted(r.id for r in found),
+                "reason": f"several HubSpot {pair.hubspot} share its match key"})
+            handled_hs.update((pair.hubspot, r.id) for r in found)
+        elif found:
+            handled_hs.add((pair.hubspot, found[0].id))
+            link_and_plan(run, pair, members[0], found[0], key)
         else:
             creates.create(run, pair, members[0], "hubspot", writes)
     for record in rest:
         if record.id not in keyed:
             creates.create(run, pair, record, "hubspot", writes)
+
+
+def _linked_elsewhere(run: Run, pair: ObjectPair, record: Record) -> bool:
+    """A HubSpot record already linked to another Salesforce record shares a key with this
+    one by chance (a second Account on one domain): it is not a candidate."""
+    return any(run.links.find(p.name, hs_id=record.id) is not None
+               for p in run.setup.mapping.objects if p.hubspot == pair.hubspot)
 
 
 def plan_newly_linked(run: Run, writes: list[Write]) -> None:

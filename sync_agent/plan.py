@@ -93,7 +93,7 @@ def plan_create(planner: PairPlanner, pair: ObjectPair, values: dict[str, Any], 
     out = {c.field: c.new for c in plan.changes if c.side == into}
     out.update(defaults(planner, into, out))
     match: tuple[str, str] | None = None
-    if pair.match is not None and key:
+    if pair.match is not None and key and pair.match.upserts_on():  # an email: one value
         if into == "hubspot":
             match = (pair.match.hubspot, key)
         else:

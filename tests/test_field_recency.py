@@ -104,7 +104,8 @@ def test_salesforce_field_history_decides_where_the_org_tracks_the_field(
     assert _titles(sf, hs, lead, contact) == ("Head of Growth", "Head of Growth")
     reason = _reason(store, "salesforce", lead, "Title")
     assert "HubSpot's is later" in reason
-    assert "field history" in reason and "property history" in reason
+    assert "field history" in reason
+    assert "property history" in reason
 
 
 def test_a_field_changed_on_one_side_only_reads_no_history(
