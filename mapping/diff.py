@@ -3,7 +3,7 @@ remapped, SLAs changed. Compares meanings, not text."""
 
 from __future__ import annotations
 
-from mapping.model import MappingFile
+from mapping.model import MappingFile, MatchKey
 from mapping.transforms import stage_translator
 
 
@@ -31,6 +31,10 @@ def diff(old: MappingFile, new: MappingFile) -> list[str]:
                 lines.append(f"~ {name}.{key}: transforms changed")
             if a.stage_map != b.stage_map:
                 lines.append(f"~ {name}.{key}: stage map {a.stage_map} -> {b.stage_map}")
+        was_key, now_key = old_pairs[name].match, new_pairs[name].match
+        if was_key != now_key:
+            lines.append(f"~ {name}.match: {_key(was_key)} -> {_key(now_key)} (records "
+                         "not yet linked pair up by the new key)")
         for side in ("create_in_hubspot", "create_in_salesforce"):
             if getattr(old_pairs[name], side) != getattr(new_pairs[name], side):
                 lines.append(f"~ {name}.{side}: {getattr(old_pairs[name], side)} -> "
@@ -62,3 +66,12 @@ def diff(old: MappingFile, new: MappingFile) -> list[str]:
 
 def _show(value: object) -> str:
     return getattr(value, "reason", None) or repr(value)
+
+
+def _key(key: MatchKey | None) -> str:
+    """A match key as an admin reads it: ``Website <-> domain (domain)`` and its parts."""
+    if key is None:
+        return "none"
+    parts = [f"{key.salesforce} <-> {key.hubspot} ({key.normalize})",
+             *(f"{p.salesforce} <-> {p.hubspot}" for p in key.also)]
+    return " + ".join(parts)

@@ -86,6 +86,10 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
         if pair.match is not None:
             check.field("salesforce", sf, pair.match.salesforce, (*base, "match", "salesforce"))
             check.field("hubspot", hs, pair.match.hubspot, (*base, "match", "hubspot"))
+            for p_index, part in enumerate(pair.match.also):
+                where = (*base, "match", "also", p_index)
+                check.field("salesforce", sf, part.salesforce, (*where, "salesforce"))
+                check.field("hubspot", hs, part.hubspot, (*where, "hubspot"))
         owners = mapping.owners
         if "OwnerId" in sf.fields:
             check.field("hubspot", hs, owners.hubspot_property, ("owners", "hubspot_property"))

@@ -224,7 +224,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         name = make.company()
         rng.randrange(12)  # the draw of the industry before it had its own stream
         account_values: dict[str, Any] = {
-            "Name": name, "Website": f"https://{name.split()[0].lower()}.example.com",
+            "Name": name, "Website": f"https://www.{_slug(name)}.example.com/",
             "Industry": extra.choice(INDUSTRY.values),
             "OwnerId": owner, "NumberOfEmployees": rng.randint(5, 5000)}
         aid = _sf_insert(org, "Account", account_values, stamp, integration)
@@ -305,7 +305,7 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
     for _aid, name, owner in accounts:
         if rng.random() < 0.6:
             portal.create("companies", {"name": name,
-                                        "domain": f"{name.split()[0].lower()}.example.com",
+                                        "domain": f"{_slug(name)}.example.com",
                                         "hubspot_owner_id": owner_by_user.get(owner) or ""},
                           make.moment())
             companies += 1
@@ -351,3 +351,8 @@ def _hs_contact(portal: Portal, rng: random.Random, make: _Maker, first: str, la
     if owner:
         values["hubspot_owner_id"] = owner
     portal.create("contacts", values, make.moment())
+
+
+def _slug(name: str) -> str:
+    """A company's name as the host of its website (``Globex GmbH``: ``globex-gmbh``)."""
+    return "-".join("".join(c for c in word.lower() if c.isalnum()) for word in name.split())
