@@ -64,6 +64,17 @@ def _reason(store: Store, system: str, record: str, fld: str) -> str:
     return entry.reason
 
 
+def _two_seconds_apart(store: Store, sf: Any, hs: Any,
+                       edits: list[tuple[Any, str, str, dict[str, Any]]]) -> Any:
+    """Each edit two seconds after the one before, then one cycle."""
+    for index, (connector, obj, record_id, values) in enumerate(edits):
+        if index:
+            time.sleep(2)
+        connector.upsert(obj, [WriteRecord(id=record_id, values=values)])
+    next_second()
+    return run_cycle(store, MAPPING, sf, hs)
+
+
 def test_a_reps_later_title_wins_over_an_earlier_hubspot_edit_and_a_later_unrelated_one(
         make_sandbox: Any, tmp_path: Path) -> None:
     """The issue's E6: HubSpot's jobtitle edited at t, the rep's Title at t+2 s, an unrelated
@@ -71,13 +82,10 @@ def test_a_reps_later_title_wins_over_an_earlier_hubspot_edit_and_a_later_unrela
     rep's Title ends up on both sides."""
     _, sf, hs, store = _world(make_sandbox, tmp_path)
     lead, contact = _linked_lead(store, sf, hs)
-    hs.upsert("contacts", [WriteRecord(id=contact, values={"jobtitle": "Marketing's guess"})])
-    time.sleep(2)
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Title": "VP Sales"})])
-    time.sleep(2)
-    hs.upsert("contacts", [WriteRecord(id=contact, values={"mobilephone": "+1 555 0100"})])
-    next_second()
-    report = run_cycle(store, MAPPING, sf, hs)
+    report = _two_seconds_apart(store, sf, hs, [
+        (hs, "contacts", contact, {"jobtitle": "Marketing's guess"}),
+        (sf, "Lead", lead, {"Title": "VP Sales"}),
+        (hs, "contacts", contact, {"mobilephone": "+1 555 0100"})])
     assert report.written["hubspot.contacts"] == 1
     assert hs.calls["contacts.batch.history"] == 1  # only the pair in conflict, once
     assert _titles(sf, hs, lead, contact) == ("VP Sales", "VP Sales")
@@ -94,13 +102,10 @@ def test_salesforce_field_history_decides_where_the_org_tracks_the_field(
     the Lead was modified last."""
     _, sf, hs, store = _world(make_sandbox, tmp_path, salesforce_field_history=("Lead.Title",))
     lead, contact = _linked_lead(store, sf, hs)
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Title": "Rep's title"})])
-    time.sleep(2)
-    hs.upsert("contacts", [WriteRecord(id=contact, values={"jobtitle": "Head of Growth"})])
-    time.sleep(2)
-    sf.upsert("Lead", [WriteRecord(id=lead, values={"Description": "called twice"})])
-    next_second()
-    run_cycle(store, MAPPING, sf, hs)
+    _two_seconds_apart(store, sf, hs, [
+        (sf, "Lead", lead, {"Title": "Rep's title"}),
+        (hs, "contacts", contact, {"jobtitle": "Head of Growth"}),
+        (sf, "Lead", lead, {"Description": "called twice"})])
     assert _titles(sf, hs, lead, contact) == ("Head of Growth", "Head of Growth")
     reason = _reason(store, "salesforce", lead, "Title")
     assert "HubSpot's is later" in reason

@@ -47,6 +47,9 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     text = text.replace("- {salesforce: Unqualified, hubspot: UNQUALIFIED}\n", "")
     text = text.replace("{salesforce: Id, hubspot: salesforcecontactid, rule: always_salesforce}",
                         "{salesforce: Id, hubspot: salesforcecontactid, rule: two_way}")
+    text = text.replace("- {salesforce: Amount, hubspot: amount}\n    create_in_hubspot",
+                        "- {salesforce: Amount, hubspot: amonut}\n    create_in_hubspot", 1)
+    text = text.replace("hubspot: domain              #", "hubspot: domian              #", 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     code, out = invoke("mapping", "validate", str(bad), "--live", "--env-file",
@@ -58,6 +61,10 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     assert "stage 'closedlost' of deals.dealstage is not mapped" in out
     assert "salesforce stage 'Unqualified' of Lead.Status is not mapped" in out
     assert "which Salesforce does not let the integration user update" in out
+    assert "objects.2.match.hubspot" in out  # the company key's property, misspelt
+    assert "'domian'" in out
+    assert "objects.3.match.also.1.hubspot" in out  # a composite key's part
+    assert "'amonut'" in out
     assert all(line.startswith(str(bad)) for line in out.splitlines()[:-1])
 
 
@@ -94,11 +101,14 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
     text = text.replace("{salesforce: Website, hubspot: website, "
                         "rule: prefer_salesforce_unless_blank}",
                         "{salesforce: Website, hubspot: website, rule: two_way}")
+    text = text.replace("        - {salesforce: Amount, hubspot: amount}\n", "", 1)
     new = tmp_path / "new.yaml"
     new.write_text(text)
     code, out = invoke("mapping", "diff", str(old), str(new))
     assert code == 0, out
     assert "~ leads.Website>website: rule prefer_salesforce_unless_blank -> two_way" in out
+    assert ("~ opportunities.match: Name <-> dealname (text) + CloseDate <-> closedate + "
+            "Amount <-> amount -> Name <-> dealname (text) + CloseDate <-> closedate") in out
     assert ("~ stage map lead_lifecycle: salesforce 'Nurturing' -> hubspot 'lead' becomes "
             "'marketingqualifiedlead'") in out
     code, out = invoke("mapping", "diff", str(old), str(old))

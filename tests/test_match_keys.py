@@ -26,7 +26,7 @@ from tests.test_cycle_lifecycle import connectors, linked_hs, settle
 from tests.test_no_duplicates import EPOCH
 
 
-@pytest.mark.parametrize("given,bare", [
+@pytest.mark.parametrize(("given", "bare"), [
     ("https://www.Acme.com/about", "acme.com"), ("acme.com", "acme.com"),
     ("http://shop.acme.co.uk:8080/?q=1", "shop.acme.co.uk"), ("WWW.ACME.COM.", "acme.com"),
     ("  ", None), (None, None)])
