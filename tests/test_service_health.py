@@ -273,7 +273,9 @@ def test_sync_once_exits_3_while_an_agent_is_mid_cycle_without_waiting(
     state = peek(db)
     try:
         wait_for(state.lock, 15, "the agent holding the lock")
-        wait_for(lambda: writing(tmp_path / "state.db"), 15, "the agent mid-cycle, writing")
+        # the read alone takes 10 s (the fault), then describes, matching and planning: a
+        # bound, not a timing (it returns as soon as the agent writes)
+        wait_for(lambda: writing(tmp_path / "state.db"), 40, "the agent mid-cycle, writing")
         began = time.monotonic()
         once = subprocess.run(cli("sync", "once", "--mapping", str(DEFAULT), "--env-file",
                                   str(box.info.settings_file), "--db", db),
