@@ -86,10 +86,16 @@ def minimum(read: Counter[str], written: Counter[str], refused: int, first: bool
     sf_reads = sum(max(1, p) for p in sf_pages) if first else max(1, sum(sf_pages))
     hs_page = READ_PAGE["hubspot.list" if first else "hubspot.search"]
     hs_reads = sum(max(1, math.ceil(n / hs_page)) for key, n in read.items()
-                   if key.startswith("hubspot."))
+                   if key.startswith("hubspot.") and ".associations." not in key)
+    # associations: a v4 batch read per 1,000 records in play, a labels read each, and a
+    # batch create per 2,000 associations written
+    hs_reads += sum(math.ceil(n / 1000) + 1 for key, n in read.items()
+                    if key.startswith("hubspot.associations."))
     writes = Counter(written)
     writes["salesforce.refused"] += refused
-    batches = {key: math.ceil(n / BATCH[key.split(".")[0]]) for key, n in writes.items()}
+    batches = {key: math.ceil(n / (2000 if key.endswith(".associations")
+                                   else BATCH[key.split(".")[0]]))
+               for key, n in writes.items()}
     hs_writes = sum(n for key, n in batches.items() if key.startswith("hubspot."))
     lookups = 2 * math.ceil(refused / 200)  # one query per object (Lead, Contact) per 200
     total = sf_reads + hs_reads + sum(batches.values()) + lookups

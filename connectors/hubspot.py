@@ -79,6 +79,11 @@ OBJECT_TYPES = ("contacts", "companies", "deals")
 LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
                  "deals": "hs_lastmodifieddate"}
 BATCH_SIZE = 100  # HubSpot batch endpoints take at most 100 inputs
+# v4 association batches: reads 1,000 inputs (developers.hubspot.com changelog, "Batch Read
+# Limit for HubSpot Associations API", February 2025), creates and removals 2,000.
+ASSOCIATION_READ_SIZE = 1000
+ASSOCIATION_WRITE_SIZE = 2000
+ASSOCIATION_USER_DEFINED_FROM = 1000  # HubSpot-defined type ids are below, labels above
 HISTORY_BATCH = 50  # a batch read asking for property histories takes at most 50
 SEARCH_PAGE = 200  # search pages hold at most 200 results
 SEARCH_CAP = 10_000  # search never returns more than 10,000 results for one query
@@ -173,9 +178,11 @@ class HubSpotConnector:
         self.pipelines_api = crm.pipelines.pipelines_api
         self.owners_api = crm.owners.owners_api
         self.associations_batch = crm.associations.v4.batch_api
+        self.association_definitions = crm.associations.v4.schema.definitions_api
         self._apis = [*self.basic.values(), *self.batch.values(), *self.search.values(),
                       self.properties_api, self.pipelines_api, self.owners_api,
-                      self.associations_batch]
+                      self.associations_batch, self.association_definitions]
+        self._labels: dict[tuple[str, str], dict[str | None, int]] = {}
         for api in self._apis:
             _set_timeout(api, settings.timeout_seconds)
         self._sent_token: str | None = None
@@ -808,11 +815,11 @@ class HubSpotConnector:
         return out
 
     def associate(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> int:
-        """Default (unlabeled) associations, 100 per call; returns how many were made."""
+        """Default (unlabeled) associations, 2,000 a call; returns how many were made."""
         made = 0
-        for start in range(0, len(pairs), BATCH_SIZE):
+        for start in range(0, len(pairs), ASSOCIATION_WRITE_SIZE):
             body = {"inputs": [{"from": {"id": a}, "to": {"id": b}}
-                               for a, b in pairs[start:start + BATCH_SIZE]]}
+                               for a, b in pairs[start:start + ASSOCIATION_WRITE_SIZE]]}
             answer = self._call("associations.batch.default",
                                 partial(self.associations_batch.create_default,
                                     from_type, to_type,
@@ -821,15 +828,74 @@ class HubSpotConnector:
         return made
 
     def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for start in range(0, len(ids), BATCH_SIZE):
-            body = {"inputs": [{"id": i} for i in ids[start:start + BATCH_SIZE]]}
-            answer = self._call("associations.batch.read",
-                                partial(self.associations_batch.get_page,
-                                    from_type, to_type,
-                                    batch_input_public_fetch_associations_batch_request=body))
+        """The records each of ``ids`` is associated with, whatever the label."""
+        return {from_id: sorted(to) for from_id, to in
+                self.associations_of(from_type, to_type, ids).items()}
+
+    def association_labels(self, from_type: str, to_type: str) -> dict[str | None, int]:
+        """The association types between two objects, label -> type id (None: unlabeled),
+        read once per pair of objects."""
+        key = (self._object(from_type), self._object(to_type))
+        if key not in self._labels:
+            answer = self._call("associations.labels", partial(
+                self.association_definitions.get_all, from_type, to_type))
+            self._labels[key] = {}
+            for spec in answer.results or []:
+                self._labels[key].setdefault(spec.label or None, int(spec.type_id))
+        return self._labels[key]
+
+    def associations_of(self, from_type: str, to_type: str, ids: Iterable[str]
+                        ) -> dict[str, dict[str, set[int]]]:
+        """For each record of ``ids``: the records it is associated with and by which type
+        ids. v4 batch read, 1,000 records a call (HubSpot's limit since February 2025);
+        a record with none is simply absent (HubSpot lists it as an error)."""
+        wanted = sorted(set(ids))
+        out: dict[str, dict[str, set[int]]] = {}
+        for start in range(0, len(wanted), ASSOCIATION_READ_SIZE):
+            body = {"inputs": [{"id": i} for i in wanted[start:start + ASSOCIATION_READ_SIZE]]}
+            answer = self._call("associations.batch.read", partial(
+                self.associations_batch.get_page, from_type, to_type,
+                batch_input_public_fetch_associations_batch_request=body))
             for result in answer.results or []:
-                out[str(result._from.id)] = [str(t.to_object_id) for t in result.to]
+                linked = out.setdefault(str(result._from.id), {})
+                for target in result.to or []:
+                    linked.setdefault(str(target.to_object_id), set()).update(
+                        int(t.type_id) for t in target.association_types or [])
+        return out
+
+    def associate_labeled(self, from_type: str, to_type: str, pairs: list[tuple[str, str]],
+                          type_id: int) -> list[WriteResult]:
+        """Associations of one type (a label, or the unlabeled type) between each pair,
+        2,000 a call; a result per pair, in order, with HubSpot's error where it refused."""
+        return self._association_batch("associations.batch.create", from_type, to_type, pairs,
+                                       type_id, self.associations_batch.create,
+                                       "batch_input_public_association_multi_post")
+
+    def remove_association_label(self, from_type: str, to_type: str,
+                                 pairs: list[tuple[str, str]], type_id: int
+                                 ) -> list[WriteResult]:
+        """Take one label off each pair's association (an unlabeled type removes the whole
+        association, as HubSpot documents), 2,000 a call."""
+        return self._association_batch("associations.batch.labels.archive", from_type,
+                                       to_type, pairs, type_id,
+                                       self.associations_batch.archive_labels,
+                                       "batch_input_public_association_multi_post")
+
+    def _association_batch(self, endpoint: str, from_type: str, to_type: str,
+                           pairs: list[tuple[str, str]], type_id: int,
+                           method: Callable[..., Any], body_name: str) -> list[WriteResult]:
+        out: list[WriteResult] = []
+        kind = "HUBSPOT_DEFINED" if type_id < ASSOCIATION_USER_DEFINED_FROM else "USER_DEFINED"
+        for start in range(0, len(pairs), ASSOCIATION_WRITE_SIZE):
+            chunk = pairs[start:start + ASSOCIATION_WRITE_SIZE]
+            body = {"inputs": [{"from": {"id": a}, "to": {"id": b}, "types": [
+                {"associationCategory": kind, "associationTypeId": type_id}]}
+                for a, b in chunk]}
+            answer = self._call(endpoint, partial(method, from_type, to_type,
+                                                  **{body_name: body}))
+            refused = _association_errors(answer, {a for a, _ in chunk})
+            out += [WriteResult(index=start + i, id=a, error=refused.get(a))
+                    for i, (a, _) in enumerate(chunk)]
         return out
 
     # -- check ---------------------------------------------------------------------------
@@ -979,3 +1045,18 @@ def _options_from_pipelines(name: str, fields: dict[str, FieldInfo],
                                                      "restricted_picklist": True})
     return out
 
+
+def _association_errors(answer: Any, sent: set[str]) -> dict[str, WriteError]:
+    """A v4 association batch's errors by the record they name (``context.fromObjectId``,
+    else an id the message quotes); an error naming none is every record's."""
+    out: dict[str, WriteError] = {}
+    for error in getattr(answer, "errors", None) or []:
+        context = getattr(error, "context", None) or {}
+        named = [str(i) for i in context.get("fromObjectId", []) if str(i) in sent]
+        message = str(getattr(error, "message", "") or "refused")
+        if not named:
+            named = [i for i in sent if i in message] or sorted(sent)
+        for record_id in named:
+            out[record_id] = WriteError(code=str(getattr(error, "category", "") or "ERROR"),
+                                        message=message)
+    return out

@@ -61,7 +61,49 @@ def diff(old: MappingFile, new: MappingFile) -> list[str]:
     for name in sorted(set(old_sla) & set(new_sla)):
         if old_sla[name] != new_sla[name]:
             lines.append(f"~ SLA {name}: changed")
+    lines += _associations(old, new)
     return lines
+
+
+def _associations(old: MappingFile, new: MappingFile) -> list[str]:
+    """Associations and stage follows added, removed, or changed setting by setting."""
+    lines: list[str] = []
+    was = {a.name: a for a in old.associations}
+    now = {a.name: a for a in new.associations}
+    for name in sorted(set(was) - set(now)):
+        lines.append(f"- association {name}: removed (references stop syncing)")
+    for name in sorted(set(now) - set(was)):
+        a = now[name]
+        lines.append(f"+ association {name}: {a.from_pair}.{a.salesforce_field} <-> "
+                     f"{a.to_pair} ({a.hubspot_label or 'unlabeled'}), rule {a.rule.value}")
+    for name in sorted(set(was) & set(now)):
+        after_all = now[name].model_dump(by_alias=True, mode="json")
+        for key, before in was[name].model_dump(by_alias=True, mode="json").items():
+            after = after_all[key]
+            if before != after:
+                lines.append(f"~ association {name}.{key}: {_plain(before)} -> "
+                             f"{_plain(after)}")
+    follows_was = {f.name: f for f in old.stage_follows}
+    follows_now = {f.name: f for f in new.stage_follows}
+    for name in sorted(set(follows_was) ^ set(follows_now)):
+        added = name in follows_now
+        f = (follows_now if added else follows_was)[name]
+        lines.append(f"{'+' if added else '-'} stage follow {name}: {f.pair}."
+                     f"{f.hubspot_property} {'follows' if added else 'no longer follows'} "
+                     f"{f.association}")
+    for name in sorted(set(follows_was) & set(follows_now)):
+        before_map = {s: e.hubspot for e in follows_was[name].stages for s in e.salesforce}
+        after_map = {s: e.hubspot for e in follows_now[name].stages for s in e.salesforce}
+        for stage in sorted(set(before_map) | set(after_map)):
+            if before_map.get(stage) != after_map.get(stage):
+                lines.append(f"~ stage follow {name}: {stage!r} lifts to "
+                             f"{_plain(before_map.get(stage))} -> "
+                             f"{_plain(after_map.get(stage))}")
+    return lines
+
+
+def _plain(value: object) -> str:
+    return "none" if value is None else str(getattr(value, "value", value))
 
 
 def _show(value: object) -> str:

@@ -19,6 +19,7 @@ from mapping.rules import pair_rules
 from mapping.transforms import Unmapped, compile_chain
 
 Describe = Callable[[str], ObjectSchema]
+Labels = Callable[[str, str], dict[str | None, int]]  # association label -> type id
 TEXT = {"string", "email", "phone", "url", "textarea", "picklist", "combobox", "id",
         "reference", "enumeration", "phone_number", "multipicklist"}
 NUMBER = {"int", "double", "currency", "percent", "number"}
@@ -70,7 +71,7 @@ class LiveChecker:
 
 
 def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
-               hubspot: Describe) -> list[Problem]:
+               hubspot: Describe, labels: Labels | None = None) -> list[Problem]:
     check = LiveChecker(located, salesforce, hubspot)
     for index, pair in enumerate(mapping.objects):
         base: PathKey = ("objects", index)
@@ -103,6 +104,7 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
             prop = getattr(action, "property", None)
             if prop and sla_hs is not None:
                 check.field("hubspot", sla_hs, prop, ("sla", index, "actions", a_index, "property"))
+    _check_associations(check, mapping, labels)
     return sorted(check.problems, key=lambda p: (p.line, p.column))
 
 
@@ -241,3 +243,56 @@ def _check_deal_pipelines(check: LiveChecker, mapping: MappingFile) -> None:
             check.add((*path, "pipeline"), f"HubSpot has no {pair.hubspot} pipeline "
                       f"{route.pipeline!r}", f"use a pipeline's internal id, one of {labels}")
 
+
+def _check_associations(check: LiveChecker, mapping: MappingFile, labels: Labels | None
+                        ) -> None:
+    """Each association's lookup is a reference field Salesforce lets the rule write, its
+    label exists between the two HubSpot objects, and each stage follow's stages exist."""
+    pairs = {p.name: p for p in mapping.objects}
+    for index, assoc in enumerate(mapping.associations):
+        base: PathKey = ("associations", index)
+        source, target = pairs.get(assoc.from_pair), pairs.get(assoc.to_pair)
+        if source is None or target is None:
+            continue  # offline validation names it
+        sf = check.schema("salesforce", source.salesforce, (*base, "from"))
+        if sf is not None:
+            found = check.field("salesforce", sf, assoc.salesforce_field,
+                                (*base, "salesforce_field"))
+            if found is not None and found.type != "reference":
+                check.add((*base, "salesforce_field"), f"{source.salesforce}."
+                          f"{assoc.salesforce_field} is a {found.type} field, not a lookup",
+                          f"name a lookup to {target.salesforce}")
+            elif found is not None and assoc.rule.writes("salesforce") and not found.updateable:
+                check.add((*base, "rule"), f"{source.salesforce}.{assoc.salesforce_field} "
+                          "cannot be updated, and the rule writes it",
+                          "use always_salesforce")
+        if labels is None:
+            continue
+        try:
+            known = labels(source.hubspot, target.hubspot)
+        except ConnectorError as exc:
+            check.add((*base, "hubspot_label"), f"cannot read the association labels from "
+                      f"{source.hubspot} to {target.hubspot}: {exc.message}",
+                      "check the private app's scopes")
+            continue
+        if assoc.hubspot_label not in known:
+            names = sorted(str(k) for k in known if k is not None)
+            check.add((*base, "hubspot_label"), f"HubSpot has no association label "
+                      f"{assoc.hubspot_label!r} from {source.hubspot} to {target.hubspot}",
+                      f"use one of {names} or null (unlabeled)")
+    for index, follow in enumerate(mapping.stage_follows):
+        pair = pairs.get(follow.pair)
+        if pair is None:
+            continue
+        hs = check.schema("hubspot", pair.hubspot, ("stage_follows", index, "pair"))
+        if hs is None:
+            continue
+        prop = check.field("hubspot", hs, follow.hubspot_property,
+                           ("stage_follows", index, "hubspot_property"))
+        if prop is None or not prop.picklist_values:
+            continue
+        for s_index, stage in enumerate(follow.stages):
+            if stage.hubspot not in prop.picklist_values:
+                check.add(("stage_follows", index, "stages", s_index, "hubspot"),
+                          f"{pair.hubspot}.{follow.hubspot_property} has no option "
+                          f"{stage.hubspot!r}", f"use one of {list(prop.picklist_values)}")

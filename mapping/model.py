@@ -140,6 +140,13 @@ class MatchKey(Strict):
         return self.normalize == "email" and not self.also
 
 
+def _slug_name(value: str) -> str:
+    """A name other sections refer to: letters, digits and underscores."""
+    if not value.replace("_", "").isalnum():
+        raise ValueError("use letters, digits and underscores")
+    return value
+
+
 class ObjectPair(Strict):
     name: str
     salesforce: str
@@ -150,12 +157,7 @@ class ObjectPair(Strict):
     conversion: Conversion | None = None
     fields: list[FieldRule] = Field(default_factory=list)
 
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum():
-            raise ValueError("use letters, digits and underscores")
-        return value
+    _slug = field_validator("name")(_slug_name)
 
 
 def _listify(value: Any) -> Any:
@@ -344,6 +346,53 @@ class SalesforceOptions(Strict):
         "only alert (rules set to Block still refuse)")
 
 
+class Association(Strict):
+    """A reference between two pairs' records, kept the same on both sides, as HubSpot's own
+    connector keeps a contact's company: on Salesforce a lookup field of ``from_pair``'s
+    object (Contact.AccountId, Opportunity.AccountId, Opportunity.ContactId, the primary
+    contact role), in HubSpot an association of ``from_pair``'s object to ``to_pair``'s with
+    ``hubspot_label`` (``Primary``) or the unlabeled one (null). Ids are translated through
+    the links of ``to_pair``: a reference to a record not linked yet waits for its link
+    (nothing dangling is written) and says so in an ``association_waiting`` gap. ``rule``
+    decides which side's reference wins, as for fields; ``two_way`` takes the side that
+    changed since the last sync (both: the later modified record)."""
+
+    name: str
+    from_pair: str = Field(alias="from")
+    to_pair: str = Field(alias="to")
+    salesforce_field: str = Field(description="the lookup field on from's Salesforce object")
+    hubspot_label: str | None = Field(
+        None, description="the association label in HubSpot (Primary); null: unlabeled")
+    rule: Rule = Rule.PREFER_SALESFORCE_UNLESS_BLANK
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _slug = field_validator("name")(_slug_name)
+
+
+class FollowStage(Strict):
+    """One Salesforce stage (or several) of the followed records and the HubSpot stage it
+    lifts the following record to."""
+
+    salesforce: Stages
+    hubspot: str
+
+
+class StageFollow(Strict):
+    """A stage of one pair's HubSpot records that follows the stages of records associated
+    with them, as a contact's lifecycle follows its opportunities: every record of
+    ``source_pair`` associated (by ``association``) with a record of ``pair`` lifts it to
+    the HubSpot stage its ``salesforce_field`` maps to; the furthest wins, and a stage only
+    moves forward (in the property's own option order)."""
+
+    name: str
+    pair: str = Field(description="the pair whose HubSpot records follow, e.g. contacts")
+    hubspot_property: str = "lifecyclestage"
+    association: str = Field(description="the association naming the followed records")
+    salesforce_field: str = Field("StageName", description="the followed records' stage")
+    stages: list[FollowStage]
+
+
 class MappingFile(Strict):
     version: Literal[1]
     objects: list[ObjectPair]
@@ -355,3 +404,5 @@ class MappingFile(Strict):
     safety: Safety = Field(default_factory=Safety)
     salesforce: SalesforceOptions = Field(default_factory=SalesforceOptions)
     deal_pipelines: DealPipelines | None = None
+    associations: list[Association] = Field(default_factory=list)
+    stage_follows: list[StageFollow] = Field(default_factory=list)

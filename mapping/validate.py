@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from mapping.loader import LoadError, Located, PathKey, load_file, load_text
 from mapping.model import (
+    Association,
     BusinessHours,
     DealPipelines,
     FieldRule,
@@ -25,6 +26,7 @@ from mapping.model import (
     Owners,
     Recycle,
     SlaRule,
+    StageFollow,
     StageMap,
     ValueMap,
 )
@@ -140,6 +142,11 @@ def _parse(check: Checker) -> MappingFile | None:
             _section(check, StageMap, item, ("stage_maps", name))
     for index, item in enumerate(top.get("sla") or []):
         _section(check, SlaRule, item, ("sla", index))
+    listed: tuple[tuple[str, type[BaseModel]], ...] = (("associations", Association),
+                                                       ("stage_follows", StageFollow))
+    for key, kind in listed:
+        for index, item in enumerate(top.get(key) or []):
+            _section(check, kind, item, (key, index))
     for key, model in SECTIONS.items():
         if key in top and top[key] is not None:
             _section(check, model, top[key], (key,))
@@ -375,6 +382,43 @@ def _check_deal_pipelines(check: Checker, parsed: MappingFile) -> None:
                       "use a stage map of these fields")
 
 
+def _check_associations(check: Checker, parsed: MappingFile) -> None:
+    """Associations name two pairs and a lookup no field rule also writes; a stage follow
+    names a pair, an association into it, and stages of its property."""
+    pairs = {p.name: p for p in parsed.objects}
+    names: dict[str, int] = {}
+    for index, assoc in enumerate(parsed.associations):
+        path = ("associations", index)
+        if assoc.name in names:
+            check.add((*path, "name"), f"association name {assoc.name!r} is used twice",
+                      "give each association its own name")
+        names[assoc.name] = index
+        for key, name in (("from", assoc.from_pair), ("to", assoc.to_pair)):
+            if name not in pairs:
+                check.add((*path, key), f"no object pair named {name!r}",
+                          f"use one of {sorted(pairs)}")
+        source = pairs.get(assoc.from_pair)
+        if source is not None and any(f.salesforce == assoc.salesforce_field
+                                      and f.rule.writes("salesforce") for f in source.fields):
+            check.add((*path, "salesforce_field"),
+                      f"{source.salesforce}.{assoc.salesforce_field} is written by a field rule "
+                      f"of pair {source.name!r} and by this association",
+                      "keep one of the two (set the field rule to none)")
+    for index, follow in enumerate(parsed.stage_follows):
+        path = ("stage_follows", index)
+        if follow.pair not in pairs:
+            check.add((*path, "pair"), f"no object pair named {follow.pair!r}",
+                      f"use one of {sorted(pairs)}")
+        named = next((a for a in parsed.associations if a.name == follow.association), None)
+        if named is None:
+            check.add((*path, "association"), f"no association named {follow.association!r}",
+                      f"use one of {sorted(names)}")
+        elif named.to_pair != follow.pair:
+            check.add((*path, "association"),
+                      f"association {named.name!r} points to pair {named.to_pair!r}, not "
+                      f"{follow.pair!r}", "name an association whose `to` is this pair")
+
+
 def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
     check = Checker(located)
     parsed = _parse(check)
@@ -399,6 +443,7 @@ def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
     _semantics(check, pairs, maps, slas, business, score)
     if parsed is not None:
         _check_deal_pipelines(check, parsed)
+        _check_associations(check, parsed)
     problems = sorted(check.problems, key=lambda p: (p.line, p.column))
     has_error = any(p.severity == "error" for p in problems)
     return (parsed if not has_error else None), problems

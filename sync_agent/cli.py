@@ -192,7 +192,8 @@ def mapping_validate(
             raise typer.Exit(2) from None
         salesforce, hubspot = build_connectors(settings)
         try:
-            problems += check_live(parsed, located, salesforce.describe, hubspot.describe)
+            problems += check_live(parsed, located, salesforce.describe, hubspot.describe,
+                                   getattr(hubspot, "association_labels", None))
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None

@@ -148,6 +148,14 @@ def fields_of(setup: Setup, system: str, obj: str) -> list[str]:
             names += setup.keys[pair.name].fields(system)
         if pair.conversion is not None and system == "salesforce":
             names += [pair.conversion.converted_field, pair.conversion.contact_field]
+        if system == "salesforce":  # the lookups of its associations, read with the changes
+            names += [a.salesforce_field for a in setup.mapping.associations
+                      if a.from_pair == pair.name]
+            names += [f.salesforce_field for f in setup.mapping.stage_follows
+                      for a in setup.mapping.associations
+                      if a.name == f.association and a.from_pair == pair.name]
+    if names and system == "hubspot" and obj == "contacts" and setup.mapping.sla:
+        names.append("notes_last_updated")  # a rep's HubSpot activity stops SLA clocks
     if names:
         names += [f for _, _, f in maps_on(setup.mapping, system, obj)]
         names.append(CREATED[system])  # the create guard tells new records from old
@@ -251,6 +259,10 @@ class Run:
     # Linked pairs whose fields both sides changed since the last sync: planned again once
     # their fields' own change times are read (``conflicts``), before any intent is written.
     conflicted: list[tuple[ObjectPair, Link, Record, Record, list[str]]] = field(
+        default_factory=list)
+    # Leads converted this cycle: (the lead's pair, the Lead, the moved link, its new pair),
+    # whose stages carry to the contact (``stage_follows``).
+    conversions: list[tuple[ObjectPair, Record, Link, ObjectPair]] = field(
         default_factory=list)
 
 

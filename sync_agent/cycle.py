@@ -19,6 +19,7 @@ from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
 from sync_agent import failpoints, read, sla, sla_activity, slices, state, write, write_ahead
+from sync_agent.associations import sync_associations
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import (
     CycleReport,
@@ -40,6 +41,7 @@ from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
 from sync_agent.schema_cache import use_schema_cache
 from sync_agent.spool import Spool, Spooled
+from sync_agent.stage_follows import follow_stages
 from sync_agent.stages import StageBook
 from sync_agent.store import Store
 from sync_agent.tables import DeadLetter
@@ -136,6 +138,8 @@ def _whole(run: Run, session: Session, run_id: int | None) -> None:
         session.commit()
     flush(run, session, writes, run_id)
     settle_created(run, session, run_id)
+    sync_associations(run, session, run_id)
+    follow_stages(run, session, run_id)
     run.stages.flush(session, run.now)
 
 
@@ -202,6 +206,8 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
         session.commit()
     flush(run, session, writes, run_id)
     settle_created(run, session, run_id)
+    sync_associations(run, session, run_id)
+    follow_stages(run, session, run_id)
     run.stages.flush(session, run.now)
     write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     return run
@@ -233,6 +239,10 @@ def _cold_leads(run: Run, session: Session, run_id: int | None, activity_read: b
     actions of new ones. Activity is read every ``activity_poll_minutes`` (with the changes
     when the connector can), and always before a lead is declared cold."""
     setup, mapping = run.setup, run.setup.mapping
+    hs_contacts = whole(run, "hubspot", "contacts") if ("hubspot", "contacts") in run.changed \
+        else []
+    sla_activity.hubspot_activity(session, mapping, run.links, hs_contacts.pages()
+                                  if isinstance(hs_contacts, Spooled) else [hs_contacts])
     if not activity_read and sla_activity.activity_due(session, mapping, setup.sf, run.now):
         sla_activity.read_activity(session, mapping, setup.sf, run.now)
         activity_read = True

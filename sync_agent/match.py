@@ -78,6 +78,7 @@ def _converted(run: Run, pair: ObjectPair, records: dict[str, Record]) -> dict[s
             run.links.move(link, pair=target.name, sf_object=target.salesforce,
                            sf_id=str(contact_id))
             run.report.converted += 1
+            run.conversions.append((pair, record, link, target))
         close(run, pair.name, record.id, ("missing_in_hubspot", "duplicate_match", "sync_error"))
     return kept
 

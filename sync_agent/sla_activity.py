@@ -137,3 +137,40 @@ def read_activity(session: Session, mapping: MappingFile, salesforce: Connector,
             store_activity(session, object_name, since,
                            salesforce.activity_changed(object_name, since, now), now,
                            salesforce.lookback)
+
+
+HUBSPOT_ACTIVITY = "notes_last_updated"  # a contact's "Last activity date"
+
+
+def hubspot_activity(session: Session, mapping: MappingFile, links: Any,
+                     records: Iterable[list[Record]]) -> int:
+    """A rep's calls, emails, meetings and notes logged in HubSpot: each moves the contact's
+    last activity date (HubSpot's ``notes_last_updated``), which comes with the contact in
+    the cycle's change read at no cost of its own. Put in the log under the linked
+    Salesforce lead or contact, as a Task would be, so the SLA clock stops for it too.
+    Returns how many were logged."""
+    pairs = [p.name for p in mapping.objects if p.hubspot == "contacts"]
+    found: list[Activity] = []
+    for page in records:
+        logged = {r.id: r.values[HUBSPOT_ACTIVITY] for r in page
+                  if r.values.get(HUBSPOT_ACTIVITY)}
+        if not logged:
+            continue
+        links.load(pairs, hs_ids=logged)
+        for hs_id, raw in logged.items():
+            for pair in pairs:
+                link = links.find(pair, hs_id=hs_id)
+                if link is not None:
+                    found.append(Activity(record_id=link.sf_id, id=f"hubspot:{hs_id}",
+                                          at=_hubspot_time(raw)))
+    activity.record_activity(session, found, [])
+    return len(found)
+
+
+def _hubspot_time(raw: Any) -> dt.datetime:
+    if isinstance(raw, dt.datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=dt.UTC)
+    text = str(raw)
+    if text.isdigit():  # epoch milliseconds, as HubSpot's v1 APIs give it
+        return dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC)
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

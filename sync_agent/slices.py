@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 from connectors.records import Record
 from mapping.model import MappingFile, ObjectPair
 from sync_agent import read, state, write, write_ahead
+from sync_agent.associations import sync_associations
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import Run, owner_field
 from sync_agent.creates import guard_creates
 from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
 from sync_agent.spool import DiskBook, KeySet, Spool
+from sync_agent.stage_follows import follow_stages
 from sync_agent.stages import StageBook
 from sync_agent.tables import Link
 
@@ -164,6 +166,8 @@ def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, 
     cycle.sent_creates = run.sent_creates
     flush(run, session, writes, run_id)
     settle_created(run, session, run_id)
+    sync_associations(run, session, run_id)
+    follow_stages(run, session, run_id)
     run.stages.flush(session, run.now)
     write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     run.synced.flush()

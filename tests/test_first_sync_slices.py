@@ -61,7 +61,10 @@ def _outcome(store: Store, seeded: set[str]) -> dict[str, Any]:
                               for d in session.scalars(select(DeadLetter))),
             "stages": sorted((v.system, norm(v.record_id), v.stage_map, v.stage or "",
                               v.left_at is None) for v in session.scalars(select(StageVisit))),
-            "ledger": Counter((e.system, e.object, norm(e.record_id), e.field, str(e.new))
+            # an association's value is an id too (of the record it points to)
+            "ledger": Counter((e.system, e.object, norm(e.record_id), e.field,
+                               norm(str(e.new)) if e.field.startswith("associations.")
+                               or e.field in ("AccountId", "ContactId") else str(e.new))
                               for e in session.scalars(select(LedgerEntry))),
         }
 

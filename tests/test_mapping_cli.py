@@ -50,6 +50,12 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     text = text.replace("- {salesforce: Amount, hubspot: amount}\n    create_in_hubspot",
                         "- {salesforce: Amount, hubspot: amonut}\n    create_in_hubspot", 1)
     text = text.replace("hubspot: domain              #", "hubspot: domian              #", 1)
+    text = text.replace("salesforce_field: AccountId,\n     hubspot_label: Primary, rule: two_way}"
+                        "           # the contact's primary company",
+                        "salesforce_field: AccountId,\n     hubspot_label: Main, rule: two_way}", 1)
+    text = text.replace("salesforce_field: ContactId", "salesforce_field: Description", 1)
+    text = text.replace("{salesforce: Closed Won, hubspot: customer}",
+                        "{salesforce: Closed Won, hubspot: custmer}", 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     code, out = invoke("mapping", "validate", str(bad), "--live", "--env-file",
@@ -65,6 +71,12 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     assert "'domian'" in out
     assert "objects.3.match.also.1.hubspot" in out  # a composite key's part
     assert "'amonut'" in out
+    # associations: the label exists between the objects, the lookup is a lookup, the
+    # stage a contact follows to is one of the property's options
+    assert "HubSpot has no association label 'Main' from contacts to companies" in out
+    assert "use one of ['Primary'] or null (unlabeled)" in out
+    assert "Opportunity.Description is a textarea field, not a lookup" in out
+    assert "contacts.lifecyclestage has no option 'custmer'" in out
     assert all(line.startswith(str(bad)) for line in out.splitlines()[:-1])
 
 
@@ -102,6 +114,10 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
                         "rule: prefer_salesforce_unless_blank}",
                         "{salesforce: Website, hubspot: website, rule: two_way}")
     text = text.replace("        - {salesforce: Amount, hubspot: amount}\n", "", 1)
+    text = text.replace("hubspot_label: Primary, rule: two_way}           # the deal's",
+                        "hubspot_label: Primary, rule: always_salesforce}  # the deal's", 1)
+    text = text.replace("{salesforce: Closed Won, hubspot: customer}",
+                        "{salesforce: Closed Won, hubspot: evangelist}", 1)
     new = tmp_path / "new.yaml"
     new.write_text(text)
     code, out = invoke("mapping", "diff", str(old), str(new))
@@ -111,5 +127,8 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
             "Amount <-> amount -> Name <-> dealname (text) + CloseDate <-> closedate") in out
     assert ("~ stage map lead_lifecycle: salesforce 'Nurturing' -> hubspot 'lead' becomes "
             "'marketingqualifiedlead'") in out
+    assert "~ association deal_company.rule: two_way -> always_salesforce" in out
+    assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer -> evangelist"
+            in out)
     code, out = invoke("mapping", "diff", str(old), str(old))
     assert out.strip() == "no change in meaning"

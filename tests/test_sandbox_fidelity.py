@@ -207,6 +207,10 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
         {"inputs": [{"from": {"id": c.deal}, "to": [{"id": c.company}]}]})),
     "labels": ("hubspot.associations.labels", lambda c: ("GET",
                "/crm/associations/v4/contacts/companies/labels", None)),
+    "batch archive labels": ("hubspot.associations.batch.labels.archive", lambda c: (
+        "POST", "/crm/v4/associations/deals/companies/batch/labels/archive",
+        {"inputs": [{"from": {"id": c.deal}, "to": {"id": c.company}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]}]})),
 }
 
 
@@ -320,6 +324,13 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
                         "from": {"id": c.deal}, "to": [{"id": c.company}]}])))),
         "hubspot.associations.labels": lambda hs, c: (
             hs.crm.associations.v4.schema.definitions_api.get_all(contacts, "companies")),
+        "hubspot.associations.batch.labels.archive": lambda hs, c: (
+            hs.crm.associations.v4.batch_api.archive_labels(
+                "deals", "companies", batch_input_public_association_multi_post=(
+                    BatchInputPublicAssociationMultiPost(inputs=[{
+                        "from": {"id": c.deal}, "to": {"id": c.company}, "types": [{
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": 5}]}])))),
     }
 
 

@@ -5,6 +5,7 @@ into the state store and decides from the store: against the sandbox, real conne
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,30 @@ def test_a_lead_is_declared_cold_only_after_a_fresh_read_of_its_activity(
     assert is_open(store, called) is None  # the call was read first: never cold
     assert is_open(store, ignored)
     assert len(tasks_on(sf, called)) == 1  # the rep's call, and no follow-up of ours
+
+
+def test_a_call_logged_in_hubspot_keeps_the_sla_quiet(make_sandbox: Any, tmp_path: Path) -> None:
+    """A rep who calls from HubSpot is following up: the call moves the contact's last
+    activity date, which the cycle reads with the contact and logs under the lead."""
+    box, sf, hs, store = fresh(make_sandbox, tmp_path)
+    called = new_lead(sf, "called.from.hubspot@example.com", "Working")
+    ignored = new_lead(sf, "never.called@example.com", "Working")
+    for lead in (called, ignored):
+        age(box, lead, WEEK)
+    contact = hs.upsert("contacts", [WriteRecord(values={
+        "email": "called.from.hubspot@example.com", "lastname": "Cold",
+        "lifecyclestage": "marketingqualifiedlead"})])[0].id
+    two_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    hs.client.crm.objects.calls.basic_api.create(simple_public_object_input_for_create={
+        "properties": {"hs_timestamp": two_days_ago.isoformat(timespec="milliseconds"),
+                       "hs_call_title": "Intro call", "hs_call_body": "Booked a demo"},
+        "associations": [{"to": {"id": contact}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]}]})
+    logged = hs.read_by_ids("contacts", [contact], ["notes_last_updated"])[0]
+    assert logged.values["notes_last_updated"]  # HubSpot's "Last activity date" moved
+    time.sleep(3.5)  # past the search index's lag
+    run_cycle(store, MAPPING, sf, hs)
+    assert hs_of(store, called) == contact  # linked by email to the contact called
+    assert is_open(store, called) is None  # called two days ago: never cold
+    assert tasks_on(sf, called) == []
+    assert is_open(store, ignored)  # the control: no call, cold

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 from starlette.responses import Response
 
 from sandbox.http import Call, json_response
+from sandbox.hubspot.schema import ENGAGEMENTS
 
 OAUTH_LIFETIME_SECONDS = 1800  # HubSpot's access tokens expire after 30 minutes
 HUB_ID = 62515
@@ -59,8 +60,11 @@ def required_scopes(call: Call, object_types: dict[str, str]) -> list[str]:
     level = "write" if write else "read"
     if endpoint.startswith("hubspot.associations."):
         names = [object_types.get(call.params.get(k, "").lower()) for k in ("from", "to")]
+        names = ["contacts" if n in ENGAGEMENTS else n for n in names]
         return [f"crm.objects.{n}.{level}" for n in names if n]
     name = object_types.get(call.params.get("object", "").lower())
+    if name in ENGAGEMENTS:  # calls, notes...: HubSpot's engagement APIs ask for contacts'
+        name = "contacts"
     if endpoint.startswith("hubspot.pipelines."):
         return [f"crm.objects.{name}.read"] if name else []
     return [f"crm.objects.{name}.{level}"] if name else []

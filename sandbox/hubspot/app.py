@@ -35,6 +35,10 @@ from sandbox.timeutil import epoch_ms, hs_format, parse_iso
 
 BATCH_LIMIT = 100
 HISTORY_BATCH_LIMIT = 50  # inputs of a batch read that asks for property histories
+# v4 association batches: reads take 1,000 inputs (HubSpot developer changelog, February
+# 2025), creates and removals 2,000 (the limit integrations document for batch create).
+ASSOCIATION_READ_LIMIT = 1000
+ASSOCIATION_WRITE_LIMIT = 2000
 LIST_LIMIT = 100
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
@@ -289,14 +293,14 @@ class HubSpotEmulator:
             return None
         return [p for value in raw for p in value.split(",") if p]
 
-    def _batch_inputs(self, call: Call) -> list[Any] | Response:
+    def _batch_inputs(self, call: Call, limit: int = BATCH_LIMIT) -> list[Any] | Response:
         body = call.json()
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             return hs_error(400, "Invalid input JSON: inputs is required", "VALIDATION_ERROR")
         inputs = body["inputs"]
-        if len(inputs) > BATCH_LIMIT:
+        if len(inputs) > limit:
             return hs_error(400, f"Batch input of size {len(inputs)} is too large; the maximum "
-                            f"is {BATCH_LIMIT}", "VALIDATION_ERROR",
+                            f"is {limit}", "VALIDATION_ERROR",
                             context={"inputs": [str(len(inputs))]})
         if not all(isinstance(i, dict) for i in inputs):
             return hs_error(400, "Invalid input JSON: each input must be an object",
@@ -770,12 +774,14 @@ class HubSpotEmulator:
                             "VALIDATION_ERROR")
         return from_type, to_type
 
-    def _assoc_batch(self, call: Call) -> tuple[str, str, list[Any]] | Response:
-        """What every association batch route starts with: the object pair and its inputs."""
+    def _assoc_batch(self, call: Call, limit: int = ASSOCIATION_WRITE_LIMIT
+                     ) -> tuple[str, str, list[Any]] | Response:
+        """What every association batch route starts with: the object pair and its inputs
+        (2,000 to write, 1,000 to read)."""
         pair = self._pair(call)
         if isinstance(pair, Response):
             return pair
-        inputs = self._batch_inputs(call)
+        inputs = self._batch_inputs(call, limit)
         if isinstance(inputs, Response):
             return inputs
         return pair[0], pair[1], inputs
@@ -866,14 +872,12 @@ class HubSpotEmulator:
                     errors.append(_assoc_missing(from_type, from_id, to_type))
                     continue
                 self.portal.associate(from_type, from_id, to_type, to_id, sorted(type_ids))
-                results.append({"fromObjectTypeId": OBJECT_TYPE_IDS[from_type],
-                                "fromObjectId": int(from_id),
-                                "toObjectTypeId": OBJECT_TYPE_IDS[to_type],
-                                "toObjectId": int(to_id), "labels": []})
+                results.append(self._assoc_result(from_type, from_id, to_type, to_id,
+                                                  type_ids))
         return self._batch_response(results, errors, started, ok_status=201)
 
     def batch_read_associations(self, call: Call) -> Response:
-        batch = self._assoc_batch(call)
+        batch = self._assoc_batch(call, ASSOCIATION_READ_LIMIT)
         if isinstance(batch, Response):
             return batch
         from_type, to_type, inputs = batch
@@ -912,6 +916,27 @@ class HubSpotEmulator:
                 from_id = str((item.get("from") or {}).get("id", ""))
                 for target in item.get("to") or []:
                     self.portal.dissociate(from_type, from_id, to_type, str(target.get("id")))
+        return Response(status_code=204)
+
+    def batch_archive_labels(self, call: Call) -> Response:
+        """``batch/labels/archive``: the given types off each pair; the unlabeled type takes
+        the whole association. Answers 204, as ``batch/archive`` does."""
+        batch = self._assoc_batch(call)
+        if isinstance(batch, Response):
+            return batch
+        from_type, to_type, inputs = batch
+        known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
+        with self.portal.lock:
+            for item in inputs:
+                type_ids = {int(t.get("associationTypeId", 0)) for t in item.get("types") or []}
+                if not type_ids or not type_ids <= known:
+                    return hs_error(400, f"Invalid association type ids {sorted(type_ids)} for "
+                                    f"{from_type} to {to_type}", "VALIDATION_ERROR")
+            for item in inputs:
+                self.portal.remove_types(
+                    from_type, str((item.get("from") or {}).get("id", "")), to_type,
+                    str((item.get("to") or {}).get("id", "")),
+                    {int(t.get("associationTypeId", 0)) for t in item.get("types") or []})
         return Response(status_code=204)
 
     def association_labels(self, call: Call) -> Response:
@@ -1069,6 +1094,8 @@ class HubSpotEmulator:
                   self.batch_associate),
             Route("POST", a + "/batch/read", "hubspot.associations.batch.read",
                   self.batch_read_associations),
+            Route("POST", a + "/batch/labels/archive",
+                  "hubspot.associations.batch.labels.archive", self.batch_archive_labels),
             Route("POST", a + "/batch/archive", "hubspot.associations.batch.archive",
                   self.batch_archive_associations),
             Route("GET", a + "/labels", "hubspot.associations.labels", self.association_labels),

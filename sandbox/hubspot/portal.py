@@ -28,10 +28,12 @@ from typing import Any
 from sandbox.hubspot.schema import (
     DEAL_REQUIRED,
     DEFAULT_PIPELINE,
+    ENGAGEMENTS,
     EXTERNAL_OPTIONS,
     LAST_MODIFIED,
     LIFECYCLE_STAGES,
     PROPERTIES,
+    ROLLUP_COUNTS,
     SINGULAR,
     Pipeline,
     Prop,
@@ -479,26 +481,100 @@ class Portal:
     # -- associations --------------------------------------------------------------------
     def associate(self, from_type: str, from_id: str, to_type: str, to_id: str,
                   type_ids: list[int]) -> None:
+        """Associate two records with these types, as HubSpot does: a label comes with the
+        unlabeled type (batch reads list both, as recorded); a record has one ``Primary``
+        of an object, so a new primary demotes the old one to unlabeled (HubSpot's
+        associations guide); and the rollup properties of both records follow."""
         from sandbox.hubspot.schema import ASSOCIATION_TYPES
 
-        forward = self.associations.setdefault((from_type, to_type), {})
-        forward.setdefault(from_id, {}).setdefault(to_id, set()).update(type_ids)
-        reverse_types = [t for t, _ in ASSOCIATION_TYPES.get((to_type, from_type), [])]
         pairs = ASSOCIATION_TYPES.get((from_type, to_type), [])
-        mirrored = []
-        for type_id in type_ids:
-            index = next((i for i, (t, _) in enumerate(pairs) if t == type_id), 0)
-            if index < len(reverse_types):
-                mirrored.append(reverse_types[index])
+        reverse = ASSOCIATION_TYPES.get((to_type, from_type), [])
+        wanted = set(type_ids) | {pairs[0][0]} if pairs else set(type_ids)
+        forward = self.associations.setdefault((from_type, to_type), {})
         backward = self.associations.setdefault((to_type, from_type), {})
+        for index, (type_id, label) in enumerate(pairs):
+            if type_id in wanted and label == "Primary":
+                mirror = reverse[index][0] if index < len(reverse) else None
+                for other, types in forward.get(from_id, {}).items():
+                    if other != to_id and type_id in types:
+                        types.discard(type_id)
+                        if mirror is not None:
+                            backward.get(other, {}).get(from_id, set()).discard(mirror)
+        forward.setdefault(from_id, {}).setdefault(to_id, set()).update(wanted)
+        mirrored = [reverse[i][0] for i, (t, _) in enumerate(pairs)
+                    if t in wanted and i < len(reverse)]
         backward.setdefault(to_id, {}).setdefault(from_id, set()).update(mirrored)
+        self._rollups(from_type, from_id)
+        self._rollups(to_type, to_id)
+
+    def remove_types(self, from_type: str, from_id: str, to_type: str, to_id: str,
+                     type_ids: set[int]) -> None:
+        """Take labels off an association; the unlabeled type takes the whole association
+        (``batch/labels/archive``, as the v4 spec describes it)."""
+        from sandbox.hubspot.schema import ASSOCIATION_TYPES
+
+        pairs = ASSOCIATION_TYPES.get((from_type, to_type), [])
+        if pairs and pairs[0][0] in type_ids:
+            self.dissociate(from_type, from_id, to_type, to_id)
+            return
+        reverse = ASSOCIATION_TYPES.get((to_type, from_type), [])
+        types = self.associations.get((from_type, to_type), {}).get(from_id, {}).get(to_id)
+        back = self.associations.get((to_type, from_type), {}).get(to_id, {}).get(from_id)
+        for index, (type_id, _) in enumerate(pairs):
+            if type_id in type_ids:
+                if types is not None:
+                    types.discard(type_id)
+                if back is not None and index < len(reverse):
+                    back.discard(reverse[index][0])
+        self._rollups(from_type, from_id)
+        self._rollups(to_type, to_id)
 
     def dissociate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
         self.associations.get((from_type, to_type), {}).get(from_id, {}).pop(to_id, None)
         self.associations.get((to_type, from_type), {}).get(to_id, {}).pop(from_id, None)
+        self._rollups(from_type, from_id)
+        self._rollups(to_type, to_id)
+
+    def _rollups(self, object_type: str, record_id: str) -> None:
+        """The properties HubSpot keeps from a record's associations: a contact's
+        ``associatedcompanyid`` (its primary company, in the recorded property list) and the
+        ``num_associated_*`` counts. A change moves the record's last-modified date, which is
+        how an incremental read sees an association change (deals record no company rollup:
+        a deal's company changed alone is seen when the deal next changes)."""
+        record = self.get(object_type, record_id)
+        if record is None:
+            return
+        values: dict[str, str | None] = {}
+        for prop, to_type in ROLLUP_COUNTS.get(object_type, ()):
+            values[prop] = str(len(self.associated(object_type, record_id, to_type)))
+        if object_type == "contacts":
+            primary = [to for to, types in self.associated(
+                "contacts", record_id, "companies").items() if 1 in types]
+            values["associatedcompanyid"] = primary[0] if primary else None
+            logged = [str(done.properties.get("hs_timestamp")) for kind in ENGAGEMENTS
+                      if kind != "tasks" for done_id in self.associated("contacts", record_id, kind)
+                      if (done := self.get(kind, done_id)) is not None
+                      and done.properties.get("hs_timestamp")]
+            # "Last activity date": the latest call, email, meeting or note logged for it
+            # (HubSpot's definition; a task is a plan, not an activity)
+            if logged:
+                values["notes_last_updated"] = max(logged, key=parse_iso)
+        if all(record.properties.get(k) == v for k, v in values.items()):
+            return
+        now = utcnow()
+        before = dict(record.properties)
+        record.properties.update(values)
+        record.updated = now
+        stamp = hs_format(now)
+        record.properties[LAST_MODIFIED[object_type]] = stamp
+        if object_type == "contacts":
+            record.properties["hs_lastmodifieddate"] = stamp
+        record.note(before, now, "CALCULATED")
+        self._publish(object_type, record, now)
 
     def associated(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
-        return self.associations.get((from_type, to_type), {}).get(from_id, {})
+        return {to: types for to, types in self.associations.get(
+            (from_type, to_type), {}).get(from_id, {}).items() if types}
 
     def now(self) -> dt.datetime:
         return utcnow()

@@ -18,21 +18,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3"}
-SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
+# Engagements (activities a rep logs), with their object type ids and their association
+# type ids to and from contacts, from HubSpot's object and association type references.
+ENGAGEMENTS: dict[str, tuple[str, str, int, int]] = {  # type -> (singular, id, to, from)
+    "calls": ("call", "0-48", 194, 193), "emails": ("email", "0-49", 198, 197),
+    "meetings": ("meeting", "0-47", 200, 199), "notes": ("note", "0-46", 202, 201),
+    "tasks": ("task", "0-27", 204, 203)}
+OBJECT_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3",
+                   **{name: spec[1] for name, spec in ENGAGEMENTS.items()}}
+SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal",
+            **{name: spec[0] for name, spec in ENGAGEMENTS.items()}}
 ALIASES = {
     "contacts": "contacts", "contact": "contacts", "0-1": "contacts",
     "companies": "companies", "company": "companies", "0-2": "companies",
     "deals": "deals", "deal": "deals", "0-3": "deals",
+    **{alias: name for name, spec in ENGAGEMENTS.items() for alias in (name, *spec[:2])},
 }
 LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
-                 "deals": "hs_lastmodifieddate"}
+                 "deals": "hs_lastmodifieddate",
+                 **{name: "hs_lastmodifieddate" for name in ENGAGEMENTS}}
 DEFAULT_PROPERTIES = {
     "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
                  "lastname"],
     "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
     "deals": ["amount", "closedate", "createdate", "dealname", "dealstage",
               "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+    **{name: ["hs_createdate", "hs_lastmodifieddate", "hs_object_id", "hs_timestamp"]
+       for name in ENGAGEMENTS},
 }
 LIFECYCLE_STAGES = [
     ("subscriber", "Subscriber"), ("lead", "Lead"),
@@ -191,6 +203,7 @@ class Prop:
     calculated: bool = False
     unique: bool = False
     hubspot_defined: bool = True
+    referenced: str | None = None  # the object a record id refers to (referencedObjectType)
 
 
 def _p(name: str, label: str, type_: str = "string", field_type: str = "text",
@@ -220,7 +233,7 @@ _COMMON = [
 
 def _with(group: str, props: list[Prop]) -> dict[str, Prop]:
     common = [Prop(p.name, p.label, p.type, p.field_type, group, p.options, p.read_only,
-                   p.calculated, p.unique) for p in _COMMON]
+                   p.calculated, p.unique) for p in _COMMON]  # (no references among them)
     return {p.name: p for p in common + props}
 
 
@@ -248,12 +261,21 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
                     ("REFERRALS", "Referrals"), ("DIRECT_TRAFFIC", "Direct Traffic"),
                     ("OFFLINE", "Offline Sources"))),
         _p("notes_last_updated", "Last Activity Date", "datetime", "date", read_only=True),
+        # the primary company's id, writable and hidden, as in the recorded property list
+        _p("associatedcompanyid", "Primary Associated Company ID", "number", "number",
+           referenced="COMPANY"),
+        _p("num_associated_deals", "Number of Associated Deals", "number", "number",
+           read_only=True, calculated=True),
         _p("salesforceleadid", "Salesforce Lead ID", hubspot_defined=False),
         _p("salesforcecontactid", "Salesforce Contact ID", hubspot_defined=False),
         _p("stagesync_cold_lead", "Cold lead (stagesync)", "bool", "booleancheckbox",
            options=(("true", "Yes"), ("false", "No")), hubspot_defined=False),
     ]),
     "companies": _with("companyinformation", [
+        _p("num_associated_contacts", "Number of Associated Contacts", "number", "number",
+           group="companyinformation", read_only=True, calculated=True),
+        _p("num_associated_deals", "Number of Associated Deals", "number", "number",
+           group="companyinformation", read_only=True, calculated=True),
         _p("name", "Company name", group="companyinformation"),
         _p("domain", "Company Domain Name", group="companyinformation", unique=False),
         _p("phone", "Phone Number", field_type="phonenumber", group="companyinformation"),
@@ -269,6 +291,8 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
            hubspot_defined=False),
     ]),
     "deals": _with("dealinformation", [
+        _p("num_associated_contacts", "Number of Associated Contacts", "number", "number",
+           group="dealinformation", read_only=True, calculated=True),
         _p("dealname", "Deal Name", group="dealinformation"),
         _p("amount", "Amount", "number", "number", group="dealinformation"),
         _p("dealstage", "Deal Stage", "enumeration", "radio", group="dealinformation"),
@@ -292,6 +316,27 @@ ASSOCIATION_TYPES: dict[tuple[str, str], list[tuple[int, str | None]]] = {
     ("contacts", "deals"): [(4, None)],
     ("deals", "companies"): [(341, None), (5, "Primary")],
     ("companies", "deals"): [(342, None), (6, "Primary")],
+    **{(name, "contacts"): [(spec[2], None)] for name, spec in ENGAGEMENTS.items()},
+    **{("contacts", name): [(spec[3], None)] for name, spec in ENGAGEMENTS.items()},
+}
+# What an engagement holds here: when it happened (``hs_timestamp``, which the contact's last
+# activity date follows) and its text.
+_ENGAGEMENT_TEXT = {"calls": ("hs_call_title", "hs_call_body"),
+                    "emails": ("hs_email_subject", "hs_email_text"),
+                    "meetings": ("hs_meeting_title", "hs_meeting_body"),
+                    "notes": ("hs_note_body",), "tasks": ("hs_task_subject", "hs_task_body")}
+for _name, _texts in _ENGAGEMENT_TEXT.items():
+    PROPERTIES[_name] = _with("engagement", [
+        _p("hs_timestamp", "Activity date", "datetime", "date", group="engagement"),
+        _p("hs_createdate", "Create date", "datetime", "date", group="engagement",
+           read_only=True),
+        *(_p(t, t, group="engagement") for t in _texts)])
+
+# The counts HubSpot keeps of a record's associations (property -> associated object).
+ROLLUP_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "contacts": (("num_associated_deals", "deals"),),
+    "companies": (("num_associated_contacts", "contacts"), ("num_associated_deals", "deals")),
+    "deals": (("num_associated_contacts", "contacts"),),
 }
 EPOCH = "1970-01-01T00:00:00Z"
 
@@ -314,7 +359,8 @@ def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dic
                                  "readOnlyDefinition": prop.hubspot_defined,
                                  "readOnlyValue": prop.read_only},
         "formField": not prop.read_only, "dataSensitivity": "non_sensitive",
-    } | _recorded_extras(prop), prop)
+    } | _recorded_extras(prop) | (
+        {"referencedObjectType": prop.referenced} if prop.referenced else {}), prop)
 
 
 # Per-property keys the recorded property lists carry (nango-properties-deals,
