@@ -134,6 +134,7 @@ class ObjectSchema(BaseModel):
     pipelines: dict[str, list[Stage]] = Field(default_factory=dict)
     # Salesforce record types of the object, id -> developer name (the master one left out).
     record_types: dict[str, str] = Field(default_factory=dict)
+    deletable: bool = True  # whether the integration user may delete its records
 
 
 @dataclass(frozen=True, slots=True)

@@ -319,7 +319,8 @@ class SalesforceConnector:
         record_types = {str(t["recordTypeId"]): str(t.get("developerName") or t.get("name"))
                         for t in body.get("recordTypeInfos") or [] if not t.get("master")}
         return ObjectSchema(system=SYSTEM, object=body["name"], label=body["labelPlural"],
-                            fields=fields, record_types=record_types)
+                            fields=fields, record_types=record_types,
+                            deletable=bool(body.get("deletable", True)))
 
     def _fields(self, object_name: str, fields: Iterable[str] | None) -> list[str]:
         schema = self.describe(object_name)

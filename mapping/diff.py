@@ -6,6 +6,12 @@ from __future__ import annotations
 from mapping.model import MappingFile, MatchKey
 from mapping.transforms import stage_translator
 
+_VENDOR = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
+_DELETES = {  # what a rule does, as a diff line says it
+    "gap": "a record deleted in {side} leaves a gap",
+    "delete_counterpart": "a record deleted in {side} deletes its counterpart",
+    "recreate": "a record deleted in {side} is made again from its counterpart"}
+
 
 def diff(old: MappingFile, new: MappingFile) -> list[str]:
     lines: list[str] = []
@@ -39,6 +45,12 @@ def diff(old: MappingFile, new: MappingFile) -> list[str]:
             if getattr(old_pairs[name], side) != getattr(new_pairs[name], side):
                 lines.append(f"~ {name}.{side}: {getattr(old_pairs[name], side)} -> "
                              f"{getattr(new_pairs[name], side)}")
+        for side in ("salesforce", "hubspot"):
+            was_rule = getattr(old_pairs[name].on_delete, side)
+            now_rule = getattr(new_pairs[name].on_delete, side)
+            if was_rule != now_rule:
+                lines.append(f"~ {name}.on_delete.{side}: {was_rule.value} -> {now_rule.value}"
+                             f" ({_DELETES[now_rule.value].format(side=_VENDOR[side])})")
     for name in sorted(set(old.stage_maps) | set(new.stage_maps)):
         was, now = old.stage_maps.get(name), new.stage_maps.get(name)
         if was is None or now is None:

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from connectors.errors import ConnectorError
 from connectors.records import FieldInfo, ObjectSchema
 from mapping.loader import Located, PathKey
-from mapping.model import Coerce, FieldRule, MappingFile, Rule, StageMap, Truncate, ValueMap
+from mapping.model import (
+    Coerce,
+    DeleteRule,
+    FieldRule,
+    MappingFile,
+    Rule,
+    StageMap,
+    Truncate,
+    ValueMap,
+)
 from mapping.problems import Problem
 from mapping.rules import pair_rules
 from mapping.transforms import Unmapped, compile_chain
@@ -91,6 +100,11 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
                 where = (*base, "match", "also", p_index)
                 check.field("salesforce", sf, part.salesforce, (*where, "salesforce"))
                 check.field("hubspot", hs, part.hubspot, (*where, "hubspot"))
+        if pair.on_delete.hubspot is DeleteRule.DELETE_COUNTERPART and not sf.deletable:
+            check.add((*base, "on_delete", "hubspot"),
+                      f"the integration user may not delete {pair.salesforce} records "
+                      "(describe says deletable: false)",
+                      f"give it Delete on {pair.salesforce}, or use gap")
         owners = mapping.owners
         if "OwnerId" in sf.fields:
             check.field("hubspot", hs, owners.hubspot_property, ("owners", "hubspot_property"))

@@ -140,6 +140,28 @@ class MatchKey(Strict):
         return self.normalize == "email" and not self.also
 
 
+class DeleteRule(StrEnum):
+    """What a record deleted on one side does to its linked counterpart."""
+
+    GAP = "gap"  # a missing_in_* gap: a person decides (the default)
+    DELETE_COUNTERPART = "delete_counterpart"  # delete it too (HubSpot: archive)
+    RECREATE = "recreate"  # make the deleted record again from its counterpart
+
+
+class OnDelete(Strict):
+    """Per side, what a delete does, as HubSpot's own connector's deletion settings (which
+    delete a deal when its Opportunity is deleted). ``salesforce``: a Salesforce record
+    deleted (to its Recycle Bin); ``hubspot``: a HubSpot record archived (deleted).
+    ``delete_counterpart`` deletes the linked record on the other side (a HubSpot delete is an
+    archive, restorable for 90 days; a Salesforce delete goes to the Recycle Bin for 15);
+    ``recreate`` creates the deleted record again from its counterpart, under the pair's create
+    rule for that side. A merge is never a delete. A deleted record restored within those days
+    (Salesforce undelete, HubSpot restore) is linked again to its counterpart."""
+
+    salesforce: DeleteRule = DeleteRule.GAP
+    hubspot: DeleteRule = DeleteRule.GAP
+
+
 def _slug_name(value: str) -> str:
     """A name other sections refer to: letters, digits and underscores."""
     if not value.replace("_", "").isalnum():
@@ -156,6 +178,7 @@ class ObjectPair(Strict):
     create_in_salesforce: CreateRule = Field(default_factory=CreateRule)
     conversion: Conversion | None = None
     fields: list[FieldRule] = Field(default_factory=list)
+    on_delete: OnDelete = Field(default_factory=OnDelete)
 
     _slug = field_validator("name")(_slug_name)
 

@@ -19,6 +19,7 @@ from mapping.model import (
     Association,
     BusinessHours,
     DealPipelines,
+    DeleteRule,
     FieldRule,
     LeadScore,
     MappingFile,
@@ -218,6 +219,7 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
         names[pair.name] = index
     for index, pair in pairs:
         base: PathKey = ("objects", index)
+        _check_delete_rules(check, pair, base)
         if pair.conversion is not None and pair.conversion.to_pair not in names:
             check.add((*base, "conversion", "to_pair"),
                       f"no object pair named {pair.conversion.to_pair!r}",
@@ -286,6 +288,22 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
     if business is not None and business.start >= business.end:
         check.add(("business_hours",), f"business hours start at {business.start} but end at "
                   f"{business.end}", "make start earlier than end")
+
+
+VENDOR = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
+
+
+def _check_delete_rules(check: Checker, pair: ObjectPair, base: PathKey) -> None:
+    """``recreate`` makes the deleted record again on its own side: the pair must be allowed
+    to create there."""
+    for side, create in (("salesforce", pair.create_in_salesforce),
+                         ("hubspot", pair.create_in_hubspot)):
+        if getattr(pair.on_delete, side) is DeleteRule.RECREATE and not create.enabled:
+            check.add((*base, "on_delete", side),
+                      f"pair {pair.name!r} re-creates records deleted in {VENDOR[side]}"
+                      f" but may not create records there",
+                      f"set create_in_{side}: {{enabled: true}}, or use gap or "
+                      "delete_counterpart")
 
 
 def _side_values(smap: StageMap, side: str) -> set[str]:

@@ -46,6 +46,18 @@ class PlannedWrite:
 
 
 @dataclass(frozen=True)
+class Doomed:
+    """A counterpart the rule deletes: where it lives and why."""
+
+    pair: str
+    system: str  # the counterpart's system
+    obj: str
+    record_id: str
+    deleted_in: str
+    deleted_id: str
+
+
+@dataclass(frozen=True)
 class PlannedLink:
     """A link a dry run would make: the pair, both ids, and the match key (None: the
     HubSpot record carries the Salesforce id)."""
@@ -67,6 +79,8 @@ class CycleReport:
     converted: int = 0
     merged: int = 0
     unlinked: int = 0
+    deleted: int = 0  # counterparts deleted by a pair's on_delete rule
+    relinked: int = 0  # restored records linked again
     in_sync: int = 0
     failed: int = 0
     gaps: Counter[str] = field(default_factory=Counter)
@@ -264,6 +278,10 @@ class Run:
     # whose stages carry to the contact (``stage_follows``).
     conversions: list[tuple[ObjectPair, Record, Link, ObjectPair]] = field(
         default_factory=list)
+    # What the pairs' delete rules do this cycle (``delete_rules``): counterparts to delete,
+    # and counterparts whose deleted record is made again, by (system, object).
+    doomed: list[Doomed] = field(default_factory=list)
+    recreate: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
 def whole(run: Run, system: str, obj: str) -> list[Record] | Spooled:

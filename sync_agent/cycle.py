@@ -36,9 +36,11 @@ from sync_agent.context import (
     whole,
 )
 from sync_agent.creates import guard_creates
+from sync_agent.delete_rules import apply_delete_rules
 from sync_agent.deletes import follow_hubspot_merges, unlink_deleted
 from sync_agent.match import match_pair, plan_newly_linked
 from sync_agent.passes import flush, open_run, settle_created
+from sync_agent.restores import relink_restored
 from sync_agent.schema_cache import use_schema_cache
 from sync_agent.spool import Spool, Spooled
 from sync_agent.stage_follows import follow_stages
@@ -78,6 +80,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
             _add_pending_sources(run)
             unlink_deleted(run, session)
             follow_hubspot_merges(run, session)
+            apply_delete_rules(run, session, run_id)
+            relink_restored(run, session)
             if sliced:
                 slices.sync_in_slices(run, session, run_id, size)
             else:

@@ -1,9 +1,10 @@
 """Identity upkeep before matching: deletes and merges on either side move or drop links.
 
 A Salesforce merge survivor takes its loser's link; a HubSpot record that lists merged ids
-takes theirs; a record deleted (or archived) on one side drops its link and leaves a gap for
-the other side's record. Past Salesforce's 15 days of deletes, the full id lists are
-compared instead. Only the links of records found gone are looked up, never every link.
+takes theirs; a record deleted (or archived) on one side drops its link, and the pair's
+delete rule says what the other side's record gets (``delete_rules``: a gap by default).
+Past Salesforce's 15 days of deletes, the full id lists are compared instead. Only the
+links of records found gone are looked up, never every link.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sync_agent.context import (
     object_of,
     whole,
 )
+from sync_agent.delete_rules import end_link
 from sync_agent.spool import Spooled
 from sync_agent.tables import Link
 
@@ -92,24 +94,27 @@ def unlink_deleted(run: Run, session: Session) -> None:
                 link = (run.links.find(name, sf_id=record_id) if system == "salesforce"
                         else run.links.find(name, hs_id=record_id))
                 if link is not None:
-                    _unlink_gone(run, link, system, record_id, gone[record_id])
+                    _unlink_gone(run, session, link, system, record_id, gone[record_id])
 
 
-def _unlink_gone(run: Run, link: Link, system: str, record_id: str, survivor: str | None
-                 ) -> None:
+def _unlink_gone(run: Run, session: Session, link: Link, system: str, record_id: str,
+                 survivor: str | None) -> None:
     """A linked record was deleted or merged away: a Salesforce merge survivor takes the
-    link over; otherwise the link goes and the other side's record is a gap."""
+    link over; otherwise the link goes, and the pair's delete rule says what its counterpart
+    gets (``delete_rules``; merged away into a linked record: a gap)."""
     if survivor and system == "salesforce" and run.links.find(
             link.pair, sf_id=survivor) is None:
         run.links.move(link, sf_id=survivor)
         run.report.merged += 1
         return
-    other = link.hs_id if system == "salesforce" else link.sf_id
-    kind = "missing_in_salesforce" if system == "salesforce" else "missing_in_hubspot"
-    gap(run, kind, link.pair, other, {
-        "reason": f"its {system} counterpart {record_id} was "
-        f"{'merged into ' + survivor if survivor else 'deleted'}",
-        "deleted_counterpart": True})
+    if survivor:  # merged into a record linked already: never a delete rule's business
+        other = link.hs_id if system == "salesforce" else link.sf_id
+        gap(run, f"missing_in_{system}", link.pair, other, {
+            "reason": f"its {system} counterpart {record_id} was merged into {survivor}",
+            "deleted_counterpart": True})
+    else:
+        pair = next(p for p in run.setup.mapping.objects if p.name == link.pair)
+        end_link(run, session, pair, link, system, record_id)
     run.links.delete(link)
     run.report.unlinked += 1
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from connectors.records import Record
 from mapping.model import ObjectPair
-from sync_agent import creates, plan
+from sync_agent import creates, merges, plan
 from sync_agent.claims import by_key, carrying, link_and_plan
 from sync_agent.conflicts import decide_conflicts
 from sync_agent.context import Run, close, fields_of, gap
@@ -23,6 +23,7 @@ from sync_agent.identity import group_by_key, lookup_value
 from sync_agent.planned_writes import plan_linked
 from sync_agent.spool import KeySet
 from sync_agent.stages import current_stages
+from sync_agent.tables import Link
 from sync_agent.write import Write
 
 
@@ -152,15 +153,34 @@ def plan_newly_linked(run: Run, writes: list[Write]) -> None:
         if ("hubspot", pair.hubspot) not in run.full_read:  # a full read lists: current
             by_object.setdefault(pair.hubspot, set()).add(hs_record.id)
     fresh: dict[tuple[str, str], Record] = {}
+    merged: set[tuple[str, str]] = set()
     for obj, ids in by_object.items():
-        for record in run.setup.hs.read_by_ids(obj, sorted(ids),
-                                               fields_of(run.setup, "hubspot", obj)):
+        found = run.setup.hs.read_by_ids(obj, sorted(ids), fields_of(run.setup, "hubspot", obj))
+        for record in found:
             fresh[(obj, record.id)] = record
+        merged |= {(obj, old) for old in merges.survivors(found)}
     for pair, link, sf_record, hs_record in run.newly_linked:
-        current = fresh.get((pair.hubspot, hs_record.id), hs_record)
+        key = (pair.hubspot, hs_record.id)
+        if pair.hubspot in by_object and key not in fresh and key not in merged:
+            _unlink_stale(run, pair, link, sf_record, writes)
+            continue
+        current = fresh.get(key, hs_record)
         plan_linked(run, pair, link, sf_record, current, writes)
     run.newly_linked = []
     decide_conflicts(run, writes)  # every pair this pass planned is decided before intents
+
+
+def _unlink_stale(run: Run, pair: ObjectPair, link: Link, sf_record: Record,
+                  writes: list[Write]) -> None:
+    """The HubSpot record search matched is gone (archived seconds ago; search still served
+    it): the link is undone and the Salesforce record goes on as an unlinked one would (the
+    gone record stays claimed: it is never linked again this cycle)."""
+    run.links.delete(link)
+    run.report.linked -= 1
+    if isinstance(run.claimed_sf, dict):  # only a search copy gets here: never a sliced sync
+        run.claimed_sf.pop((pair.name, sf_record.id), None)  # its new record may link it
+    run.vanished.setdefault(("hubspot", pair.hubspot), set()).add(link.hs_id)
+    creates.create(run, pair, sf_record, "hubspot", writes)
 
 
 def _sync_linked(run: Run, session: Session, pair: ObjectPair,

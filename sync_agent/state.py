@@ -338,7 +338,10 @@ def open_gaps(session: Session) -> list[Gap]:
 
 
 def delete_link(session: Session, link: Link) -> None:
-    session.delete(link)
+    if link in session.new:  # made this cycle and never flushed: nothing to delete
+        session.expunge(link)
+    else:
+        session.delete(link)
 
 
 def links_of(session: Session, pair: str) -> list[Link]:

@@ -262,3 +262,24 @@ class ActivityLog(Base):
     rep_at: Mapped[dt.datetime | None]
     ours: Mapped[list[Any]] = mapped_column(JSON)
     updated_at: Mapped[dt.datetime]
+
+
+class EndedLink(Base):
+    """A link a delete ended, kept while the deleted record can still come back (Salesforce's
+    Recycle Bin keeps it 15 days, HubSpot's 90): restored within that time, it is linked to
+    its counterpart again (``restores``). ``rule`` is the pair's delete rule that applied;
+    ``replaced_by``: the record a ``recreate`` made in its place."""
+
+    __tablename__ = "ended_links"
+    __table_args__ = (Index("ix_ended_links_deleted", "deleted_in", "deleted_id"),
+                      Index("ix_ended_links_open", "restored_at", "expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair: Mapped[str] = mapped_column(String(64))
+    deleted_in: Mapped[str] = mapped_column(String(16))
+    deleted_id: Mapped[str] = mapped_column(String(32))
+    counterpart_id: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(32))
+    ended_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    restored_at: Mapped[dt.datetime | None]

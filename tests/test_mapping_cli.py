@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -118,6 +119,7 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
                         "hubspot_label: Primary, rule: always_salesforce}  # the deal's", 1)
     text = text.replace("{salesforce: Closed Won, hubspot: customer}",
                         "{salesforce: Closed Won, hubspot: evangelist}", 1)
+    text = text.replace("      salesforce: delete_counterpart  #", "      salesforce: gap  #", 1)
     new = tmp_path / "new.yaml"
     new.write_text(text)
     code, out = invoke("mapping", "diff", str(old), str(new))
@@ -130,5 +132,30 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
     assert "~ association deal_company.rule: two_way -> always_salesforce" in out
     assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer -> evangelist"
             in out)
+    assert ("~ opportunities.on_delete.salesforce: delete_counterpart -> gap (a record "
+            "deleted in Salesforce leaves a gap)") in out
     code, out = invoke("mapping", "diff", str(old), str(old))
     assert out.strip() == "no change in meaning"
+
+
+def test_delete_rules_are_checked_offline_and_against_the_schemas(make_sandbox: Any,
+                                                                  tmp_path: Path) -> None:
+    """Offline: ``recreate`` where the pair may not create. Live: ``delete_counterpart`` of
+    records the integration user may not delete (no Delete on Account here)."""
+    text = (Path(__file__).resolve().parents[1] / "mapping" / "default.yaml").read_text()
+    text = text.replace("  - name: accounts\n", "  - name: accounts\n"
+                        "    on_delete: {salesforce: recreate}\n", 1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, out = invoke("mapping", "validate", str(bad))
+    assert code != 0
+    assert "pair 'accounts' re-creates records deleted in Salesforce but may not create" in out
+    assert "create_in_salesforce: {enabled: true}" in out
+    bad.write_text(text.replace("    on_delete: {salesforce: recreate}\n",
+                                "    on_delete: {hubspot: delete_counterpart}\n", 1))
+    box = make_sandbox(salesforce_denied=("Account:delete",))
+    code, out = invoke("mapping", "validate", str(bad), "--live", "--env-file",
+                       str(box.info.settings_file))
+    assert code != 0
+    assert "the integration user may not delete Account records" in out
+    assert "give it Delete on Account, or use gap" in out

@@ -1041,6 +1041,15 @@ class HubSpotEmulator:
         before = self.portal.now() - dt.timedelta(days=days)
         return json_response({"purged": self.portal.purge_archived(before, ids)})
 
+    def admin_restore(self, call: Call) -> Response:
+        """``{object, ids}``: archived records restored (see ``Portal.restore``)."""
+        body = call.json() or {}
+        object_type = ALIASES.get(str(body.get("object", "contacts")))
+        if object_type is None:
+            return json_response({"error": "unknown object"}, 400)
+        return json_response({"restored": self.portal.restore(
+            object_type, [str(i) for i in body.get("ids") or []])})
+
     def admin_age_archive(self, call: Call) -> Response:
         """Move archived records' archive time ``days`` into the past (90 days: purged)."""
         body = call.json() or {}
@@ -1111,6 +1120,7 @@ class HubSpotEmulator:
             Route("POST", "/__sandbox/hubspot/calculate", "admin", self.admin_calculate),
             Route("POST", "/__sandbox/hubspot/purge", "admin", self.admin_purge),
             Route("POST", "/__sandbox/hubspot/ageArchive", "admin", self.admin_age_archive),
+            Route("POST", "/__sandbox/hubspot/restore", "admin", self.admin_restore),
         ]
 
 

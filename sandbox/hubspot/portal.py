@@ -108,6 +108,9 @@ class Portal:
     _search_view: dict[str, dict[str, HsRecord]] = field(
         default_factory=lambda: {name: {} for name in PROPERTIES})
     _pending: list[tuple[float, int, str, str, HsRecord | None]] = field(default_factory=list)
+    # The latest write applied to search, by record: a write made later never loses to an
+    # earlier one still waiting (a write dated in the past is due at once).
+    _applied: dict[tuple[str, str], int] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     default_lifecycle: bool = True  # contacts and companies created without a stage get "lead"
     calculated_touch: bool = True  # HubSpot updates a calculated property after each create
@@ -230,8 +233,10 @@ class Portal:
         with self.lock:
             self.settle()
             while self._pending and self._pending[0][0] <= now:
-                _, _, obj, rid, snapshot = heapq.heappop(self._pending)
-                self._apply(obj, rid, snapshot)
+                _, seq, obj, rid, snapshot = heapq.heappop(self._pending)
+                if seq >= self._applied.get((obj, rid), -1):  # never older over newer
+                    self._applied[(obj, rid)] = seq
+                    self._apply(obj, rid, snapshot)
             return list(self._search_view[object_type].values())
 
     # -- values --------------------------------------------------------------------------
@@ -460,6 +465,29 @@ class Portal:
         if object_type == "contacts" and record.properties.get("email"):
             self._emails.pop(str(record.properties["email"]), None)
         self._publish(object_type, record, now)
+
+    def restore(self, object_type: str, ids: list[str]) -> list[str]:
+        """Archived records back from the recycling bin with their own ids, as a person
+        restores them (HubSpot's API has no restore). A contact whose email another contact
+        took meanwhile stays archived. Dates stay as they were: no page says a restore moves
+        ``lastmodifieddate``, so the sandbox takes the reading under which a change search
+        never shows it. Search shows the record again, as late as writes reach it."""
+        restored: list[str] = []
+        with self.lock:
+            for record_id in ids:
+                record = self.get(object_type, record_id, archived=True)
+                if record is None:
+                    continue
+                email = str(record.properties.get("email") or "")
+                if object_type == "contacts" and email and self.email_owner(email):
+                    continue
+                record.archived = False
+                record.archived_at = None
+                if object_type == "contacts" and email:
+                    self._emails[email] = record.id
+                self._publish(object_type, record, utcnow())
+                restored.append(record.id)
+        return restored
 
     def get(self, object_type: str, record_id: str, archived: bool = False) -> HsRecord | None:
         record = self.records[object_type].get(record_id)

@@ -4,8 +4,8 @@ user") and object and field access (as describe shows it: ``queryable``, ``creat
 ``updateable``; a field without read access is absent from describe).
 
 By default the user has every permission a deployment needs. ``denied`` names what it lacks:
-``Task:create``, ``Lead:edit``, ``Lead:read`` (object access) or ``Lead.Status:read``,
-``Lead.Status:edit`` (field-level security).
+``Task:create``, ``Lead:edit``, ``Lead:read``, ``Lead:delete`` (object access) or
+``Lead.Status:read``, ``Lead.Status:edit`` (field-level security).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class UserAccess:
         name = body["name"]
         out = dict(body)
         for flag, need in (("queryable", "read"), ("createable", "create"),
-                           ("updateable", "edit")):
+                           ("updateable", "edit"), ("deletable", "delete")):
             if f"{name}:{need}" in self.denied:
                 out[flag] = False
         fields = []
@@ -45,6 +45,11 @@ class UserAccess:
             fields.append(item)
         out["fields"] = fields
         return out
+
+    def may_delete(self, sobject_name: str) -> bool:
+        """Whether the user may delete this object's records (a delete it may not make is
+        refused with ``INSUFFICIENT_ACCESS_OR_READONLY``, as for objects none may delete)."""
+        return f"{sobject_name}:delete" not in self.denied
 
     def answer_query(self, text: str, version: str) -> tuple[int, Any] | None:
         """(status, body) for a SOQL query on ``UserPermissionAccess``; None for others."""

@@ -331,7 +331,7 @@ class SalesforceEmulator:
         found = self.org.find(call.params["id"])
         if found is None or found[0] != name:
             return sf_errors(404, "NOT_FOUND", "The requested resource does not exist")
-        result = self.org.delete_many([call.params["id"]], True)[0]
+        result = self.org.delete_many([call.params["id"]], True, self.access.may_delete)[0]
         if not result.success:
             status = 404 if result.errors[0]["statusCode"] == "ENTITY_IS_DELETED" else 400
             return _errors_body(result, status)
@@ -454,7 +454,8 @@ class SalesforceEmulator:
             return sf_errors(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more "
                              f"than {MAX_COLLECTION} records into this call")
         all_or_none = (call.arg("allOrNone") or "false").lower() == "true"
-        return json_response([r.body() for r in self.org.delete_many(ids, all_or_none)])
+        return json_response([r.body() for r in self.org.delete_many(
+            ids, all_or_none, self.access.may_delete)])
 
     def collection_retrieve(self, call: Call) -> Response:
         name = self._sobject(call)
@@ -696,6 +697,11 @@ class SalesforceEmulator:
         ids = [str(i) for i in body["ids"]] if body.get("ids") else None
         return json_response({"purged": self.org.purge(ids)})
 
+    def admin_undelete(self, call: Call) -> Response:
+        """``{ids}``: rows back from the Recycle Bin (see ``Org.undelete``)."""
+        body = call.json() or {}
+        return json_response({"undeleted": self.org.undelete([str(i) for i in body["ids"]])})
+
     def admin_age(self, call: Call) -> Response:
         body = call.json() or {}
         try:
@@ -802,6 +808,7 @@ class SalesforceEmulator:
             Route("POST", a + "/expireSessions", "admin", self.admin_expire),
             Route("POST", a + "/age", "admin", self.admin_age),
             Route("POST", a + "/purge", "admin", self.admin_purge),
+            Route("POST", a + "/undelete", "admin", self.admin_undelete),
             Route("POST", a + "/config", "admin", self.admin_config),
             Route("POST", a + "/deleteField", "admin", self.admin_delete_field),
             Route("GET", a + "/counts", "admin", self.admin_counts),

@@ -14,7 +14,7 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -463,7 +463,8 @@ class Org:
         self._index(sobject_name, merged, add=True)
         return str(merged["Id"])
 
-    def plan_delete(self, record_id: str) -> tuple[tuple[str, str] | None, list[dict[str, Any]]]:
+    def plan_delete(self, record_id: str, may_delete: Callable[[str], bool] = lambda _: True
+                    ) -> tuple[tuple[str, str] | None, list[dict[str, Any]]]:
         full = to18(record_id)
         if full is None:
             return None, [error("MALFORMED_ID", f"malformed id {record_id}")]
@@ -473,7 +474,7 @@ class Org:
         sobject_name, rec = found
         if rec["IsDeleted"]:
             return None, [error("ENTITY_IS_DELETED", "entity is deleted")]
-        if not OBJECTS[sobject_name].deletable:
+        if not OBJECTS[sobject_name].deletable or not may_delete(sobject_name):
             return None, [error("INSUFFICIENT_ACCESS_OR_READONLY",
                                 "insufficient access rights on object id")]
         return (sobject_name, full), []
@@ -527,10 +528,11 @@ class Org:
                     results[index] = SaveResult(self.commit_update(name, rec), [], created=False)
             return results
 
-    def delete_many(self, ids: list[str], all_or_none: bool) -> list[SaveResult]:
+    def delete_many(self, ids: list[str], all_or_none: bool,
+                    may_delete: Callable[[str], bool] = lambda _: True) -> list[SaveResult]:
         stamp = sf_now()
         with self.lock:
-            planned = [self.plan_delete(i) for i in ids]
+            planned = [self.plan_delete(i, may_delete) for i in ids]
             results = [SaveResult(i, errs) for i, (_, errs) in zip(ids, planned, strict=True)]
             if all_or_none and any(not r.success for r in results):
                 return [r if not r.success else SaveResult(r.id, [error(
@@ -684,6 +686,24 @@ class Org:
                     purged.add(rid)
             self.deleted_log = [e for e in self.deleted_log if e.id not in purged]
         return len(purged)
+
+    def undelete(self, ids: list[str]) -> list[str]:
+        """Rows back from the Recycle Bin, with their own ids (SOAP ``undelete()``, or a person
+        restoring them). Their stamps stay as they were: no vendor page says a restore moves
+        ``SystemModstamp``, so the sandbox takes the reading under which a change read never
+        shows a restore. They leave the deleted list. Purged rows cannot come back."""
+        restored: list[str] = []
+        with self.lock:
+            for record_id in ids:
+                found = self.find(record_id)
+                if found is None or not found[1]["IsDeleted"]:
+                    continue
+                sobject, rec = found
+                rec["IsDeleted"] = False
+                self._index(sobject, rec, add=True)
+                self.deleted_log = [e for e in self.deleted_log if e.id != rec["Id"]]
+                restored.append(str(rec["Id"]))
+        return restored
 
     def age(self, record_id: str, delta: dt.timedelta) -> None:
         """Move a record's stamps (and its deletion, if deleted) ``delta`` into the past."""
