@@ -76,8 +76,13 @@ from connectors.schema_cache import DESCRIBE, SchemaCache, Schemas
 
 SYSTEM = "hubspot"
 OBJECT_TYPES = ("contacts", "companies", "deals")
+# Engagements a rep logs (calls, meetings, logged emails), read by change for the activities
+# written to Salesforce as Tasks; HubSpot's objects API serves them as any CRM object
+# (developers.hubspot.com/docs/api/crm/calls, .../meetings, .../email).
+ENGAGEMENT_TYPES = ("calls", "meetings", "emails")
 LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
-                 "deals": "hs_lastmodifieddate"}
+                 "deals": "hs_lastmodifieddate",
+                 **{name: "hs_lastmodifieddate" for name in ENGAGEMENT_TYPES}}
 BATCH_SIZE = 100  # HubSpot batch endpoints take at most 100 inputs
 # v4 association batches: reads 1,000 inputs (developers.hubspot.com changelog, "Batch Read
 # Limit for HubSpot Associations API", February 2025), creates and removals 2,000.
@@ -174,6 +179,11 @@ class HubSpotConnector:
                       "deals": crm.deals.batch_api}
         self.search = {"contacts": crm.contacts.search_api, "companies": crm.companies.search_api,
                        "deals": crm.deals.search_api}
+        for name in ENGAGEMENT_TYPES:
+            engagement = getattr(crm.objects, name)
+            self.basic[name] = engagement.basic_api
+            self.batch[name] = engagement.batch_api
+            self.search[name] = engagement.search_api
         self.properties_api = crm.properties.core_api
         self.pipelines_api = crm.pipelines.pipelines_api
         self.owners_api = crm.owners.owners_api
@@ -261,9 +271,9 @@ class HubSpotConnector:
                                      "OAuth app and its installation") from None
 
     def _object(self, object_type: str) -> str:
-        if object_type not in OBJECT_TYPES:
+        if object_type not in OBJECT_TYPES and object_type not in ENGAGEMENT_TYPES:
             raise ConfigurationError(SYSTEM, f"unknown object type {object_type!r}; "
-                                     f"use one of {OBJECT_TYPES}")
+                                     f"use one of {OBJECT_TYPES + ENGAGEMENT_TYPES}")
         return object_type
 
     @property
@@ -317,6 +327,11 @@ class HubSpotConnector:
         return ObjectSchema(system=SYSTEM, object=name, fields=fields, pipelines=pipelines)
 
     def _properties(self, object_type: str, fields: Iterable[str] | None) -> list[str]:
+        cursor = LAST_MODIFIED[object_type]
+        if object_type in ENGAGEMENT_TYPES and fields is not None:
+            # HubSpot's own engagement properties, asked for by name: no describe (whose
+            # scope for engagements differs from the contacts' the reads need)
+            return list(dict.fromkeys([cursor, *fields]))
         schema = self.describe(object_type)
         chosen = list(schema.fields) if fields is None else list(fields)
         unknown = [f for f in chosen if f not in schema.fields]

@@ -74,6 +74,27 @@ def diff(old: MappingFile, new: MappingFile) -> list[str]:
         if old_sla[name] != new_sla[name]:
             lines.append(f"~ SLA {name}: changed")
     lines += _associations(old, new)
+    lines += _activities(old, new)
+    return lines
+
+
+def _activities(old: MappingFile, new: MappingFile) -> list[str]:
+    """The activities setting turned on or off, or changed setting by setting."""
+    was, now = old.activities, new.activities
+    if was.enabled != now.enabled:
+        if now.enabled:
+            return [f"+ activities: HubSpot {', '.join(now.types)} on the contacts of "
+                    f"{', '.join(now.pairs)} written to Salesforce as completed Tasks (upsert "
+                    f"on Task.{now.external_id_field}), from "
+                    f"{now.since or 'the first cycle after the change'}"]
+        return ["- activities: no longer written to Salesforce (the Tasks written stay)"]
+    if not now.enabled:
+        return []
+    lines = []
+    after = now.model_dump(mode="json")
+    for key, before in was.model_dump(mode="json").items():
+        if before != after[key]:
+            lines.append(f"~ activities.{key}: {_plain(before)} -> {_plain(after[key])}")
     return lines
 
 

@@ -119,6 +119,7 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
             if prop and sla_hs is not None:
                 check.field("hubspot", sla_hs, prop, ("sla", index, "actions", a_index, "property"))
     _check_associations(check, mapping, labels)
+    _check_activities(check, mapping)
     return sorted(check.problems, key=lambda p: (p.line, p.column))
 
 
@@ -310,3 +311,40 @@ def _check_associations(check: LiveChecker, mapping: MappingFile, labels: Labels
                 check.add(("stage_follows", index, "stages", s_index, "hubspot"),
                           f"{pair.hubspot}.{follow.hubspot_property} has no option "
                           f"{stage.hubspot!r}", f"use one of {list(prop.picklist_values)}")
+
+
+# The Task fields the activities setting writes on every Task (TaskSubtype, CallType and
+# CallDurationInSeconds are written only where the org has them).
+ACTIVITY_TASK_FIELDS = ("Subject", "Status", "Priority", "ActivityDate", "Description", "WhoId",
+                        "OwnerId")
+
+
+def _check_activities(check: LiveChecker, mapping: MappingFile) -> None:
+    """Every Task field the activities setting writes exists and may be created and updated
+    (an upsert does both), its Status and Priority are values the picklists hold, the
+    external id field is a unique external id."""
+    settings = mapping.activities
+    if not settings.enabled:
+        return
+    task = check.schema("salesforce", "Task", ("activities", "enabled"))
+    if task is not None:
+        for name in ACTIVITY_TASK_FIELDS:
+            found = check.field("salesforce", task, name, ("activities", "enabled"))
+            if found is not None and not (found.createable and found.updateable):
+                check.add(("activities", "enabled"), f"Task.{name} cannot be created and "
+                          "updated by the integration user", "grant edit access to the field")
+        for key, value in (("status", settings.status), ("priority", settings.priority)):
+            found = task.fields.get(key.title())
+            if found is not None and found.picklist_values and value not in \
+                    found.picklist_values:
+                check.add(("activities", key), f"Task.{key.title()} has no value {value!r}",
+                          f"use one of {list(found.picklist_values)}")
+        ext = check.field("salesforce", task, settings.external_id_field,
+                          ("activities", "external_id_field"))
+        if ext is not None and not (ext.external_id and ext.unique):
+            check.add(("activities", "external_id_field"), f"Task.{ext.name} is not a unique "
+                      "external id: an upsert on it could not promise one Task per engagement",
+                      "tick External ID and Unique on the field")
+        elif ext is not None and not (ext.createable and ext.updateable):
+            check.add(("activities", "external_id_field"), f"Task.{ext.name} cannot be "
+                      "written by the integration user", "grant edit access to the field")

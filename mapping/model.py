@@ -7,6 +7,8 @@ typo is an error (with a "did you mean"), not a silently ignored key.
 
 from __future__ import annotations
 
+import datetime as dt
+import string
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -416,6 +418,74 @@ class StageFollow(Strict):
     stages: list[FollowStage]
 
 
+EngagementType = Literal["calls", "meetings", "emails"]
+EmailDirection = Literal["EMAIL", "INCOMING_EMAIL", "FORWARDED_EMAIL"]
+
+
+def _all_engagements() -> list[EngagementType]:
+    return ["calls", "meetings", "emails"]
+
+
+def _logged_emails() -> list[EmailDirection]:
+    return ["EMAIL"]  # sent from the CRM or logged to it by the rep
+
+
+SUBJECT_FIELDS = ("type", "title")  # what a Task's subject format may name
+
+
+class ActivityTasks(Strict):
+    """HubSpot calls, meetings and logged emails written to Salesforce as completed Tasks on
+    the linked Lead or Contact, once each, as HubSpot's own connector syncs activities: so a
+    rep's history is whole in the CRM. Off unless ``enabled``.
+
+    Each engagement is upserted on ``external_id_field`` (a unique external id text field on
+    Task the admin adds), so a Task is never written twice whatever crashed before; an edited
+    engagement updates its Task. Only engagements on a contact linked in one of ``pairs``
+    are written (WhoId: the linked Lead or Contact); one on a contact not linked yet waits up
+    to ``wait_days`` for the link, then a gap says it was not written. Only emails whose
+    direction is in ``email_directions`` count: ``EMAIL`` is an email sent from the CRM or
+    logged to it by the rep (HubSpot's marketing emails are not engagements at all)."""
+
+    enabled: bool = False
+    types: list[EngagementType] = Field(default_factory=_all_engagements, min_length=1)
+    pairs: list[str] = Field(default_factory=lambda: ["leads", "contacts"], min_length=1,
+                             description="the pairs of HubSpot contacts and Salesforce "
+                             "Leads or Contacts whose links give a Task its WhoId, in order")
+    external_id_field: str = Field("HubSpot_Activity_Id__c", description="a unique external "
+                                   "id text field on Task that holds the engagement's id")
+    email_directions: list[EmailDirection] = Field(default_factory=_logged_emails,
+                                                   min_length=1)
+    subject: str = Field("{type}: {title}", description="the Task's Subject: {type} is Call, "
+                         "Meeting or Email, {title} the engagement's title or subject")
+    status: str = "Completed"
+    priority: str = "Normal"
+    since: dt.date | None = Field(None, description="the first time this is on, engagements "
+                                  "changed from this date are written (default: from then on)")
+    wait_days: int = Field(30, ge=1, le=365, description="how long an engagement on a contact "
+                           "not linked yet waits for the link")
+
+    @field_validator("subject")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            named = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"{exc}: write literal braces as {{{{ and }}}}") from None
+        unknown = [name for name in named if name not in SUBJECT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}: use "
+                             f"{', '.join('{' + f + '}' for f in SUBJECT_FIELDS)}")
+        return value
+
+    @field_validator("types", "pairs", "email_directions")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        twice = sorted({v for v in value if value.count(v) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return value
+
+
 class MappingFile(Strict):
     version: Literal[1]
     objects: list[ObjectPair]
@@ -429,3 +499,4 @@ class MappingFile(Strict):
     deal_pipelines: DealPipelines | None = None
     associations: list[Association] = Field(default_factory=list)
     stage_follows: list[StageFollow] = Field(default_factory=list)
+    activities: ActivityTasks = Field(default_factory=ActivityTasks)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from mapping.loader import LoadError, Located, PathKey, load_file, load_text
 from mapping.model import (
+    ActivityTasks,
     Association,
     BusinessHours,
     DealPipelines,
@@ -35,7 +36,10 @@ from mapping.problems import Problem
 
 SECTIONS: dict[str, type[BaseModel]] = {"business_hours": BusinessHours, "owners": Owners,
                                         "lead_score": LeadScore,
-                                        "deal_pipelines": DealPipelines}
+                                        "deal_pipelines": DealPipelines,
+                                        "activities": ActivityTasks}
+# What a Task's WhoId may point to: a pair for activities syncs these with HubSpot contacts.
+WHO_OBJECTS = ("Lead", "Contact")
 
 
 def _vocabulary() -> list[str]:
@@ -437,6 +441,28 @@ def _check_associations(check: Checker, parsed: MappingFile) -> None:
                       f"{follow.pair!r}", "name an association whose `to` is this pair")
 
 
+def _check_activities(check: Checker, objects: list[ObjectPair],
+                      settings: ActivityTasks | None) -> None:
+    """Activities name pairs of HubSpot contacts and Salesforce Leads or Contacts: a Task's
+    WhoId is a Lead or a Contact, and only contacts carry the engagements."""
+    if settings is None or not settings.enabled:
+        return
+    pairs = {p.name: p for p in objects}
+    for index, name in enumerate(settings.pairs):
+        path = ("activities", "pairs", index)
+        pair = pairs.get(name)
+        if pair is None:
+            close = difflib.get_close_matches(name, list(pairs), n=1)
+            check.add(path, f"no object pair named {name!r}",
+                      f"did you mean {close[0]!r}?" if close else f"use one of {sorted(pairs)}")
+        elif pair.salesforce not in WHO_OBJECTS or pair.hubspot != "contacts":
+            fitting = sorted(p.name for p in objects
+                             if p.salesforce in WHO_OBJECTS and p.hubspot == "contacts")
+            check.add(path, f"pair {name!r} syncs {pair.salesforce} with {pair.hubspot}: a "
+                      "Task is written on a Lead or Contact linked to a HubSpot contact",
+                      f"use one of {fitting}")
+
+
 def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
     check = Checker(located)
     parsed = _parse(check)
@@ -462,6 +488,12 @@ def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
     if parsed is not None:
         _check_deal_pipelines(check, parsed)
         _check_associations(check, parsed)
+    try:  # a broken section elsewhere hides nothing here
+        activities = (parsed.activities if parsed is not None else
+                      ActivityTasks.model_validate(data.get("activities") or {}))
+    except ValidationError:
+        activities = None  # its own problems are reported already
+    _check_activities(check, [p for _, p in pairs], activities)
     problems = sorted(check.problems, key=lambda p: (p.line, p.column))
     has_error = any(p.severity == "error" for p in problems)
     return (parsed if not has_error else None), problems

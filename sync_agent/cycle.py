@@ -18,7 +18,17 @@ from sqlalchemy.orm import Session
 from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
-from sync_agent import failpoints, read, sla, sla_activity, slices, state, write, write_ahead
+from sync_agent import (
+    activity_tasks,
+    failpoints,
+    read,
+    sla,
+    sla_activity,
+    slices,
+    state,
+    write,
+    write_ahead,
+)
 from sync_agent.associations import sync_associations
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import (
@@ -86,6 +96,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 slices.sync_in_slices(run, session, run_id, size)
             else:
                 _whole(run, session, run_id)
+            # once every link of the cycle (a first sync's slices too) is settled
+            activity_tasks.write_activities(run, session, run_id, end)
             if mapping.sla:
                 _cold_leads(run, session, run_id, activity_read)
         except Exception as exc:
@@ -212,6 +224,7 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
     settle_created(run, session, run_id)
     sync_associations(run, session, run_id)
     follow_stages(run, session, run_id)
+    activity_tasks.write_waiting(run, session, run_id)  # engagements on contacts just linked
     run.stages.flush(session, run.now)
     write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
     return run

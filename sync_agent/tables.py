@@ -267,8 +267,7 @@ class ActivityLog(Base):
 class EndedLink(Base):
     """A link a delete ended, kept while the deleted record can still come back (Salesforce's
     Recycle Bin keeps it 15 days, HubSpot's 90): restored within that time, it is linked to
-    its counterpart again (``restores``). ``rule`` is the pair's delete rule that applied;
-    ``replaced_by``: the record a ``recreate`` made in its place."""
+    its counterpart again (``restores``). ``rule`` is the pair's delete rule that applied."""
 
     __tablename__ = "ended_links"
     __table_args__ = (Index("ix_ended_links_deleted", "deleted_in", "deleted_id"),
@@ -283,3 +282,27 @@ class EndedLink(Base):
     ended_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     restored_at: Mapped[dt.datetime | None]
+
+
+class ActivityTask(Base):
+    """One HubSpot engagement (call, meeting, logged email) the activities setting looked at:
+    the Salesforce Task written for it (its id, WhoId, a digest of what was sent, the
+    engagement's change time, so the same engagement read again writes nothing), or why it
+    waits: on contacts none of which is linked yet (``contacts``), or a meeting still to come
+    (``due_at``), since ``waiting_since``. Waiting rows are looked at every cycle from here,
+    with no call to HubSpot until one is ready."""
+
+    __tablename__ = "activity_tasks"
+    __table_args__ = (Index("ix_activity_tasks_waiting", "waiting_since"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # "calls:123"
+    kind: Mapped[str] = mapped_column(String(16))
+    hs_id: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(18))
+    who_id: Mapped[str | None] = mapped_column(String(18))
+    digest: Mapped[str | None] = mapped_column(String(64))
+    cursor: Mapped[dt.datetime | None]
+    contacts: Mapped[list[Any]] = mapped_column(JSON)
+    waiting_since: Mapped[dt.datetime | None]
+    due_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime]

@@ -325,12 +325,36 @@ _ENGAGEMENT_TEXT = {"calls": ("hs_call_title", "hs_call_body"),
                     "emails": ("hs_email_subject", "hs_email_text"),
                     "meetings": ("hs_meeting_title", "hs_meeting_body"),
                     "notes": ("hs_note_body",), "tasks": ("hs_task_subject", "hs_task_body")}
+# What each type says about how it went, as HubSpot's engagement guides list them
+# (developers.hubspot.com/docs/api/crm/calls, /email, /meetings): a call's duration in
+# milliseconds, direction and status; an email's direction (EMAIL: sent from or logged to the
+# CRM; INCOMING_EMAIL: a reply; FORWARDED_EMAIL) and send status; a meeting's times and outcome.
+_ENGAGEMENT_STATE = {
+    "calls": [_p("hs_call_duration", "Call duration", "number", "number", group="engagement"),
+              _enum("hs_call_direction", "Call direction", [("INBOUND", "Inbound"),
+                    ("OUTBOUND", "Outbound")], "engagement"),
+              _enum("hs_call_status", "Call status", [(v, v.title()) for v in (
+                  "BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING",
+                  "FAILED", "IN_PROGRESS", "NO_ANSWER", "QUEUED", "RINGING")], "engagement")],
+    "emails": [_enum("hs_email_direction", "Email direction", [
+                   ("EMAIL", "Sent or logged"), ("INCOMING_EMAIL", "Reply"),
+                   ("FORWARDED_EMAIL", "Forwarded")], "engagement"),
+               _enum("hs_email_status", "Email send status", [(v, v.title()) for v in (
+                   "BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT")], "engagement")],
+    "meetings": [_p("hs_meeting_start_time", "Start time", "datetime", "date",
+                    group="engagement"),
+                 _p("hs_meeting_end_time", "End time", "datetime", "date", group="engagement"),
+                 _enum("hs_meeting_outcome", "Outcome", [(v, v.title()) for v in (
+                     "SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED")],
+                     "engagement")],
+}
 for _name, _texts in _ENGAGEMENT_TEXT.items():
     PROPERTIES[_name] = _with("engagement", [
         _p("hs_timestamp", "Activity date", "datetime", "date", group="engagement"),
         _p("hs_createdate", "Create date", "datetime", "date", group="engagement",
            read_only=True),
-        *(_p(t, t, group="engagement") for t in _texts)])
+        *(_p(t, t, group="engagement") for t in _texts),
+        *_ENGAGEMENT_STATE.get(_name, [])])
 
 # The counts HubSpot keeps of a record's associations (property -> associated object).
 ROLLUP_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {

@@ -261,6 +261,19 @@ OBJECTS: dict[str, SObject] = {
         Field("Type", "picklist", "Type", 255, picklist=Picklist(("Call", "Email", "Meeting",
                                                                    "Other"))),
         _ro("IsClosed", "boolean", "Closed", nillable=False, default_on_create=True),
+        # As the recorded Task describe has them (nango-describe-task.response.json): the
+        # subtype is set on create only (createable, not updateable: an update naming it is
+        # refused INVALID_FIELD_FOR_INSERT_UPDATE), a restricted picklist as CallType is.
+        Field("TaskSubtype", "picklist", "Task Subtype", 40, updateable=False,
+              picklist=Picklist(("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"),
+                                restricted=True)),
+        Field("CallDurationInSeconds", "int", "Call Duration", precision=9),
+        Field("CallType", "picklist", "Call Type", 40,
+              picklist=Picklist(("Internal", "Inbound", "Outbound"), restricted=True)),
+        # The external id the agent upserts HubSpot calls, meetings and emails on (custom, as
+        # HubSpot_Contact_Id__c is), so each engagement is one Task whatever crashed before.
+        Field("HubSpot_Activity_Id__c", "string", "HubSpot Activity ID", 40, external_id=True,
+              unique=True, custom=True),
         _owner(queues=True),
     ]),
     # Event as the field reference lists it (developer.salesforce.com, Salesforce Field
