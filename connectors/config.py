@@ -8,6 +8,7 @@ The sandbox writes a complete file of these (``.stagesync/sandbox/sandbox.env``)
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.settings_file import read_env_file
 
 DEFAULT_SALESFORCE_API_VERSION = "59.0"
 # Salesforce's shared login hosts: they refuse the client credentials flow ("request not
@@ -132,6 +135,31 @@ class SalesforceSettings(SchemaRefresh):
         "often for the SLA rules, not every cycle (0: every cycle); a lead about to be "
         "declared cold always has its activity read first")
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
+        """Checked here, not at the first request: there requests raises a bare ``OSError``.
+        A folder of hashed certificates (``c_rehash``) is allowed, as requests allows it."""
+        if value is None:
+            return value
+        value = value.expanduser()
+        if value.is_dir():
+            return value
+        if not value.exists():
+            raise ValueError(f"{value} does not exist; give the path of the CA bundle (PEM) "
+                             "that signed the Salesforce host's certificate")
+        if not value.is_file():  # a FIFO or device: loading it could block or never end
+            raise ValueError(f"{value} is not a regular file; give the path of a PEM file")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(value))
+        except ssl.SSLError:
+            raise ValueError(f"{value} holds no PEM certificate; give the path of the CA "
+                             "bundle (PEM) that signed the Salesforce host's certificate"
+                             ) from None
+        except OSError as exc:
+            raise ValueError(f"{value} cannot be read: {exc.strerror}") from None
+        return value
+
     @field_validator("token_url", "instance_url")
     @classmethod
     def _https_only(cls, value: str | None) -> str | None:
@@ -224,7 +252,10 @@ class ConnectionSettings(BaseSettings):
 
 
 def load_settings(env_file: Path | None = None) -> ConnectionSettings:
-    """Read settings from the environment, and from ``env_file`` when given."""
+    """Read settings from the environment, and from ``env_file`` when given. An env file that
+    cannot be read (missing, not a regular file, not UTF-8) raises ``SettingsFileError``
+    before pydantic-settings opens it: it would skip a missing one silently."""
     if env_file is not None:
-        return ConnectionSettings(_env_file=env_file)
+        read_env_file(env_file)
+        return ConnectionSettings(_env_file=env_file, _env_file_encoding="utf-8")
     return ConnectionSettings()

@@ -2,7 +2,10 @@
 
 Only plain YAML is accepted: ``yaml.SafeLoader`` (no Python tags, nothing executed), no anchors
 or aliases (no alias bombs; an admin's file does not need them), no duplicate keys (YAML would
-silently keep the last), at most 1 MiB, UTF-8 only. Each refusal is a ``Problem`` with a line.
+silently keep the last), UTF-8 only, within the bounds of ``mapping.limits`` (size, nesting,
+number length; a regular file only). Each refusal is a ``Problem`` with a line. A file refused
+before its content could be judged (unreadable, not a regular file, over a bound) raises
+``FileRefused``, so the command line can tell a bad path (exit 2) from a bad mapping (exit 1).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from connectors.files import NotReadable, read_regular_file
+from mapping.limits import MAX_BYTES, MAX_DEPTH, MAX_NUMBER_CHARS
 from mapping.problems import Problem
 
-MAX_BYTES = 1024 * 1024
 PathKey = tuple[str | int, ...]
 
 
@@ -25,6 +29,22 @@ class LoadError(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(str(problem))
         self.problem = problem
+
+
+class FileRefused(LoadError):
+    """The file was not read as a mapping at all: a bad path, not a regular file, not UTF-8, or
+    past a bound of ``mapping.limits``. An operator's mistake, not an error in a mapping."""
+
+
+class _Bound(Exception):
+    """A bound of ``mapping.limits`` crossed while composing; ``load_text`` names the file."""
+
+    def __init__(self, line: int, column: int, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.line, self.column, self.message, self.fix = line, column, message, fix
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 @dataclass
@@ -50,13 +70,34 @@ class Located:
 
 
 class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without aliases, that stops composing past ``MAX_DEPTH`` levels (PyYAML
+    recurses once a level) and at a number longer than ``MAX_NUMBER_CHARS``."""
+
+    depth = 0
+
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) and anchors are not allowed in a mapping file",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Bound(mark.line + 1, mark.column + 1,
+                             f"the file nests deeper than {MAX_DEPTH} levels",
+                             "a mapping nests a few levels; remove the extra brackets or "
+                             "indentation")
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        if (isinstance(node, ScalarNode) and node.tag in _NUMBER_TAGS
+                and len(node.value) > MAX_NUMBER_CHARS):
+            raise _Bound(node.start_mark.line + 1, node.start_mark.column + 1,
+                         f"a number of {len(node.value):,} characters; at most "
+                         f"{MAX_NUMBER_CHARS} are read", "write the number it should be")
+        return node
 
 
 def _problem(file: str, line: int, column: int, message: str, fix: str) -> LoadError:
@@ -95,6 +136,8 @@ def load_text(text: str, file: str = "<mapping>") -> Located:
             located.data = loader.construct_document(node)
         finally:
             loader.dispose()
+    except _Bound as exc:
+        raise FileRefused(Problem(file, exc.line, exc.column, "", exc.message, exc.fix)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -111,24 +154,26 @@ def load_text(text: str, file: str = "<mapping>") -> Located:
     return located
 
 
+def _refused(file: str, line: int, message: str, fix: str) -> FileRefused:
+    return FileRefused(Problem(file, line, 1, "", message, fix))
+
+
 def load_file(path: Path) -> Located:
+    """Read and compose ``path`` within the bounds of ``mapping.limits``."""
     file = str(path)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise _problem(file, 1, 1, f"cannot read the file: {exc.strerror}",
-                       "check the path") from None
-    if size > MAX_BYTES:
-        raise _problem(file, 1, 1, f"the file is {size:,} bytes; a mapping file may be at most "
-                       f"{MAX_BYTES:,}", "split out what is not mapping, or remove repetition")
-    raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_BYTES)
+    except NotReadable as exc:
+        fix = ("split out what is not mapping, or remove repetition" if exc.too_large else
+               "give the path of a mapping file; `stagesync init` writes one")
+        raise _refused(file, 1, exc.reason, fix) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise _problem(file, line, 1, f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+        raise _refused(file, line, f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
                        f"at offset {exc.start})", "save the file as UTF-8") from None
     if "\x00" in text:
-        raise _problem(file, 1, 1, "the file holds NUL characters (UTF-16?)",
+        raise _refused(file, 1, "the file holds NUL characters (UTF-16?)",
                        "save the file as UTF-8") from None
     return load_text(text, file)

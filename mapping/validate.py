@@ -132,7 +132,9 @@ def _parse(check: Checker) -> MappingFile | None:
             check.add((key,), f"unknown key {key!r}",
                       f"did you mean {close[0]!r}?" if close else "remove it", at_key=True)
     if top.get("version") != 1:
-        check.add(("version",), f"version {top.get('version')!r} is not supported",
+        shown = repr(top.get("version"))
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."  # one readable line
+        check.add(("version",), f"version {shown} is not supported",
                   "write `version: 1`")
     pairs = top.get("objects")
     if not isinstance(pairs, list):

@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -239,6 +240,8 @@ class SandboxServer:
         self.info = SandboxInfo(self.salesforce_url, self.hubspot_url, self.tls.ca_cert,
                                 state / SETTINGS_FILE, self.credentials, self.hubspot_token,
                                 self.jwt_key_file, self.seeded, self.hubspot_access)
+        # Warnings for the operator: a settings file found open to others and tightened.
+        self.notices: list[str] = []
         self.write_settings(self.info.settings_file)
 
     @staticmethod
@@ -273,6 +276,11 @@ class SandboxServer:
         text += "".join(f"{k}={v}\n" for k, v in lines.items())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:  # an existing file keeps its mode through O_CREAT: tighten it
+                os.fchmod(fd, 0o600)
+                self.notices.append(f"{path} was open to others (mode {mode:04o}) and holds "
+                                    "secrets: set to 0600")
             handle.write(text)
 
     def _uvicorn(self, app: EmulatorApp, tls: bool) -> uvicorn.Server:

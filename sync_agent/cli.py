@@ -1,4 +1,9 @@
-"""The ``stagesync`` command line."""
+"""The ``stagesync`` command line.
+
+Exit status: 0 done, 1 the work found errors (a mapping's, a system's, refused records),
+2 a setting, file or store URL to fix first (one line naming it, from ``cli_inputs``),
+3 another agent is mid-cycle on the store.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.config import load_settings
 from connectors.contract import CheckReport
 from connectors.errors import ConnectorError
+from sync_agent import cli_inputs as inputs
 
 app = typer.Typer(help="Keep Salesforce and HubSpot telling the same story about every lead.",
                   no_args_is_help=True)
@@ -29,6 +33,24 @@ app.add_typer(sync_app, name="sync")
 console = Console(soft_wrap=True)  # a message is one line, whatever the width
 DEFAULT_MAPPING = Path("stagesync.yaml")
 SANDBOX_SETTINGS = Path(".stagesync/sandbox/sandbox.env")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"stagesync {version('stagesync')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version (from the installed package) and exit.")] = False,
+) -> None:
+    """Keep Salesforce and HubSpot telling the same story about every lead."""
+
 
 EnvFile = Annotated[Path | None, typer.Option(
     "--env-file", help="Settings file (STAGESYNC_* lines); the sandbox writes one.",
@@ -83,6 +105,9 @@ def sandbox_start(
     info = server.info
     seeded = ", ".join(f"{n} {k}" for k, n in info.seeded.items())
 
+    for notice in server.notices:
+        inputs.warn(notice)
+
     def ready() -> None:
         console.print(f"Salesforce emulator: {info.salesforce_url}  (HTTPS, CA {info.ca_bundle})")
         console.print(f"HubSpot emulator:    {info.hubspot_url}")
@@ -118,14 +143,7 @@ def check(env_file: EnvFile = None) -> None:
     """Reach both systems through the real clients and print what was found."""
     from connectors.build import build_connectors
 
-    try:
-        settings = load_settings(env_file)
-    except ValidationError as exc:
-        console.print(f"[red]settings are incomplete or wrong[/red] ({env_file or 'environment'}):")
-        for problem in exc.errors():
-            where = ".".join(str(p) for p in problem["loc"])
-            console.print(f"  STAGESYNC_{where.upper().replace('.', '__')}: {problem['msg']}")
-        raise typer.Exit(2) from None
+    settings = inputs.settings(env_file)
     failed = False
     for connector in build_connectors(settings):
         try:
@@ -148,11 +166,16 @@ def init(
     """Write the default mapping (standard objects and stages, commented) to start from."""
     from importlib.resources import files
 
+    inputs.write_check(mapping, "mapping file")
     if mapping.exists() and not force:
         console.print(f"[red]{mapping} exists[/red]; use --force to overwrite it")
         raise typer.Exit(1)
-    mapping.write_text(files("mapping").joinpath("default.yaml").read_text(encoding="utf-8"),
-                       encoding="utf-8")
+    try:
+        mapping.write_text(files("mapping").joinpath("default.yaml").read_text(encoding="utf-8"),
+                           encoding="utf-8")
+    except OSError as exc:
+        inputs.fail(f"{mapping}: cannot write it: {exc.strerror} (fix: give a path in a "
+                    "folder you can write)")
     console.print(f"wrote {mapping}; check it with: stagesync mapping validate --live")
 
 
@@ -171,25 +194,18 @@ def mapping_validate(
 ) -> None:
     """Check a mapping file; every problem is listed with its line. Exit 1 on any error."""
     from mapping.live import check_live
-    from mapping.loader import LoadError, load_file
+    from mapping.problems import Problem
     from mapping.validate import check_located
 
-    try:
-        located = load_file(mapping)
-    except LoadError as exc:
-        typer.echo(str(exc.problem))
-        raise typer.Exit(1) from None
+    located = inputs.load_mapping(mapping)
+    if isinstance(located, Problem):
+        typer.echo(str(located))
+        raise typer.Exit(1)
     parsed, problems = check_located(located)
     if live and parsed is not None:
         from connectors.build import build_connectors
 
-        settings_file = _env_file(env_file)
-        try:
-            settings = load_settings(settings_file)
-        except ValidationError:
-            console.print("[red]--live needs connection settings[/red]: give --env-file, or "
-                          "start the sandbox")
-            raise typer.Exit(2) from None
+        settings = inputs.settings(_env_file(env_file))
         salesforce, hubspot = build_connectors(settings)
         try:
             problems += check_live(parsed, located, salesforce.describe, hubspot.describe,
@@ -227,11 +243,10 @@ def mapping_diff(
 ) -> None:
     """What changing OLD into NEW would do: rules changed, stages remapped, pairs added."""
     from mapping.diff import diff
-    from mapping.validate import check_file
 
     loaded = []
     for path in (old, new):
-        parsed, problems = check_file(path)
+        parsed, problems = inputs.check_mapping(path)
         if parsed is None:
             for problem in problems:
                 typer.echo(str(problem))
@@ -250,20 +265,10 @@ Database = Annotated[str | None, typer.Option(
 def _engine(mapping: Path, env_file: Path | None) -> tuple[Any, Any, Any]:
     """The checked mapping and both connectors, or a clear message and exit."""
     from connectors.build import build_connectors
-    from mapping.validate import check_file
 
-    parsed, problems = check_file(mapping)
-    if parsed is None:
-        for problem in problems:
-            typer.echo(str(problem))
-        typer.echo(f"{mapping} has errors: fix them first (stagesync mapping validate)")
-        raise typer.Exit(1)
-    try:
-        settings = load_settings(_env_file(env_file))
-    except ValidationError:
-        console.print("[red]connection settings are missing[/red]: give --env-file, or start "
-                      "the sandbox")
-        raise typer.Exit(2) from None
+    parsed = inputs.mapping(
+        mapping, then=f"{mapping} has errors: fix them first (stagesync mapping validate)")
+    settings = inputs.settings(_env_file(env_file))
     salesforce, hubspot = build_connectors(settings)
     return parsed, salesforce, hubspot
 
@@ -288,10 +293,9 @@ def sync_once(
     from sync_agent import state
     from sync_agent.cycle import describe_identity, describe_plan, run_cycle
     from sync_agent.service import LOCK
-    from sync_agent.store import open_store
 
     parsed, salesforce, hubspot = _engine(mapping, env_file)
-    store = open_store(db)
+    store = inputs.store(db)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     ttl = dt.timedelta(minutes=30)
     if not state.acquire_lock(store, LOCK, holder, ttl) and not (
@@ -334,8 +338,8 @@ def sync_once(
 def run(
     mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
     interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 60.0,
-    health_port: Annotated[int, typer.Option(help="Local port for /healthz and /metrics.")]
-    = 9464,
+    health_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Local port for /healthz and /metrics.")] = 9464,
     lock_ttl: Annotated[float | None, typer.Option(
         help="Seconds of the cycle lock's lease, renewed every third of it while a cycle "
              "runs (default: 5 x interval, at least 300).", envvar="STAGESYNC_LOCK_TTL")]
@@ -350,38 +354,22 @@ def run(
     db: Database = None,
 ) -> None:
     """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from connectors.build import build_connectors
-    from mapping.validate import check_file
-    from sync_agent.service import Agent, describe_error, json_logging, run_forever
-    from sync_agent.store import open_store
+    from sync_agent.service import Agent, json_logging, log, run_forever
 
     json_logging()
-    parsed, problems = check_file(mapping)
-    if parsed is None:
-        for problem in problems:
-            typer.echo(str(problem))
-        raise typer.Exit(1)
-    try:
-        settings = load_settings(_env_file(env_file))
-    except ValidationError:
-        console.print("[red]connection settings are missing[/red]: give --env-file")
-        raise typer.Exit(2) from None
+    parsed = inputs.mapping(mapping)
+    settings = inputs.settings(_env_file(env_file), on_warning=log.warning)
     salesforce, hubspot = build_connectors(settings)
-    try:
-        store = open_store(db)
-    except (SQLAlchemyError, OSError) as exc:
-        typer.echo(f"cannot open the state store: {describe_error(exc)}", err=True)
-        raise typer.Exit(1) from None
+    store = inputs.store(db, on_warning=log.warning)
     agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
                   unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
     try:
         run_forever(agent, health_port)
     except OSError as exc:  # the health port is taken (or not ours to bind)
-        typer.echo(f"cannot serve /healthz and /metrics on 127.0.0.1:{health_port}: "
-                   f"{exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        inputs.fail(f"--health-port {health_port}: cannot serve /healthz and /metrics on "
+                    f"127.0.0.1:{health_port}: {exc.strerror or exc} (fix: stop what listens "
+                    "there, or give another --health-port; 0 picks a free one)")
 
 
 @app.command()
@@ -392,9 +380,8 @@ def gaps(db: Database = None,
     from collections import Counter
 
     from sync_agent import state
-    from sync_agent.store import open_store
 
-    store = open_store(db)
+    store = inputs.store(db)
     with store.session() as session:
         found = [g for g in state.open_gaps(session) if kind is None or g.kind == kind]
     counts = Counter((g.kind, g.pair) for g in found)
@@ -424,10 +411,9 @@ def status(db: Database = None) -> None:
     from sqlalchemy import func, select
 
     from sync_agent import state
-    from sync_agent.store import open_store
     from sync_agent.tables import DeadLetter, Run, WatermarkRow
 
-    store = open_store(db)
+    store = inputs.store(db)
     with store.session() as session:
         runs = list(session.scalars(select(Run).order_by(Run.id.desc()).limit(5)))
         waiting = session.scalar(select(func.count()).select_from(DeadLetter).where(
@@ -491,7 +477,6 @@ def backfill(
     )
 
     from sync_agent.backfill import BackfillError, run_backfill
-    from sync_agent.store import open_store
 
     start: dt.datetime | None = None
     if since is not None:
@@ -501,7 +486,7 @@ def backfill(
             console.print(f"[red]--since {since!r} is not a date[/red]: use YYYY-MM-DD")
             raise typer.Exit(2) from None
     parsed, salesforce, hubspot = _engine(mapping, env_file)
-    store = open_store(db)
+    store = inputs.store(db)
     began = [0.0, 0]
     with Progress(TextColumn(f"backfill {object_name}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]} records/s"), TimeRemainingColumn(),
@@ -543,11 +528,11 @@ def retry(
 ) -> None:
     """Retry dead letters: each refused record is synced again as it is now."""
     from sync_agent.dead_letters import retry_dead_letters
-    from sync_agent.store import open_store
 
     parsed, salesforce, hubspot = _engine(mapping, env_file)
+    store = inputs.store(db)
     try:
-        result = retry_dead_letters(open_store(db), parsed, salesforce, hubspot, everything)
+        result = retry_dead_letters(store, parsed, salesforce, hubspot, everything)
     except ConnectorError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
@@ -567,16 +552,12 @@ def report(
 ) -> None:
     """The funnel both tools share: records per stage on each side, conversion between
     stages, SLA compliance and cold leads by owner (from the state store; no API calls)."""
-    from mapping.validate import check_file
     from sync_agent.report import build_report, write_html
-    from sync_agent.store import open_store
 
-    parsed, problems = check_file(mapping)
-    if parsed is None:
-        for problem in problems:
-            typer.echo(str(problem))
-        raise typer.Exit(1)
-    with open_store(db).session() as session:
+    parsed = inputs.mapping(mapping)
+    if html is not None:
+        inputs.write_check(html, "HTML report")
+    with inputs.store(db).session() as session:
         found = build_report(session, parsed)
 
     def percent(value: float | None) -> str:
@@ -607,7 +588,13 @@ def report(
             table.add_row(owner, str(count))
         console.print(table)
     if html is not None:
-        write_html(found, html)
+        try:
+            warning = write_html(found, html)
+        except OSError as exc:
+            inputs.fail(f"--html {html}: cannot write it: {exc.strerror} (fix: give a path in "
+                        "a folder you can write)")
+        if warning:
+            inputs.warn(warning)
         console.print(f"HTML report written to {html}")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mapping.model import MappingFile
+from sync_agent.private_files import write_private_text
 from sync_agent.sla import KIND as COLD
 from sync_agent.sla import sla_position
 from sync_agent.tables import Gap, StageVisit
@@ -189,6 +190,8 @@ def render_html(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write_html(report: Report, path: Path) -> None:
+def write_html(report: Report, path: Path) -> str | None:
+    """Write the report 0600 (it names owners and leads); the warning when an existing file
+    at ``path`` was open to others and has been tightened."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report), encoding="utf-8")
+    return write_private_text(path, render_html(report), "holds names and emails")

@@ -7,7 +7,8 @@ So its reads stream into a temporary SQLite file (pickled values) as they arrive
 order the vendor sends them (a Bulk job or a listing has none worth keeping), and come back in
 (cursor, id) order, a page or a set of ids at a time: the spool sorts on disk, so nothing holds
 an object's every record to sort it. The file is the cycle's alone and is deleted with it
-(a killed agent's is removed by the next one); nothing else reads it.
+(a killed agent's is removed by the next one); nothing else reads it: its folder is 0700
+(``mkdtemp``) and the file itself is created 0600, as the state store is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connectors.records import Record
+from sync_agent.private_files import create_private
 
 PREFIX = "stagesync-spool-"
 CHUNK = 2000  # records a statement
@@ -37,6 +39,7 @@ class Spool:
     def __init__(self) -> None:
         sweep()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        create_private(self.folder / "changes.db")  # personal data, whatever the umask
         # Reads of both systems spool side by side (``read``): one connection, one lock.
         self.db = sqlite3.connect(self.folder / "changes.db", check_same_thread=False)
         self.lock = threading.Lock()

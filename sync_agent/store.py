@@ -10,6 +10,12 @@ writer before it says "database is locked". Every process on one SQLite file run
 so the single-instance lock there is backed by an OS file lock beside the database
 (``stagesync.db.cycle.lock``): the kernel drops it the moment its holder dies, and a live
 holder keeps it however long its cycle runs, whatever its lease says.
+
+Whatever the URL, opening ends in a store or a ``StoreError``: one line naming the URL (its
+password hidden) and the fix, for an unsupported database, an unreachable server, a file that
+is not a SQLite database, a folder that cannot be written. An existing SQLite file (and its
+``-wal``/``-shm`` companions) open to others is tightened to 0600 and said so in
+``Store.notices``.
 """
 
 from __future__ import annotations
@@ -18,21 +24,37 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import OperationalError
+from alembic.util import CommandError
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.files import file_kind
+from sync_agent.private_files import create_private, tighten
 
 DEFAULT_URL = "sqlite:///stagesync.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another before "database is locked"
+POSTGRES_CONNECT_TIMEOUT = 10  # seconds: a host that drops packets is reported, not waited on
+SETTING = "--db / STAGESYNC_DATABASE_URL"
+URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE"
+DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+# Files SQLite keeps beside the database, holding the same data.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+class StoreError(Exception):
+    """The state store cannot be opened: one line naming the URL (password hidden), the
+    reason and the fix."""
 
 
 # Lock file (real path) -> (its descriptor, the holders in this process that share it). One
@@ -46,6 +68,7 @@ _FILE_LOCKS_GUARD = threading.Lock()
 class Store:
     engine: Engine
     sessions: sessionmaker[Session]
+    notices: list[str] = field(default_factory=list)  # files tightened to 0600 on opening
 
     def session(self) -> Session:
         return self.sessions()
@@ -107,36 +130,110 @@ def is_busy(exc: BaseException) -> bool:
         orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig))
 
 
-def _prepare_sqlite_file(database: str | None) -> None:
+def _prepare_sqlite_file(database: str | None) -> list[str]:
+    """Create the database file 0600 (with its folder), or tighten it and its companions to
+    0600; the warnings. Anything but a regular file is refused before SQLite opens it (a FIFO
+    would block it)."""
     if not database or database == ":memory:" or database.startswith("file:"):
-        return
+        return []
     file = Path(database)
-    if not file.exists():
+    try:
+        found = os.stat(file)
+    except FileNotFoundError:
         file.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
+        create_private(file)
+        return []
+    if not stat.S_ISREG(found.st_mode):
+        raise StoreError(f"state store {database}: the path is {file_kind(found.st_mode)}, "
+                         f"not a SQLite database file (fix: correct {SETTING})")
+    notices = [tighten(file)] + [tighten(Path(f"{database}{end}")) for end in SQLITE_COMPANIONS]
+    return [notice for notice in notices if notice]
+
+
+def _parse(url: str) -> URL:
+    """The URL as SQLAlchemy reads it, with PostgreSQL on psycopg 3 (the driver installed);
+    anything else is a ``StoreError``. An unparseable URL is not echoed: it may hold a
+    password."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"the state store URL ({SETTING}) is not a database URL "
+                         f"(fix: write {URL_FORMS})") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in DRIVERS:
+        shown = parsed.render_as_string(hide_password=True)
+        raise StoreError(f"state store {shown}: {parsed.drivername} is not supported; the "
+                         f"state store is SQLite or PostgreSQL (fix: set {SETTING} to "
+                         f"{URL_FORMS})")
+    return parsed
+
+
+def _describe(exc: BaseException, url: URL) -> str:
+    """One line for a failure to open or migrate the store (never a statement or its
+    parameters: they may hold personal data)."""
+    shown = url.render_as_string(hide_password=True)
+    orig = getattr(exc, "orig", None) or exc
+    said = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if isinstance(exc, CommandError):
+        return (f"state store {shown}: {said} (fix: a newer stagesync wrote it; run that "
+                f"version, or point {SETTING} at another store)")
+    if isinstance(exc, ImportError):
+        return f"state store {shown}: its database driver is not installed ({said})"
+    if url.get_backend_name() != "sqlite":
+        return (f"cannot reach the PostgreSQL state store {shown}: {said} (fix: start the "
+                f"server, or correct {SETTING})")
+    database = url.database
+    if isinstance(exc, OSError):
+        said = exc.strerror or said
+    elif "not a database" in said:
+        return (f"state store {database}: the file is not a SQLite database (fix: point "
+                f"{SETTING} at the state store, or move the file aside to start anew)")
+    elif "unable to open" in said:
+        said = "SQLite cannot open it"
+    return (f"state store {database}: {said} (fix: check the path (its folder must exist and "
+            f"be writable), or correct {SETTING})")
 
 
 def open_store(url: str | None = None) -> Store:
-    """Connect (creating the SQLite file 0600 if needed) and migrate to the latest schema."""
-    url = url or DEFAULT_URL
-    if url.startswith("sqlite"):
-        parsed = make_url(url)
-        timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT)))
-        parsed = parsed.difference_update_query(["timeout"])
-        _prepare_sqlite_file(parsed.database)
-        engine = create_engine(parsed, connect_args={"timeout": timeout}, hide_parameters=True)
+    """Connect (creating the SQLite file 0600 if needed) and migrate to the latest schema;
+    ``StoreError`` when that cannot be done."""
+    parsed = _parse(url or DEFAULT_URL)
+    notices: list[str] = []
+    engine: Engine | None = None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            try:
+                timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT)))
+            except ValueError:
+                raise StoreError(f"state store {parsed.database}: ?timeout= must be seconds "
+                                 "(fix: e.g. ?timeout=30)") from None
+            parsed = parsed.difference_update_query(["timeout"])
+            notices = _prepare_sqlite_file(parsed.database)
+            engine = create_engine(parsed, connect_args={"timeout": timeout},
+                                   hide_parameters=True)
+            _sqlite_pragmas(engine, timeout)
+        else:
+            connect = ({} if "connect_timeout" in parsed.query
+                       else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT})
+            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
+                                   connect_args=connect)
+        migrate(engine)
+    except (SQLAlchemyError, OSError, ImportError, CommandError) as exc:
+        if engine is not None:
+            engine.dispose()
+        raise StoreError(_describe(exc, parsed)) from None
+    return Store(engine, sessionmaker(engine, expire_on_commit=False), notices)
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # as connect's timeout
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-    else:
-        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    migrate(engine)
-    return Store(engine, sessionmaker(engine, expire_on_commit=False))
+
+def _sqlite_pragmas(engine: Engine, timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")  # as connect's timeout
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def alembic_config() -> Config:
