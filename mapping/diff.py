@@ -116,6 +116,29 @@ def _associations(old: MappingFile, new: MappingFile) -> list[str]:
             if before != after:
                 lines.append(f"~ association {name}.{key}: {_plain(before)} -> "
                              f"{_plain(after)}")
+    roles_was = {r.name: r for r in old.contact_roles}
+    roles_now = {r.name: r for r in new.contact_roles}
+    for name in sorted(set(roles_was) - set(roles_now)):
+        lines.append(f"- contact roles {name}: removed (roles stop syncing; labels stay)")
+    for name in sorted(set(roles_now) - set(roles_was)):
+        r = roles_now[name]
+        lines.append(f"+ contact roles {name}: {r.salesforce_object} -> {r.from_pair}-"
+                     f"{r.to_pair} associations, {len(r.labels)} role(s) labelled, rule "
+                     f"{r.rule}")
+    for name in sorted(set(roles_was) & set(roles_now)):
+        before_roles, after_roles = roles_was[name], roles_now[name]
+        for role in sorted(set(before_roles.labels) | set(after_roles.labels)):
+            was_label = before_roles.labels.get(role)
+            now_label = after_roles.labels.get(role)
+            if was_label != now_label:
+                lines.append(f"~ contact roles {name}: role {role!r} "
+                             f"{was_label or 'unlabeled'} -> {now_label or 'unlabeled'}")
+        after_all = after_roles.model_dump(by_alias=True, mode="json", exclude={"labels"})
+        for key, before in before_roles.model_dump(by_alias=True, mode="json",
+                                                   exclude={"labels"}).items():
+            if before != after_all[key]:
+                lines.append(f"~ contact roles {name}.{key}: {_plain(before)} -> "
+                             f"{_plain(after_all[key])}")
     follows_was = {f.name: f for f in old.stage_follows}
     follows_now = {f.name: f for f in new.stage_follows}
     for name in sorted(set(follows_was) ^ set(follows_now)):

@@ -119,6 +119,7 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
             if prop and sla_hs is not None:
                 check.field("hubspot", sla_hs, prop, ("sla", index, "actions", a_index, "property"))
     _check_associations(check, mapping, labels)
+    _check_contact_roles(check, mapping, labels)
     _check_activities(check, mapping)
     return sorted(check.problems, key=lambda p: (p.line, p.column))
 
@@ -257,6 +258,50 @@ def _check_deal_pipelines(check: LiveChecker, mapping: MappingFile) -> None:
             labels = sorted(hs.pipelines)
             check.add((*path, "pipeline"), f"HubSpot has no {pair.hubspot} pipeline "
                       f"{route.pipeline!r}", f"use a pipeline's internal id, one of {labels}")
+
+
+def _check_contact_roles(check: LiveChecker, mapping: MappingFile, labels: Labels | None
+                         ) -> None:
+    """Each contact roles setting's object and fields exist (the two lookups point at the
+    pairs' objects, the role is a picklist holding every role mapped), and each label exists
+    between the two HubSpot objects: a label the portal lacks would quietly go unlabeled."""
+    pairs = {p.name: p for p in mapping.objects}
+    for index, roles in enumerate(mapping.contact_roles):
+        base: PathKey = ("contact_roles", index)
+        source, target = pairs.get(roles.from_pair), pairs.get(roles.to_pair)
+        if source is None or target is None:
+            continue  # offline validation names it
+        sf = check.schema("salesforce", roles.salesforce_object, (*base, "salesforce_object"))
+        if sf is not None:
+            for key, name, pair in (("parent_field", roles.parent_field, source),
+                                    ("target_field", roles.target_field, target)):
+                found = check.field("salesforce", sf, name, (*base, key))
+                if found is not None and found.type != "reference":
+                    check.add((*base, key), f"{sf.object}.{name} is a {found.type} field, "
+                              "not a lookup", f"name a lookup to {pair.salesforce}")
+            role = check.field("salesforce", sf, roles.role_field, (*base, "role_field"))
+            if role is not None and role.picklist_values:
+                for value in roles.labels:
+                    if value not in role.picklist_values:
+                        check.add((*base, "labels", value), f"{sf.object}.{roles.role_field} "
+                                  f"has no value {value!r}",
+                                  f"use one of {list(role.picklist_values)}")
+        if labels is None or not roles.labels:
+            continue
+        try:
+            known = labels(source.hubspot, target.hubspot)
+        except ConnectorError as exc:
+            check.add((*base, "labels"), f"cannot read the association labels from "
+                      f"{source.hubspot} to {target.hubspot}: {exc.message}",
+                      "check the private app's scopes")
+            continue
+        names = sorted(str(k) for k in known if k is not None)
+        for value, label in roles.labels.items():
+            if label not in known:
+                check.add((*base, "labels", value), f"HubSpot has no association label "
+                          f"{label!r} from {source.hubspot} to {target.hubspot}",
+                          f"create it (Settings > Objects > Associations) or use one of "
+                          f"{names}")
 
 
 def _check_associations(check: LiveChecker, mapping: MappingFile, labels: Labels | None

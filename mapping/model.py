@@ -395,6 +395,38 @@ class Association(Strict):
     _slug = field_validator("name")(_slug_name)
 
 
+class ContactRoles(Strict):
+    """Salesforce's contact roles of ``from_pair``'s records (OpportunityContactRole: one row
+    per Contact on an Opportunity, with a ``Role``) as HubSpot associations of ``from``'s
+    records with ``to``'s, each role written as the association label ``labels`` maps it to.
+    A role with no label here (or whose label the portal lacks) is written unlabeled: the
+    contact is on the deal either way. Salesforce decides (``always_salesforce``): a role
+    removed or deleted takes its label off, the contact stays associated, and HubSpot's other
+    associations stay. A role on records not linked yet waits for their links."""
+
+    name: str
+    from_pair: str = Field("opportunities", alias="from")
+    to_pair: str = Field("contacts", alias="to")
+    salesforce_object: str = "OpportunityContactRole"
+    parent_field: str = Field("OpportunityId", description="the role's lookup to from's object")
+    target_field: str = Field("ContactId", description="the role's lookup to to's object")
+    role_field: str = Field("Role", description="the picklist that names the role")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Salesforce role -> HubSpot association label")
+    rule: Literal["always_salesforce"] = "always_salesforce"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _slug = field_validator("name")(_slug_name)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_named(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(not role.strip() or not label.strip() for role, label in value.items()):
+            raise ValueError("each role and each label needs a name")
+        return value
+
+
 class FollowStage(Strict):
     """One Salesforce stage (or several) of the followed records and the HubSpot stage it
     lifts the following record to."""
@@ -498,5 +530,6 @@ class MappingFile(Strict):
     salesforce: SalesforceOptions = Field(default_factory=SalesforceOptions)
     deal_pipelines: DealPipelines | None = None
     associations: list[Association] = Field(default_factory=list)
+    contact_roles: list[ContactRoles] = Field(default_factory=list)
     stage_follows: list[StageFollow] = Field(default_factory=list)
     activities: ActivityTasks = Field(default_factory=ActivityTasks)

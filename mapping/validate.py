@@ -19,6 +19,7 @@ from mapping.model import (
     ActivityTasks,
     Association,
     BusinessHours,
+    ContactRoles,
     DealPipelines,
     DeleteRule,
     FieldRule,
@@ -150,6 +151,7 @@ def _parse(check: Checker) -> MappingFile | None:
     for index, item in enumerate(top.get("sla") or []):
         _section(check, SlaRule, item, ("sla", index))
     listed: tuple[tuple[str, type[BaseModel]], ...] = (("associations", Association),
+                                                       ("contact_roles", ContactRoles),
                                                        ("stage_follows", StageFollow))
     for key, kind in listed:
         for index, item in enumerate(top.get(key) or []):
@@ -428,6 +430,19 @@ def _check_associations(check: Checker, parsed: MappingFile) -> None:
                       f"{source.salesforce}.{assoc.salesforce_field} is written by a field rule "
                       f"of pair {source.name!r} and by this association",
                       "keep one of the two (set the field rule to none)")
+    for index, roles in enumerate(parsed.contact_roles):
+        path = ("contact_roles", index)
+        if roles.name in names:
+            check.add((*path, "name"), f"name {roles.name!r} is used twice",
+                      "give each association and contact roles setting its own name")
+        names[roles.name] = index
+        for key, name in (("from", roles.from_pair), ("to", roles.to_pair)):
+            if name not in pairs:
+                check.add((*path, key), f"no object pair named {name!r}",
+                          f"use one of {sorted(pairs)}")
+        if roles.salesforce_object in {p.salesforce for p in parsed.objects}:
+            check.add((*path, "salesforce_object"), f"{roles.salesforce_object} is an object "
+                      "pair's object, not a roles object", "name OpportunityContactRole")
     for index, follow in enumerate(parsed.stage_follows):
         path = ("stage_follows", index)
         if follow.pair not in pairs:

@@ -155,6 +155,10 @@ def calls_since(before: Counter[str], *connectors: Connector) -> dict[str, int]:
 def fields_of(setup: Setup, system: str, obj: str) -> list[str]:
     """The fields the engine reads of ``obj``: every mapped one, keys, stages, owner."""
     names: list[str] = []
+    if system == "salesforce":  # a contact roles object: its three fields
+        for roles in setup.mapping.contact_roles:
+            if roles.salesforce_object == obj:
+                names += [roles.parent_field, roles.target_field, roles.role_field]
     for pair in pairs_on(setup.mapping, system, obj):
         for f in setup.planners[pair.name].fields:
             names.append(f.sf if system == "salesforce" else f.hs)
@@ -236,6 +240,10 @@ class Run:
     marks: dict[tuple[str, str], Watermark] = field(default_factory=dict)
     full_read: set[tuple[str, str]] = field(default_factory=set)  # read from the beginning
     read_deletes: dict[tuple[str, str], DeletedRecords] = field(default_factory=dict)
+    # Objects read beside the pairs' for another stage (contact roles): their watermark,
+    # changes and deletes, by Salesforce object; never synced as a pair's records.
+    side_reads: dict[str, tuple[Watermark, list[Record], DeletedRecords]] = field(
+        default_factory=dict)
     prior_intents: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     new_intents: dict[tuple[str, str, str], dict[str, tuple[Any, Any]]] = field(
         default_factory=dict)

@@ -20,6 +20,7 @@ from connectors.records import Record, WriteRecord, advance
 from mapping.model import MappingFile
 from sync_agent import (
     activity_tasks,
+    contact_roles,
     failpoints,
     read,
     sla,
@@ -98,6 +99,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 _whole(run, session, run_id)
             # once every link of the cycle (a first sync's slices too) is settled
             activity_tasks.write_activities(run, session, run_id, end)
+            contact_roles.sync_contact_roles(run, session, run_id)
             if mapping.sla:
                 _cold_leads(run, session, run_id, activity_read)
         except Exception as exc:
@@ -116,6 +118,10 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 records, Spooled) else records, source.lookback, end)
             if not dry_run:
                 state.put_watermark(session, system, obj, new_mark)
+        for obj, (mark, records, _) in run.side_reads.items():
+            if not dry_run:
+                state.put_watermark(session, "salesforce", obj, advance(
+                    mark, records, salesforce.lookback, end))
         report.calls = calls_since(calls_before, salesforce, hubspot)
         if dry_run:
             session.rollback()
@@ -163,8 +169,9 @@ def _read(run: Run, session: Session, end: dt.datetime, spool: Spool | None) -> 
     """The read stage; returns whether the SLA's activity came with it."""
     setup, mapping = run.setup, run.setup.mapping
     activity = sla_activity.activity_reads(session, mapping, setup.sf, end)
+    side = contact_roles.objects_read(mapping)
     reads = read.read_changes(session, {
-        "salesforce": sorted({p.salesforce for p in mapping.objects}),
+        "salesforce": sorted({p.salesforce for p in mapping.objects} | side),
         "hubspot": sorted({p.hubspot for p in mapping.objects})},
         {"salesforce": setup.sf, "hubspot": setup.hs},
         lambda system, obj: fields_of(setup, system, obj), end,
@@ -172,6 +179,8 @@ def _read(run: Run, session: Session, end: dt.datetime, spool: Spool | None) -> 
     for obj, (since, _) in activity.items():  # the SLA's activity rode along
         sla_activity.store_activity_rows(session, setup.sf, obj, since,
                                 reads.extra.get(f"{obj}Activity", []), end)
+    for obj in sorted(side):  # read in the same Composite call, kept apart from the pairs'
+        run.side_reads[obj] = contact_roles.take_read(reads, obj)
     run.changed, run.marks = reads.changed, reads.marks
     run.full_read, run.read_deletes = reads.full_read, reads.deleted
     run.everything = reads.spooled or None

@@ -306,3 +306,26 @@ class ActivityTask(Base):
     waiting_since: Mapped[dt.datetime | None]
     due_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]
+
+
+class ContactRoleRow(Base):
+    """One Salesforce contact role (OpportunityContactRole) a ``contact_roles`` setting looked
+    at, by ``<role id>#<setting>``: what Salesforce says (its parent and target records and
+    its role) and what was written to HubSpot for it (the deal, the contact and the label,
+    null: unlabeled), so the same role read again writes nothing, and a role deleted (its id
+    is all the delete read says) still knows which label to take off. ``waiting``: its
+    records are not both linked yet; waiting rows are looked at every cycle from here, with
+    no call until their links exist."""
+
+    __tablename__ = "contact_roles"
+    __table_args__ = (Index("ix_contact_roles_waiting", "waiting"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(String(18))
+    target_id: Mapped[str | None] = mapped_column(String(18))
+    role: Mapped[str | None] = mapped_column(String(255))
+    written_from: Mapped[str | None] = mapped_column(String(32))
+    written_to: Mapped[str | None] = mapped_column(String(32))
+    written_label: Mapped[str | None] = mapped_column(String(255))
+    waiting: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[dt.datetime]

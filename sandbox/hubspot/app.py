@@ -413,7 +413,8 @@ class HubSpotEmulator:
             return
         to_id = str((assoc.get("to") or {}).get("id", ""))
         for type_spec in assoc.get("types") or []:
-            for (f, t), types in ASSOCIATION_TYPES.items():
+            for f, t in ASSOCIATION_TYPES:
+                types = self.portal.association_types(f, t)
                 wanted = type_spec.get("associationTypeId")
                 if (f == object_type and any(tid == wanted for tid, _ in types)
                         and self.portal.get(t, to_id)):
@@ -788,7 +789,7 @@ class HubSpotEmulator:
 
     def _assoc_result(self, from_type: str, from_id: str, to_type: str, to_id: str,
                       type_ids: set[int]) -> dict[str, Any]:
-        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        labels = dict(self.portal.association_types(from_type, to_type))
         return {"fromObjectTypeId": OBJECT_TYPE_IDS[from_type], "fromObjectId": int(from_id),
                 "toObjectTypeId": OBJECT_TYPE_IDS[to_type], "toObjectId": int(to_id),
                 "labels": [labels[t] for t in sorted(type_ids) if labels.get(t)]}
@@ -811,7 +812,7 @@ class HubSpotEmulator:
             b = self.portal.get(to_type, call.params["toId"])
             if a is None or b is None:
                 return hs_error(404, "One or more objects were not found", "OBJECT_NOT_FOUND")
-            type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
+            type_id = self.portal.association_types(from_type, to_type)[0][0]
             self.portal.associate(from_type, a.id, to_type, b.id, [type_id])
             result = self._default_result(a.id, b.id, type_id)
         return self._batch_response([result], [], started)
@@ -821,11 +822,11 @@ class HubSpotEmulator:
         if isinstance(pair, Response):
             return pair
         from_type, to_type = pair
-        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        labels = dict(self.portal.association_types(from_type, to_type))
         with self.portal.lock:
             linked = self.portal.associated(from_type, call.params["fromId"], to_type)
             results = [{"toObjectId": int(to_id), "associationTypes": [
-                {"category": "HUBSPOT_DEFINED", "typeId": t, "label": labels.get(t)}
+                {"category": _category(t), "typeId": t, "label": labels.get(t)}
                 for t in sorted(types)]} for to_id, types in sorted(linked.items())]
         return json_response({"results": results})
 
@@ -837,7 +838,7 @@ class HubSpotEmulator:
         started = dt.datetime.now(dt.UTC)
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
-        type_id = ASSOCIATION_TYPES[(from_type, to_type)][0][0]
+        type_id = self.portal.association_types(from_type, to_type)[0][0]
         with self.portal.lock:
             for item in inputs:
                 from_id = str((item.get("from") or {}).get("id", ""))
@@ -856,7 +857,7 @@ class HubSpotEmulator:
             return batch
         from_type, to_type, inputs = batch
         started = dt.datetime.now(dt.UTC)
-        known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
+        known = {t for t, _ in self.portal.association_types(from_type, to_type)}
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         with self.portal.lock:
@@ -882,7 +883,7 @@ class HubSpotEmulator:
             return batch
         from_type, to_type, inputs = batch
         started = dt.datetime.now(dt.UTC)
-        labels = dict(ASSOCIATION_TYPES[(from_type, to_type)])
+        labels = dict(self.portal.association_types(from_type, to_type))
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         with self.portal.lock:
@@ -901,7 +902,7 @@ class HubSpotEmulator:
                     continue
                 results.append({"from": {"id": from_id}, "to": [
                     {"toObjectId": int(to_id), "associationTypes": [
-                        {"category": "HUBSPOT_DEFINED", "typeId": t, "label": labels.get(t)}
+                        {"category": _category(t), "typeId": t, "label": labels.get(t)}
                         for t in sorted(types)]}
                     for to_id, types in sorted(linked.items())]})
         return self._batch_response(results, errors, started)
@@ -925,7 +926,7 @@ class HubSpotEmulator:
         if isinstance(batch, Response):
             return batch
         from_type, to_type, inputs = batch
-        known = {t for t, _ in ASSOCIATION_TYPES[(from_type, to_type)]}
+        known = {t for t, _ in self.portal.association_types(from_type, to_type)}
         with self.portal.lock:
             for item in inputs:
                 type_ids = {int(t.get("associationTypeId", 0)) for t in item.get("types") or []}
@@ -944,8 +945,25 @@ class HubSpotEmulator:
         if isinstance(pair, Response):
             return pair
         return json_response({"results": [
-            {"category": "HUBSPOT_DEFINED", "typeId": t, "label": label}
-            for t, label in ASSOCIATION_TYPES[pair]]})
+            {"category": _category(t), "typeId": t, "label": label}
+            for t, label in self.portal.association_types(*pair)]})
+
+    def create_association_label(self, call: Call) -> Response:
+        """``POST .../labels`` (``PublicAssociationDefinitionCreateRequest``: ``label`` and
+        ``name`` required, ``inverseLabel`` optional): the new types, both directions."""
+        pair = self._pair(call)
+        if isinstance(pair, Response):
+            return pair
+        body = call.json() or {}
+        label, name = body.get("label"), body.get("name")
+        if not isinstance(label, str) or not label or not isinstance(name, str) or not name:
+            return hs_error(400, "label and name are required", "VALIDATION_ERROR")
+        if any(existing == label for _, existing in self.portal.association_types(*pair)):
+            return hs_error(400, f"An association label {label} already exists",
+                            "VALIDATION_ERROR")
+        made = self.portal.add_label(pair[0], pair[1], label, body.get("inverseLabel"))
+        return json_response({"results": [
+            {"category": "USER_DEFINED", "typeId": t, "label": text} for t, text in made]})
 
     # -- admin ---------------------------------------------------------------------------
     def admin_config(self, call: Call) -> Response:
@@ -1108,6 +1126,8 @@ class HubSpotEmulator:
             Route("POST", a + "/batch/archive", "hubspot.associations.batch.archive",
                   self.batch_archive_associations),
             Route("GET", a + "/labels", "hubspot.associations.labels", self.association_labels),
+            Route("POST", a + "/labels", "hubspot.associations.labels.create",
+                  self.create_association_label),
             Route("GET", "/crm/associations/v4/{from}/{to}/labels",
                   "hubspot.associations.labels", self.association_labels),
         ]
@@ -1145,6 +1165,14 @@ def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
             "message": f"Could not get some {SINGULAR[object_type].upper()} objects, they may be "
             "deleted or not exist. Check that ids are valid.",
             "context": {"ids": ids}}
+
+
+USER_DEFINED_FROM = 1000  # HubSpot's own type ids are below; the portal's labels from here
+
+
+def _category(type_id: int) -> str:
+    """``AssociationSpecWithLabel.category``: a label the portal's users made is theirs."""
+    return "HUBSPOT_DEFINED" if type_id < USER_DEFINED_FROM else "USER_DEFINED"
 
 
 def _assoc_missing(from_type: str, from_id: str, to_type: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.hubspot.schema import (
+    ASSOCIATION_TYPES,
     DEAL_REQUIRED,
     DEFAULT_PIPELINE,
     ENGAGEMENTS,
@@ -102,6 +103,11 @@ class Portal:
     owners: list[dict[str, Any]] = field(default_factory=list)
     associations: dict[tuple[str, str], dict[str, dict[str, set[int]]]] = field(
         default_factory=dict)
+    # Association labels the portal's users made (Settings > Objects > Associations, or
+    # ``POST /crm/v4/associations/{from}/{to}/labels``): none in a new portal.
+    user_labels: dict[tuple[str, str], list[tuple[int, str | None]]] = field(
+        default_factory=dict)
+    _label_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
     _emails: dict[str, str] = field(default_factory=dict)
@@ -507,16 +513,34 @@ class Portal:
         return None
 
     # -- associations --------------------------------------------------------------------
+    def association_types(self, from_type: str, to_type: str) -> list[tuple[int, str | None]]:
+        """The types between two objects: HubSpot's own (unlabeled first), then the labels
+        the portal's users made. A label has a type id each way at the same place in both
+        lists, so the mirror of a type is found by its index."""
+        return [*ASSOCIATION_TYPES.get((from_type, to_type), []),
+                *self.user_labels.get((from_type, to_type), [])]
+
+    def add_label(self, from_type: str, to_type: str, label: str,
+                  inverse_label: str | None = None) -> list[tuple[int, str | None]]:
+        """A user-defined label, as ``POST .../labels`` makes it: a new type id for each
+        direction (ids from 1000 up, where HubSpot's user-defined ones start); the inverse
+        label names the other direction (the same label when none is given)."""
+        with self.lock:
+            forward = (next(self._label_ids), label)
+            backward = (next(self._label_ids), inverse_label or label)
+            self.user_labels.setdefault((from_type, to_type), []).append(forward)
+            if (to_type, from_type) != (from_type, to_type):
+                self.user_labels.setdefault((to_type, from_type), []).append(backward)
+            return [forward, backward]
+
     def associate(self, from_type: str, from_id: str, to_type: str, to_id: str,
                   type_ids: list[int]) -> None:
         """Associate two records with these types, as HubSpot does: a label comes with the
         unlabeled type (batch reads list both, as recorded); a record has one ``Primary``
         of an object, so a new primary demotes the old one to unlabeled (HubSpot's
         associations guide); and the rollup properties of both records follow."""
-        from sandbox.hubspot.schema import ASSOCIATION_TYPES
-
-        pairs = ASSOCIATION_TYPES.get((from_type, to_type), [])
-        reverse = ASSOCIATION_TYPES.get((to_type, from_type), [])
+        pairs = self.association_types(from_type, to_type)
+        reverse = self.association_types(to_type, from_type)
         wanted = set(type_ids) | {pairs[0][0]} if pairs else set(type_ids)
         forward = self.associations.setdefault((from_type, to_type), {})
         backward = self.associations.setdefault((to_type, from_type), {})
@@ -539,13 +563,11 @@ class Portal:
                      type_ids: set[int]) -> None:
         """Take labels off an association; the unlabeled type takes the whole association
         (``batch/labels/archive``, as the v4 spec describes it)."""
-        from sandbox.hubspot.schema import ASSOCIATION_TYPES
-
-        pairs = ASSOCIATION_TYPES.get((from_type, to_type), [])
+        pairs = self.association_types(from_type, to_type)
         if pairs and pairs[0][0] in type_ids:
             self.dissociate(from_type, from_id, to_type, to_id)
             return
-        reverse = ASSOCIATION_TYPES.get((to_type, from_type), [])
+        reverse = self.association_types(to_type, from_type)
         types = self.associations.get((from_type, to_type), {}).get(from_id, {}).get(to_id)
         back = self.associations.get((to_type, from_type), {}).get(to_id, {}).get(from_id)
         for index, (type_id, _) in enumerate(pairs):

@@ -390,10 +390,25 @@ class Org:
     def commit_create(self, sobject_name: str, rec: dict[str, Any]) -> str:
         rec["Id"] = self.new_id(sobject_name)
         self.records[sobject_name][rec["Id"]] = rec
+        self._one_primary(sobject_name, rec)
         self._index(sobject_name, rec, add=True)
         if self.history_tracked.get(sobject_name):
             self._track(sobject_name, rec, "created", None, None)
         return str(rec["Id"])
+
+    def _one_primary(self, sobject_name: str, rec: dict[str, Any]) -> None:
+        """An Opportunity has one primary contact (object reference, OpportunityContactRole
+        .IsPrimary): a role made primary demotes the one that was, whose stamps move with it
+        (its field changed) so a change read sees the demotion."""
+        if sobject_name != "OpportunityContactRole" or not rec.get("IsPrimary"):
+            return
+        for other in self.records[sobject_name].values():
+            if (other["Id"] != rec["Id"] and not other["IsDeleted"] and other["IsPrimary"]
+                    and other["OpportunityId"] == rec["OpportunityId"]):
+                other["IsPrimary"] = False
+                other["LastModifiedDate"] = rec["LastModifiedDate"]
+                other["SystemModstamp"] = rec["SystemModstamp"]
+                other["LastModifiedById"] = rec["LastModifiedById"]
 
     def _track(self, sobject_name: str, rec: dict[str, Any], name: str, old: Any,
                new: Any) -> None:
@@ -461,6 +476,7 @@ class Org:
         self._index(sobject_name, old, add=False)
         self.records[sobject_name][merged["Id"]] = merged
         self._index(sobject_name, merged, add=True)
+        self._one_primary(sobject_name, merged)
         return str(merged["Id"])
 
     def plan_delete(self, record_id: str, may_delete: Callable[[str], bool] = lambda _: True

@@ -112,6 +112,11 @@ LEAD_STATUS = Picklist(
     default="New",
     converted=frozenset({"Qualified"}),
 )
+# OpportunityContactRole.Role's standard values (Setup > Contact Roles on Opportunities), in
+# their order; unrestricted, as the field reference's picklist is.
+CONTACT_ROLE = Picklist(("Business User", "Decision Maker", "Economic Buyer",
+                         "Economic Decision Maker", "Evaluator", "Executive Sponsor",
+                         "Influencer", "Technical Buyer", "Other"))
 LEAD_SOURCE = Picklist(("Web", "Phone Inquiry", "Partner Referral", "Purchased List",
                         "Advertisement", "Trade Show", "Other"))
 # The 32 values of Account.Industry, in their recorded order
@@ -298,6 +303,20 @@ OBJECTS: dict[str, SObject] = {
                                                                    "Other"))),
         _owner(),
     ]),
+    # OpportunityContactRole as the object reference lists it (developer.salesforce.com,
+    # Object Reference, OpportunityContactRole; field reference for types and lengths): the
+    # role a Contact plays on an Opportunity. OpportunityId is required and set on create only;
+    # IsPrimary is defaulted (false), and an Opportunity has one primary contact (``org``
+    # demotes the other). Not ownable: no OwnerId.
+    "OpportunityContactRole": _build(
+        "OpportunityContactRole", "Contact Role", "Contact Roles", "00K", [
+            Field("OpportunityId", "reference", "Opportunity ID", 18, nillable=False,
+                  updateable=False, reference_to=("Opportunity",)),
+            Field("ContactId", "reference", "Contact ID", 18, nillable=False,
+                  reference_to=("Contact",)),
+            Field("Role", "picklist", "Role", 255, picklist=CONTACT_ROLE),
+            Field("IsPrimary", "boolean", "Primary", nillable=False, default_on_create=True),
+        ]),
     "RecordType": _build("RecordType", "Record Type", "Record Types", "012", [
         Field("Name", "string", "Record Type Name", 80, nillable=False),
         Field("DeveloperName", "string", "Record Type Name", 80, nillable=False),
