@@ -40,8 +40,14 @@ CHUNK = 500  # keys an IN list: well under SQLite's bound parameters
 
 
 def objects_read(mapping: MappingFile) -> set[str]:
-    """The Salesforce objects the contact roles settings read beside the pairs' objects."""
-    return {roles.salesforce_object for roles in mapping.contact_roles}
+    """The Salesforce objects the contact roles settings read beside the pairs' objects (a
+    setting whose pairs a trimmed mapping lacks reads nothing)."""
+    return {roles.salesforce_object for roles in _active(mapping)}
+
+
+def _active(mapping: MappingFile) -> list[ContactRoles]:
+    names = {p.name for p in mapping.objects}
+    return [r for r in mapping.contact_roles if {r.from_pair, r.to_pair} <= names]
 
 
 def take_read(reads: ChangeSet, obj: str) -> tuple[Watermark, list[Record], DeletedRecords]:
@@ -73,7 +79,7 @@ def sync_contact_roles(run: Run, session: Session, run_id: int | None) -> None:
     if not mapping.contact_roles or run.setup.dry_run or not isinstance(hubspot, Associates):
         return
     pairs = {p.name: p for p in mapping.objects}
-    for roles in mapping.contact_roles:
+    for roles in _active(mapping):
         _, records, deleted = run.side_reads.get(
             roles.salesforce_object, (Watermark(cursor=state.now()), [], DeletedRecords(
                 records=[])))
