@@ -35,7 +35,9 @@ def leads_only() -> MappingFile:
         "objects": [p.model_copy(update={"conversion": None}) for p in mapping.objects
                     if p.name == "leads"],
         "sla": [], "lead_score": mapping.lead_score.model_copy(update={"pairs": ["leads"]})
-        if mapping.lead_score else None})
+        if mapping.lead_score else None,
+        # what links the other pairs' records goes with them
+        "associations": [], "stage_follows": [], "contact_roles": []})
 
 
 def main() -> None:
