@@ -207,6 +207,9 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
         {"inputs": [{"from": {"id": c.deal}, "to": [{"id": c.company}]}]})),
     "labels": ("hubspot.associations.labels", lambda c: ("GET",
                "/crm/associations/v4/contacts/companies/labels", None)),
+    "create label": ("hubspot.associations.labels.create", lambda c: (
+        "POST", "/crm/associations/v4/deals/contacts/labels",
+        {"label": "Decision maker", "name": "decision_maker"})),
     "batch archive labels": ("hubspot.associations.batch.labels.archive", lambda c: (
         "POST", "/crm/v4/associations/deals/companies/batch/labels/archive",
         {"inputs": [{"from": {"id": c.deal}, "to": {"id": c.company}, "types": [
@@ -245,6 +248,7 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
         BatchInputPublicDefaultAssociationMultiPost,
         BatchInputPublicFetchAssociationsBatchRequest,
     )
+    from hubspot.crm.associations.v4.schema import PublicAssociationDefinitionCreateRequest
     from hubspot.crm.contacts import (
         BatchInputSimplePublicObjectBatchInput,
         BatchInputSimplePublicObjectBatchInputForCreate,
@@ -324,6 +328,11 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
                         "from": {"id": c.deal}, "to": [{"id": c.company}]}])))),
         "hubspot.associations.labels": lambda hs, c: (
             hs.crm.associations.v4.schema.definitions_api.get_all(contacts, "companies")),
+        "hubspot.associations.labels.create": lambda hs, c: (
+            hs.crm.associations.v4.schema.definitions_api.create(
+                "deals", contacts, public_association_definition_create_request=(
+                    PublicAssociationDefinitionCreateRequest(label="Budget holder",
+                                                             name="budget_holder")))),
         "hubspot.associations.batch.labels.archive": lambda hs, c: (
             hs.crm.associations.v4.batch_api.archive_labels(
                 "deals", "companies", batch_input_public_association_multi_post=(
