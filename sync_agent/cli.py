@@ -7,6 +7,7 @@ Exit status: 0 done, 1 the work found errors (a mapping's, a system's, refused r
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -339,7 +340,11 @@ def run(
     mapping: Annotated[Path, typer.Option(help="The mapping file.")] = DEFAULT_MAPPING,
     interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 60.0,
     health_port: Annotated[int, typer.Option(
-        min=0, max=65535, help="Local port for /healthz and /metrics.")] = 9464,
+        min=0, max=65535, help="Port for /healthz, /metrics and the console.")] = 9464,
+    health_host: Annotated[str, typer.Option(
+        help="Address to serve them on; any but loopback needs STAGESYNC_CONSOLE_TOKEN (or "
+             "STAGESYNC_CONSOLE_TOKEN_FILE), then required on every request.",
+        envvar="STAGESYNC_HEALTH_HOST")] = "127.0.0.1",
     lock_ttl: Annotated[float | None, typer.Option(
         help="Seconds of the cycle lock's lease, renewed every third of it while a cycle "
              "runs (default: 5 x interval, at least 300).", envvar="STAGESYNC_LOCK_TTL")]
@@ -353,23 +358,107 @@ def run(
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
-    """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
+    """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C, with
+    /healthz, /metrics and the operator's console on --health-host:--health-port."""
     from connectors.build import build_connectors
+    from sync_agent.console.app import Console
+    from sync_agent.console.retry import Retrier
     from sync_agent.service import Agent, json_logging, log, run_forever
 
     json_logging()
+    env_file = _env_file(env_file)
+    token = _console_token("--health-host", health_host, env_file)
     parsed = inputs.mapping(mapping)
-    settings = inputs.settings(_env_file(env_file), on_warning=log.warning)
+    settings = inputs.settings(env_file, on_warning=log.warning)
     salesforce, hubspot = build_connectors(settings)
     store = inputs.store(db, on_warning=log.warning)
     agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
                   unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
+    console_app = Console(store, mapping, token, in_force=parsed,
+                          retrier=Retrier(store, lambda: (salesforce, hubspot), lambda: parsed),
+                          stop_share=settings.salesforce.quota_stop_share)
     try:
-        run_forever(agent, health_port)
+        run_forever(agent, health_port, health_host, console_app)
     except OSError as exc:  # the health port is taken (or not ours to bind)
         inputs.fail(f"--health-port {health_port}: cannot serve /healthz and /metrics on "
-                    f"127.0.0.1:{health_port}: {exc.strerror or exc} (fix: stop what listens "
-                    "there, or give another --health-port; 0 picks a free one)")
+                    f"{health_host}:{health_port}: {exc.strerror or exc} (fix: stop what "
+                    "listens there, or give another --health-port; 0 picks a free one)")
+
+
+def _console_token(option: str, host: str, env_file: Path | None) -> Any:
+    """The console's token (None: none set), or one line and exit 2 when the bind needs one
+    or the token setting is wrong."""
+    from sync_agent.console.access import ConsoleAccessError, check_bind, load_token
+
+    try:
+        token = load_token(env_file)
+        check_bind(host, token, option)
+    except ConsoleAccessError as exc:
+        inputs.fail(str(exc))
+    return token
+
+
+@app.command("console")
+def console_command(
+    db: Database = None,
+    mapping: MappingOption = DEFAULT_MAPPING,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; any but loopback needs STAGESYNC_CONSOLE_TOKEN (or "
+             "STAGESYNC_CONSOLE_TOKEN_FILE), then required on every request.",
+        envvar="STAGESYNC_CONSOLE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")]
+    = 9465,
+    env_file: EnvFile = None,
+) -> None:
+    """The operator's web console on its own (stagesync run serves it too): health, gaps, the
+    funnel and weekly review, a record's story, the mapping. Ctrl-C stops it."""
+    import signal
+    import threading
+
+    from connectors.build import build_connectors
+    from sync_agent.console.app import Console, build_app
+    from sync_agent.console.retry import Retrier
+    from sync_agent.console.server import serve_in_thread
+
+    env_file = _env_file(env_file)
+    token = _console_token("--host", host, env_file)
+    inputs.load_mapping(mapping)  # a path that is no file is exit 2; a bad mapping is shown
+    store = inputs.store(db)
+    retrier, off, stop_share = None, None, None
+    if env_file is None and not any(k.startswith(("STAGESYNC_SALESFORCE__",
+                                                  "STAGESYNC_HUBSPOT__")) for k in os.environ):
+        off = ("no connection settings were given (fix: start the console with --env-file, "
+               "the file of STAGESYNC_* settings the agent uses)")
+    else:
+        settings = inputs.settings(env_file)
+        stop_share = settings.salesforce.quota_stop_share
+        built: list[Any] = []
+
+        def connectors() -> tuple[Any, Any]:
+            if not built:
+                built.extend(build_connectors(settings))
+            return built[0], built[1]
+
+        retrier = Retrier(store, connectors, Console(store, mapping).mapping)
+    app_ = build_app(Console(store, mapping, token, retrier=retrier, retry_off=off,
+                             stop_share=stop_share))
+    try:
+        server = serve_in_thread(app_, host, port, name="stagesync-console")
+    except OSError as exc:
+        inputs.fail(f"--port {port}: cannot serve the console on {host}:{port}: "
+                    f"{exc.strerror or exc} (fix: stop what listens there, or give another "
+                    "--port; 0 picks a free one)")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    typer.echo(f"console at {server.url}  (Ctrl-C stops it)")
+    if off:
+        inputs.warn(f"Retry is off: {off}")
+    sys.stdout.flush()
+    try:
+        done.wait()
+    finally:
+        server.shutdown()
 
 
 @app.command()

@@ -4,8 +4,9 @@ APScheduler 3 fires the cycle on an interval (coalesced, at most one instance); 
 store's watermarks are the memory, not the job store (it stays in memory). Each cycle takes the
 store's lock first, so two agents on one store never run a cycle at the same time. SIGTERM or
 SIGINT pauses the job (APScheduler 3 logs errors when a job fires during shutdown), lets the
-running cycle finish and exits cleanly. ``/healthz`` and Prometheus ``/metrics`` are served on a
-local port; logs are JSON lines.
+running cycle finish and exits cleanly. ``/healthz``, Prometheus ``/metrics`` and the operator's
+console (``sync_agent.console``) are served on one port, 127.0.0.1 unless told otherwise; logs
+are JSON lines.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import StatementError
@@ -33,6 +33,10 @@ from sync_agent import state
 from sync_agent.cycle import run_cycle
 from sync_agent.dead_letters import retry_dead_letters
 from sync_agent.store import Store
+
+if TYPE_CHECKING:
+    from sync_agent.console.app import Console
+    from sync_agent.console.server import RunningServer
 
 log = logging.getLogger("stagesync.agent")
 LOCK = "cycle"
@@ -434,34 +438,21 @@ class Agent:
         log.info("agent stopped")
 
 
-def serve_health(agent: Agent, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                status, body = agent.health()
-                self._send(status, json.dumps(body).encode(), "application/json")
-            elif self.path == "/metrics":
-                self._send(200, agent.metrics.prometheus().encode(),
-                           "text/plain; version=0.0.4")
-            else:
-                self._send(404, b"not found", "text/plain")
+def serve_health(agent: Agent, port: int, host: str = "127.0.0.1",
+                 console: Console | None = None) -> RunningServer:
+    """``/healthz`` and ``/metrics`` on ``host:port``, and the console beside them when given
+    (``stagesync run``), served by uvicorn in a thread. ``OSError`` when the port is taken."""
+    from sync_agent.console.app import Console, build_app
+    from sync_agent.console.server import serve_in_thread
 
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, name="stagesync-health", daemon=True).start()
-    return server
+    if console is None:  # the console's pages need the mapping file's path: none without it
+        console = Console(agent.store, None)
+    console.health, console.metrics = agent.health, agent.metrics.prometheus
+    return serve_in_thread(build_app(console), host, port, name="stagesync-health")
 
 
-def run_forever(agent: Agent, health_port: int) -> None:
+def run_forever(agent: Agent, health_port: int, health_host: str = "127.0.0.1",
+                console: Console | None = None) -> None:
     """Run until SIGTERM or SIGINT; the in-flight cycle completes before exit."""
     done = threading.Event()
 
@@ -471,7 +462,9 @@ def run_forever(agent: Agent, health_port: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    health = serve_health(agent, health_port)
+    health = serve_health(agent, health_port, health_host, console)
+    log.info("serving /healthz, /metrics and the console",
+             extra={"url": health.url, "console": console is not None})
     agent.start()
     try:
         done.wait()
