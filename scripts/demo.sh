@@ -2,7 +2,9 @@
 # The demo: the sandbox (both emulators, seeded with messy data), the default mapping, one full
 # cycle, the gaps it found and the funnel report, then a scripted change on each side and a
 # second, incremental cycle that carries them across. Uses only the settings file the sandbox
-# writes.
+# writes. Then the operator's web console on the demo's store, until Ctrl-C: DEMO_CONSOLE=0
+# skips it (without a terminal on stdin it is skipped unless DEMO_CONSOLE=1), and
+# DEMO_CONSOLE_PORT picks its port (default: a free one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.stagesync/demo
@@ -47,3 +49,11 @@ step "stagesync sync once   (the second, incremental cycle)"
 "$bin/stagesync" sync once --mapping "$mapping" --env-file "$env_file" --db "$db"
 step "stagesync status"
 "$bin/stagesync" status --db "$db"
+step "stagesync console   (the operator's web console on this store)"
+if [ "${DEMO_CONSOLE:-}" = 0 ] || { [ -z "${DEMO_CONSOLE:-}" ] && [ ! -t 0 ]; }; then
+  echo "skipped (DEMO_CONSOLE=0, or no terminal on stdin; DEMO_CONSOLE=1 starts it anyway)"
+else
+  echo "open the URL below in a browser; Ctrl-C stops the console and the sandbox"
+  "$bin/stagesync" console --db "$db" --mapping "$mapping" --env-file "$env_file" \
+    --port "${DEMO_CONSOLE_PORT:-0}" || true
+fi
