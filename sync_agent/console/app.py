@@ -83,6 +83,7 @@ def _environment() -> Environment:
     env.filters["when"] = _when
     env.filters["ago"] = _ago
     env.filters["percent"] = _percent
+    env.filters["span"] = _span
     env.filters["number"] = lambda n: f"{n:,}"
     env.globals.update(COLOURS=COLOURS, SIDES=SIDES, OUTCOME_ORDER=OUTCOME_ORDER)
     return env
@@ -107,6 +108,12 @@ def _ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
     return f"{minutes} min"
 
 
+def _span(value: dt.timedelta) -> str:
+    """A duration as ``_ago`` says it."""
+    moment = dt.datetime.now(dt.UTC)
+    return _ago(moment - value, moment)
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -123,7 +130,8 @@ def build_app(console: Console) -> Guard:
         return HTMLResponse(body, status)
 
     def back(path: str, notice: str) -> RedirectResponse:
-        return RedirectResponse(f"{path}?notice={quote(notice)}", 303)
+        joiner = "&" if "?" in path else "?"
+        return RedirectResponse(f"{path}{joiner}notice={quote(notice)}", 303)
 
     # -- /healthz and /metrics, as the agent always served them ------------------------------
     def healthz(_request: Request) -> Response:
