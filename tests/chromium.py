@@ -45,9 +45,10 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def screenshot(page: Any, name: str, folder: Path = SCREENSHOTS) -> Path:
-    """The whole page as ``<folder>/<name>.png``."""
+def screenshot(page: Any, name: str, folder: Path = SCREENSHOTS, full_page: bool = True
+               ) -> Path:
+    """The page (the whole of it, or what the window shows) as ``<folder>/<name>.png``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

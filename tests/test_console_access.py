@@ -157,3 +157,15 @@ def test_the_agent_off_loopback_asks_the_token_of_healthz_too(make_sandbox: Any,
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
     assert TOKEN not in log.read_text()
+
+
+def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = cli("console", "--db", f"sqlite:///{tmp_path / 'state.db'}", "--mapping",
+                   str(DEFAULT), "--port", str(port))
+    one_error(done, f"--port {port}", f"127.0.0.1:{port}", "in use")
