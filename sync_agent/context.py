@@ -300,8 +300,9 @@ def whole(run: Run, system: str, obj: str) -> list[Record] | Spooled:
 
 
 def gap(run: Run, kind: str, pair: str, key: str, detail: dict[str, Any]) -> None:
-    run.report.gaps[kind] += 1
-    run.gaps.open(kind, pair, key, detail)
+    """Open or touch a gap (counted), unless a person ignored it and nothing changed."""
+    if run.gaps.open(kind, pair, key, detail) is not None:
+        run.report.gaps[kind] += 1
 
 
 def close(run: Run, pair: str, key: str, kinds: tuple[str, ...] | list[str]) -> None:

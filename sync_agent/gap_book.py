@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sync_agent import state
+from sync_agent import gap_notes, state
 from sync_agent.tables import Gap
 
 Key = tuple[str, str]  # (pair, key)
@@ -26,6 +26,7 @@ class GapBook:
         self.session = session
         self.keys: set[Key] = state.open_gap_keys(session)
         self._gaps: dict[Key, dict[str, Gap]] = {}
+        self.ignored = gap_notes.active_decisions(session, outcome="ignored")
 
     def _of(self, pair: str, key: str) -> dict[str, Gap]:
         """The record's open gaps by kind (read from the database once, if it has any)."""
@@ -43,15 +44,22 @@ class GapBook:
         gap = self._of(pair, key).get(kind)
         return dict(gap.detail) if gap is not None else None
 
-    def open(self, kind: str, pair: str, key: str, detail: dict[str, Any]) -> bool:
-        """Open (or touch) one gap, keeping what was known; True when it is new."""
+    def open(self, kind: str, pair: str, key: str, detail: dict[str, Any]) -> bool | None:
+        """Open (or touch) one gap, keeping what was known; True when it is new, None when
+        a person ignored it and nothing it says has changed (nothing is opened)."""
         gaps = self._of(pair, key)
         stamp = state.now()
-        self.keys.add((pair, key))
         gap = gaps.get(kind)
         if gap is not None:
             gap.detail, gap.last_seen_at = {**gap.detail, **detail}, stamp
             return False
+        decision = self.ignored.get((kind, pair, key))
+        if decision is not None:
+            if gap_notes.holds(decision, detail):
+                return None
+            decision.note.active = False  # it changed: the person decided about something else
+            del self.ignored[(kind, pair, key)]
+        self.keys.add((pair, key))
         gap = Gap(kind=kind, pair=pair, key=key, detail=detail, opened_at=stamp,
                   last_seen_at=stamp)
         self.session.add(gap)

@@ -33,7 +33,7 @@ from mapping.model import (
     StageMap,
 )
 from mapping.rules import FieldChange, Side
-from sync_agent import activity, state
+from sync_agent import activity, gap_notes, state
 from sync_agent.business_hours import deadline
 from sync_agent.owners import OwnerDirectory, is_queue
 from sync_agent.tables import Gap, Link, StageVisit
@@ -237,6 +237,7 @@ def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
             else:
                 gap.closed_at = state.now()
                 outcome.closed.append(gap)
+    _decided(session, cold, known, outcome)
     stamp = state.now()
     for lead in cold.values():  # every open gap of the kind was read above: these have none
         if (lead.rule.pair, lead.sf_id) not in known:
@@ -244,6 +245,23 @@ def reconcile(session: Session, mapping: MappingFile, cold: dict[str, ColdLead]
                             detail=lead.detail(), opened_at=stamp, last_seen_at=stamp))
             outcome.opened.append(lead)
     return outcome
+
+
+def _decided(session: Session, cold: dict[str, ColdLead], known: set[tuple[str, str]],
+             outcome: SlaOutcome) -> None:
+    """Cold leads a person closed (``gap_notes``): one they ignored stays closed while it is
+    cold as it was (its actions are not carried out again); one they resolved, or one that
+    changed, opens again like any cold lead; one no longer cold has what its actions set in
+    HubSpot undone, as a gap the engine closes does. Either way the decision is then spent."""
+    for (_, pair, key), decision in gap_notes.active_decisions(session, KIND).items():
+        lead = cold.get(key)
+        if lead is not None and lead.rule.pair == pair:
+            if (pair, key) not in known and gap_notes.holds(decision, lead.detail()):
+                known.add((pair, key))  # left alone, as the person decided
+                continue
+        else:
+            outcome.closed.append(decision.gap)
+        decision.note.active = False
 
 
 def action_writes(mapping: MappingFile, outcome: SlaOutcome, directory: OwnerDirectory,

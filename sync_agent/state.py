@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.records import Watermark
+from sync_agent import gap_notes
 from sync_agent.store import Store, is_busy
 from sync_agent.tables import (
     DeadLetter,
@@ -306,13 +307,19 @@ def release_lock(store: Store, name: str, holder: str) -> None:
 
 
 def open_gap(session: Session, kind: str, pair: str, key: str, detail: dict[str, Any]) -> bool:
-    """Open (or touch) one gap; True when it is new."""
+    """Open (or touch) one gap; True when it is new (never one a person ignored, while what
+    it says is unchanged)."""
     gap = session.scalars(select(Gap).where(Gap.kind == kind, Gap.pair == pair, Gap.key == key,
                                             Gap.closed_at.is_(None))).first()
     stamp = now()
     if gap is not None:
         gap.detail, gap.last_seen_at = {**gap.detail, **detail}, stamp  # keep what was known
         return False
+    decision = gap_notes.active_decisions(session, kind, "ignored").get((kind, pair, key))
+    if decision is not None:
+        if gap_notes.holds(decision, detail):
+            return False  # a person ignored it and nothing it says has changed
+        decision.note.active = False
     session.add(Gap(kind=kind, pair=pair, key=key, detail=detail, opened_at=stamp,
                     last_seen_at=stamp))
     return True

@@ -157,6 +157,25 @@ class Gap(Base):
     closed_at: Mapped[dt.datetime | None]
 
 
+class GapNote(Base):
+    """A person's decision on a gap: resolved (they fixed it; a cycle that still finds the
+    cause opens a new gap) or ignored (a cycle leaves the record alone while what the gap said
+    stays the same). ``active``: the decision still governs its record: an ignore until the
+    gap's data changes, a cold lead's decision until the engine has undone its actions."""
+
+    __tablename__ = "gap_notes"
+    __table_args__ = (Index("ix_gap_notes_active", "active"),
+                      Index("ix_gap_notes_gap", "gap_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gap_id: Mapped[int] = mapped_column(ForeignKey("gaps.id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(16))  # resolved | ignored
+    note: Mapped[str] = mapped_column(SafeText)
+    by: Mapped[str] = mapped_column(SafeString(200))
+    at: Mapped[dt.datetime]
+    active: Mapped[bool] = mapped_column(default=False)
+
+
 class Lock(Base):
     __tablename__ = "locks"
 
