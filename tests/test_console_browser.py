@@ -7,6 +7,7 @@ to tests/screenshots/ (gitignored).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import selectors
 import subprocess
@@ -25,7 +26,7 @@ from connectors.records import WriteRecord
 from sandbox.admin import SandboxClient
 from sync_agent.cycle import run_cycle
 from sync_agent.store import Store, open_store
-from sync_agent.tables import DeadLetter, Link, StageVisit
+from sync_agent.tables import DeadLetter, Gap, Link, StageVisit
 from tests.chromium import VIEWPORT, browser, screenshot
 from tests.test_cycle import DEFAULT, MAPPING, connectors
 
@@ -233,3 +234,66 @@ def time_now() -> Any:
     from sync_agent.state import now
 
     return now()
+
+
+def open_cold_leads(store: Store) -> list[Gap]:
+    with store.session() as session:
+        return list(session.scalars(select(Gap).where(
+            Gap.kind == "cold_lead", Gap.closed_at.is_(None)).order_by(Gap.id)))
+
+
+def test_the_gap_list_shows_the_cold_lead_with_its_age_first(world: World, page: Any) -> None:
+    cold = open_cold_leads(world.store)
+    assert cold, "the seeded data has no cold lead"
+    oldest = min(cold, key=lambda g: (g.detail["entered_at"], g.id))
+    page.goto(f"{world.url}/gaps")
+    first = page.locator("#gaps tr.gap").first
+    assert first.get_attribute("id") == f"gap-{oldest.id}"  # cold leads first, oldest first
+    assert "cold_lead" in first.inner_text()
+    arrived = dt.datetime.fromisoformat(oldest.detail["entered_at"])
+    days = (dt.datetime.now(dt.UTC) - arrived).days
+    age = first.locator("td.age").inner_text()
+    assert age.startswith(f"{days} d "), age  # its time at the stage
+    assert f"since {arrived.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in age
+    screenshot(page, "gaps")
+    other = next(k for k in page.locator("select[name=kind] option").all_inner_texts()
+                 if k not in ("any", "cold_lead"))
+    page.locator("select[name=kind]").select_option(other)
+    page.get_by_role("button", name="Filter").click()
+    kinds = page.locator("#gaps tr.gap td:nth-child(2) .tag").all_inner_texts()
+    assert kinds
+    assert set(kinds) == {other}
+
+
+def test_a_resolved_gap_leaves_the_list_and_keeps_its_note(world: World, page: Any) -> None:
+    gap = open_cold_leads(world.store)[-1]
+    page.goto(f"{world.url}/gaps?kind=cold_lead")
+    row = page.locator(f"#gap-{gap.id}")
+    row.locator("select[name=outcome]").select_option("resolved")
+    row.locator("input[name=note]").fill("Called: a demo is booked for Tuesday")
+    row.locator("input[name=by]").fill("Dana from sales")
+    row.get_by_role("button", name="Save").click()
+    assert f"gap {gap.id} resolved by Dana from sales" in page.locator(".notice").inner_text()
+    assert page.url.split("?")[1].startswith("kind=cold_lead")  # the list as it was filtered
+    assert page.locator(f"#gap-{gap.id}").count() == 0
+    page.goto(f"{world.url}/record?q={gap.key}")
+    history = page.locator("#record-gaps").inner_text()
+    assert "resolved: Called: a demo is booked for Tuesday" in history
+    assert "Dana from sales" in history
+
+
+def test_the_record_page_shows_the_rule_of_a_write(world: World, page: Any) -> None:
+    page.goto(f"{world.url}/record")
+    page.get_by_label("email or record id").fill(world.sql_email.upper())
+    page.get_by_role("button", name="Explain").click()
+    writes = page.locator("#writes tr", has_text="salesqualifiedlead")
+    status = page.locator("#writes tr", has_text='"Qualified"')
+    assert status.count() >= 1, page.locator("main").inner_text()
+    assert status.first.locator("td.rule").inner_text() == "two_way"
+    assert "Status" in status.first.inner_text()
+    assert writes.count() + status.count() >= 1
+    screenshot(page, "record")
+    page.get_by_label("email or record id").fill("nobody@nowhere.example")
+    page.get_by_role("button", name="Explain").click()
+    assert "Nothing in the state store names nobody@nowhere.example" in page.locator(
+        "#not-found").inner_text()
