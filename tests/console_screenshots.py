@@ -30,7 +30,7 @@ def main(url: str, folder: Path) -> None:
         page.locator("textarea[name=text]").fill(
             text.replace("within_business_hours: 4 ", "within_business_hours: 8 "))
         page.get_by_role("button", name="Compare").click()
-        screenshot(page, "mapping", folder, full_page=False)
+        screenshot(page, "mapping", folder)  # the file, its problems and the diff
         print(f"screenshots written to {folder}")
 
 
