@@ -4,6 +4,7 @@ every request (a browser signs in through the login form, a probe sends the head
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,18 @@ def test_off_loopback_every_request_needs_the_token(guarded: str) -> None:
                          allow_redirects=False)
     assert post.status_code == 401
     assert post.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example"])
+def test_signing_in_never_sends_the_browser_off_the_console(guarded: str, target: str) -> None:
+    browser_session = requests.Session()
+    form = browser_session.get(f"{guarded}/login", timeout=5).text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    assert csrf is not None
+    answer = browser_session.post(f"{guarded}/login", timeout=5, allow_redirects=False,
+                                  data={"csrf": csrf.group(1), "token": TOKEN, "next": target})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/health"
 
 
 def test_a_browser_signs_in_with_the_token_and_out_again(guarded: str) -> None:

@@ -259,7 +259,7 @@ def build_app(console: Console) -> Guard:
 
 def _local(target: str | None) -> str:
     """Where to go after signing in: a path on this console only (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/health"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
