@@ -374,7 +374,10 @@ def run(
                     "there, or give another --health-port; 0 picks a free one)")
 
 
-gaps_app = typer.Typer(help="Open gaps, and a person's decision on one (resolve, ignore).")
+gaps_app = typer.Typer(help="Open gaps, whole: cold leads first (the longest waiting first, with "
+                            "their owner and when they reached the stage), duplicates one row "
+                            "a group. 'gaps resolve ID --note ...' and 'gaps ignore ID --note "
+                            "...' close one by your decision.")
 app.add_typer(gaps_app, name="gaps")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 

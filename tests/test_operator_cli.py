@@ -236,6 +236,10 @@ def test_report_shows_conversion_after_a_first_sync(filled: dict[str, Any]) -> N
     assert first["reached"]["salesforce"] >= first["now"]["salesforce"]
     assert 0 < first["to_next"]["salesforce"] < 1
     assert funnel["stages"][-1]["to_next"] == {"salesforce": None, "hubspot": None}
+    # Unqualified is where leads leave: one seen only there never reached Qualified
+    qualified, unqualified = funnel["stages"][-2], funnel["stages"][-1]
+    assert unqualified["now"]["salesforce"] > 0
+    assert qualified["reached"]["salesforce"] == qualified["now"]["salesforce"]
 
 
 def test_sync_once_records_the_cycle_from_the_command_start(
