@@ -420,6 +420,8 @@ def gaps(ctx: typer.Context,
     the stage and their owner), duplicates one row per group, every other kind after."""
     if ctx.invoked_subcommand is not None:
         return
+    import datetime as dt
+
     from sync_agent import cli_views
     from sync_agent.gap_list import gaps_json, list_gaps
 
@@ -431,8 +433,6 @@ def gaps(ctx: typer.Context,
                         "2h, 3d or 1w")
     parsed = _optional_mapping(mapping)
     store = inputs.store(db)
-    import datetime as dt
-
     now = dt.datetime.now(dt.UTC)
     with store.session() as session:
         views = list_gaps(session, parsed, kind=kind, owner=owner, older_than=span, now=now)
