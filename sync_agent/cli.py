@@ -288,6 +288,8 @@ def sync_once(
 ) -> None:
     """Run one sync cycle now (not while an agent on the same store is mid-cycle)."""
     import datetime as dt
+
+    began = dt.datetime.now(dt.UTC)  # the run's time spans its mapping check and sign-in too
     import os
     import socket
 
@@ -306,7 +308,7 @@ def sync_once(
                       "when it is done (stagesync status)")
         raise typer.Exit(3)
     try:
-        report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run)
+        report = run_cycle(store, parsed, salesforce, hubspot, dry_run=dry_run, started=began)
     except ConnectorError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
@@ -461,84 +463,168 @@ def console_command(
         server.shutdown()
 
 
-@app.command()
-def gaps(db: Database = None,
+gaps_app = typer.Typer(help="Open gaps, whole: cold leads first (the longest waiting first, with "
+                            "their owner and when they reached the stage), duplicates one row "
+                            "a group. 'gaps resolve ID --note ...' and 'gaps ignore ID --note "
+                            "...' close one by your decision.")
+app.add_typer(gaps_app, name="gaps")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+OptionalMapping = Annotated[Path | None, typer.Option(
+    help="The mapping file, to name each record's object (default: stagesync.yaml here, "
+         "if it is there and valid).")]
+
+
+def _optional_mapping(path: Path | None) -> Any:
+    """The mapping given (checked: its problems and exit 1), else the default one if it is
+    here and valid, else None: reading the store needs no mapping."""
+    if path is not None:
+        return inputs.mapping(path)
+    if DEFAULT_MAPPING.is_file():
+        return inputs.check_mapping(DEFAULT_MAPPING)[0]
+    return None
+
+
+@gaps_app.callback(invoke_without_command=True)
+def gaps(ctx: typer.Context,
+         db: Database = None,
          kind: Annotated[str | None, typer.Option(help="Only this kind of gap.")] = None,
-         limit: Annotated[int, typer.Option(help="Rows to show per kind.")] = 10) -> None:
-    """Open gaps: records missing on one side, ambiguous matches, refused writes."""
-    from collections import Counter
+         owner: Annotated[str | None, typer.Option(
+             help="Only gaps on records this person owns (name, email or id, either side).")]
+         = None,
+         older_than: Annotated[str | None, typer.Option(
+             help="Only gaps older than this (a cold lead: its time at the stage), e.g. 2h, "
+                  "3d, 1w.")] = None,
+         limit: Annotated[int, typer.Option(help="Rows to show per kind (0: all).")] = 10,
+         mapping: OptionalMapping = None,
+         as_json: JsonOption = False) -> None:
+    """Open gaps, whole: cold leads first (the longest waiting first, with when they reached
+    the stage and their owner), duplicates one row per group, every other kind after."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import datetime as dt
 
-    from sync_agent import state
+    from sync_agent import cli_views
+    from sync_agent.gap_list import gaps_json, list_gaps
 
+    span = None
+    if older_than is not None:
+        span = cli_views.parse_span(older_than)
+        if span is None:
+            inputs.fail(f"--older-than {older_than!r}: write a number and a unit, e.g. 90m, "
+                        "2h, 3d or 1w")
+    parsed = _optional_mapping(mapping)
+    store = inputs.store(db)
+    now = dt.datetime.now(dt.UTC)
+    with store.session() as session:
+        views = list_gaps(session, parsed, kind=kind, owner=owner, older_than=span, now=now)
+    if as_json:
+        _print_json(gaps_json(views))
+        return
+    screen = cli_views.screen()
+    if not views:
+        wanted = " ".join(f"{name} {value}" for name, value in (
+            ("of kind", kind), ("owned by", owner), ("older than", older_than)) if value)
+        screen.print(f"no open gaps{(' ' + escape(wanted)) if wanted else ''}")
+        return
+    cli_views.print_gaps(screen, views, limit)
+
+
+def _decide(outcome: str, gap_id: int, note: str, by: str | None, db: str | None) -> None:
+    import getpass
+    import os
+
+    from sync_agent.gap_list import GapDecisionError, set_gap_outcome
+
+    who = by or os.environ.get("STAGESYNC_OPERATOR") or getpass.getuser()
     store = inputs.store(db)
     with store.session() as session:
-        found = [g for g in state.open_gaps(session) if kind is None or g.kind == kind]
-    counts = Counter((g.kind, g.pair) for g in found)
-    summary = Table(title="open gaps")
-    for column in ("kind", "pair", "open"):
-        summary.add_column(column)
-    for (gap_kind, pair), count in sorted(counts.items()):
-        summary.add_row(gap_kind, pair, str(count))
-    console.print(summary)
-    shown: Counter[str] = Counter()
-    detail = Table(title=f"examples (up to {limit} per kind)")
-    for column in ("kind", "pair", "record", "detail", "since"):
-        detail.add_column(column)
-    for gap in found:
-        if shown[gap.kind] >= limit:
-            continue
-        shown[gap.kind] += 1
-        text = ", ".join(f"{k}={v}" for k, v in gap.detail.items() if v not in (None, [], ""))
-        detail.add_row(gap.kind, gap.pair, gap.key, text[:80],
-                       state._aware(gap.opened_at).strftime("%Y-%m-%d %H:%M"))
-    console.print(detail)
+        try:
+            view = set_gap_outcome(session, gap_id, outcome, note, who)
+        except GapDecisionError as exc:
+            inputs.fail(str(exc))
+        session.commit()
+    which = (f"gaps {', '.join(str(i) for i in view.ids)} (one {view.kind} group: "
+             f"{', '.join(view.records)})" if len(view.ids) > 1
+             else f"gap {view.id} ({view.kind}, {view.key})")
+    after = ("a cycle leaves it closed while nothing in it changes" if outcome == "ignored"
+             else "a cycle that still finds its cause opens it again")
+    console.print(f"{escape(which)} {outcome} by {escape(who)}: {escape(note.strip())} "
+                  f"({after}; stagesync explain {escape(view.key)} shows it)")
+
+
+GapId = Annotated[int, typer.Argument(help="The gap's id (stagesync gaps lists them).")]
+Note = Annotated[str, typer.Option("--note", help="Why: kept with the gap's history.")]
+By = Annotated[str | None, typer.Option(
+    "--by", help="Who decided (default: STAGESYNC_OPERATOR, else your login name).")]
+
+
+@gaps_app.command("resolve")
+def gaps_resolve(gap_id: GapId, note: Note, by: By = None, db: Database = None) -> None:
+    """Close a gap you fixed. A cycle that still finds its cause opens it again."""
+    _decide("resolved", gap_id, note, by, db)
+
+
+@gaps_app.command("ignore")
+def gaps_ignore(gap_id: GapId, note: Note, by: By = None, db: Database = None) -> None:
+    """Close a gap you decided to leave as it is: cycles leave it closed until what it says
+    changes (a duplicate group gains a record, a refusal a new message)."""
+    _decide("ignored", gap_id, note, by, db)
 
 
 @app.command()
-def status(db: Database = None) -> None:
-    """Recent runs, calls made, dead letters waiting, and how far each object has been read."""
-    from sqlalchemy import func, select
+def explain(
+    ref: Annotated[str, typer.Argument(
+        help="A Salesforce id, a HubSpot id or an email (any case).")],
+    system: Annotated[str | None, typer.Option(
+        help="Which side the id is from: salesforce or hubspot.")] = None,
+    mapping: OptionalMapping = None,
+    as_json: JsonOption = False,
+    db: Database = None,
+) -> None:
+    """Why a record holds what it holds: its links, stages, every write the agent made to it
+    or because of it (with the rule and reason), its gaps and refused writes."""
+    from sync_agent import cli_views
+    from sync_agent.explain import explain as explain_record
+    from sync_agent.explain import explanation_json
 
-    from sync_agent import state
-    from sync_agent.tables import DeadLetter, Run, WatermarkRow
+    if system is not None and system not in ("salesforce", "hubspot"):
+        inputs.fail(f"--system {system!r}: use salesforce or hubspot")
+    parsed = _optional_mapping(mapping)
+    store = inputs.store(db)
+    with store.session() as session:
+        found = explain_record(session, parsed, ref, system)
+    if found is None:
+        side = f" on the {system} side" if system else ""
+        inputs.fail(f"{ref!r}: no record with this id or email{side} in the state store "
+                    "(fix: give a Salesforce id, a HubSpot id or an email that a cycle has "
+                    "read; stagesync gaps lists records that wait)")
+    if as_json:
+        _print_json(explanation_json(found))
+        return
+    cli_views.print_explanation(cli_views.screen(), found)
+
+
+@app.command()
+def status(db: Database = None, as_json: JsonOption = False) -> None:
+    """Recent runs, calls made, dead letters waiting, and how far each object has been read."""
+    from sync_agent import cli_views
+    from sync_agent.run_status import build_status, status_json
 
     store = inputs.store(db)
     with store.session() as session:
-        runs = list(session.scalars(select(Run).order_by(Run.id.desc()).limit(5)))
-        waiting = session.scalar(select(func.count()).select_from(DeadLetter).where(
-            DeadLetter.resolved_at.is_(None))) or 0
-        marks = list(session.scalars(select(WatermarkRow).order_by(WatermarkRow.system,
-                                                                   WatermarkRow.object)))
-    table = Table(title="recent runs")
-    for column in ("run", "started", "seconds", "status", "written", "refused", "calls"):
-        table.add_column(column)
-    for run in runs:
-        seconds = ((state._aware(run.finished_at) - state._aware(run.started_at))
-                   .total_seconds() if run.finished_at else None)
-        written = sum(run.counts.get("written", {}).values())
-        table.add_row(str(run.id), state._aware(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
-                      f"{seconds:.1f}" if seconds is not None else "-", run.status,
-                      str(written), str(run.counts.get("failed", 0)),
-                      str(sum(run.calls.values())))
-    console.print(table)
-    lag = Table(title="read up to")
-    for column in ("system", "object", "last change read", "behind now"):
-        lag.add_column(column)
-    now = state.now()
-    for mark in marks:
-        cursor = state._aware(mark.cursor)
-        lag.add_row(mark.system, mark.object, cursor.strftime("%Y-%m-%d %H:%M:%S"),
-                    str(now - cursor).split(".")[0])
-    console.print(lag)
-    quota = next((r.counts.get("salesforce_api") for r in runs
-                  if r.counts.get("salesforce_api") and r.counts["salesforce_api"][1]), None)
-    if quota:
-        used, limit = quota
-        console.print(f"Salesforce API requests today: {used:,} of {limit:,} "
-                      f"({used / limit:.1%}), as of the last cycle")
-    if runs and runs[0].status == "failed" and runs[0].error:  # why the agent is waiting
-        console.print(f"last run failed: {escape(runs[0].error)}")
-    console.print(f"dead letters waiting for retry: {waiting}")
+        view = build_status(session)
+    if as_json:
+        _print_json(status_json(view))
+        return
+    cli_views.print_status(cli_views.screen(), view)
 
 
 @app.command()
@@ -637,22 +723,25 @@ def report(
     mapping: MappingOption = DEFAULT_MAPPING,
     html: Annotated[Path | None, typer.Option(
         help="Also write the report with charts to this HTML file.")] = None,
+    as_json: JsonOption = False,
     db: Database = None,
 ) -> None:
     """The funnel both tools share: records per stage on each side, conversion between
     stages, SLA compliance and cold leads by owner (from the state store; no API calls)."""
-    from sync_agent.report import build_report, write_html
+    from sync_agent.report import build_report, report_json, write_html
 
     parsed = inputs.mapping(mapping)
     if html is not None:
         inputs.write_check(html, "HTML report")
     with inputs.store(db).session() as session:
         found = build_report(session, parsed)
+    if as_json:
+        _print_json(report_json(found))
 
     def percent(value: float | None) -> str:
         return "-" if value is None else f"{value:.0%}"
 
-    for funnel in found.funnels:
+    for funnel in [] if as_json else found.funnels:
         table = Table(title=f"funnel: {funnel.stage_map}")
         for column in ("stage (Salesforce / HubSpot)", "Salesforce", "HubSpot",
                        "to next (SF)", "to next (HS)"):
@@ -667,7 +756,11 @@ def report(
                               *((str(count), "") if side == "salesforce" else ("", str(count))),
                               "", "")
         console.print(table)
-    for sla in found.slas:
+    if found.funnels and not as_json:
+        console.print("to next: of the records that reached a stage (seen there or at a later "
+                      "one), the share that reached the next; the last stage is where records "
+                      "leave, counted where a record was seen there", soft_wrap=False)
+    for sla in [] if as_json else found.slas:
         table = Table(title=f"SLA {sla.rule}: compliance {percent(sla.compliance)} "
                             f"({sla.reached} reached, {sla.breached} went cold, "
                             f"{sla.open_now} cold now)")
@@ -684,7 +777,10 @@ def report(
                         "a folder you can write)")
         if warning:
             inputs.warn(warning)
-        console.print(f"HTML report written to {html}")
+        if as_json:  # stdout is the JSON
+            typer.echo(f"HTML report written to {html}", err=True)
+        else:
+            console.print(f"HTML report written to {html}")
 
 
 def main() -> None:  # pragma: no cover - console script entry

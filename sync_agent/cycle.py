@@ -64,9 +64,12 @@ __all__ = ["CycleReport", "PlannedWrite", "apply_records", "describe_plan", "run
 
 def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot: Connector,
               dry_run: bool = False, until: dt.datetime | None = None,
-              refresh_schemas: bool = False, slice_records: int | None = None) -> CycleReport:
+              refresh_schemas: bool = False, slice_records: int | None = None,
+              started: dt.datetime | None = None) -> CycleReport:
     """One cycle; a first sync of more than ``slice_records`` records of an object (default:
-    the ``STAGESYNC_SLICE_RECORDS`` setting, else 5,000) goes a slice at a time (``slices``)."""
+    the ``STAGESYNC_SLICE_RECORDS`` setting, else 5,000) goes a slice at a time (``slices``).
+    ``started``: when the cycle's work began, if before this call (a command's mapping check,
+    sign-in and lock), so the run's recorded time is the time the cycle took."""
     size = slices.slice_size(slice_records)
     end = until or dt.datetime.now(dt.UTC)
     report = CycleReport()
@@ -74,7 +77,7 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
     # describes and people lists: the connectors' caches decide (``refresh`` forces)
     use_schema_cache(store, (salesforce, hubspot), refresh=refresh_schemas)
     with store.session() as session, slices.spooling(session, mapping, dry_run) as spool:
-        run_row = None if dry_run else state.start_run(session, "cycle")
+        run_row = None if dry_run else state.start_run(session, "cycle", started)
         if run_row is not None:
             session.commit()  # the run is on record, whatever happens next
         run_id = run_row.id if run_row is not None else None

@@ -27,7 +27,7 @@ from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from mapping.model import MappingFile
-from sync_agent.gap_list import COLD, GapView, aware, gap_json, views_of
+from sync_agent.gap_list import COLD, GapView, aware, gap_json, system_of, views_of
 from sync_agent.people import People
 from sync_agent.tables import (
     ActivityLog,
@@ -122,23 +122,26 @@ class Explanation:
     dead_letters: list[LetterView]
 
 
-def system_of(record_id: str) -> str:
-    """HubSpot ids are numbers; Salesforce ids are 15 or 18 letters and digits."""
-    return "hubspot" if record_id.isdigit() else "salesforce"
-
-
 def _chunks(items: list[str]) -> list[list[str]]:
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
 def _full_ids(session: Session, short: str) -> set[str]:
     """The 18-character ids a 15-character Salesforce id stands for (case-sensitive, as
-    Salesforce's 15-character ids are; SQLite's LIKE is not)."""
+    Salesforce's 15-character ids are; SQLite's LIKE is not): a record the store knows is
+    linked or was seen at a stage."""
     found: set[str] = set()
-    for column in (Link.sf_id, StageVisit.record_id, LedgerEntry.record_id, Gap.key):
+    for column in (Link.sf_id, StageVisit.record_id):
         found |= {v for v in session.scalars(select(column).where(
             column.startswith(short, autoescape=True)).distinct()) if v[:15] == short}
     return found
+
+
+def _by_system(ids: list[str]) -> list[tuple[str, list[str]]]:
+    """The ids in chunks per system: the ledger and the stage visits are indexed by
+    (system, record id)."""
+    return [(system, chunk) for system in SYSTEMS
+            for chunk in _chunks([i for i in ids if system_of(i) == system])]
 
 
 def _start(session: Session, ref: str, system: str | None) -> tuple[set[str], list[Link]]:
@@ -211,8 +214,9 @@ def explain(session: Session, mapping: MappingFile | None, ref: str,
 
 def _history(session: Session, ids: list[str], people: People) -> list[StageStay]:
     stays: list[StageStay] = []
-    for chunk in _chunks(ids):
-        for visit in session.scalars(select(StageVisit).where(StageVisit.record_id.in_(chunk))):
+    for system, chunk in _by_system(ids):
+        for visit in session.scalars(select(StageVisit).where(
+                StageVisit.system == system, StageVisit.record_id.in_(chunk))):
             stays.append(StageStay(
                 visit.system, visit.object, visit.record_id, visit.stage_map, visit.stage,
                 visit.position, visit.owner, people.label(visit.owner, visit.system),
@@ -227,13 +231,9 @@ def _write(entry: LedgerEntry, because: str | None = None) -> WriteView:
 
 
 def _writes(session: Session, ids: list[str]) -> list[WriteView]:
-    out: list[WriteView] = []
-    for chunk in _chunks(ids):
-        for entry in session.scalars(select(LedgerEntry).where(
-                LedgerEntry.record_id.in_(chunk))):
-            if entry.system == system_of(entry.record_id):
-                out.append(_write(entry))
-    return out
+    return [_write(entry) for system, chunk in _by_system(ids)
+            for entry in session.scalars(select(LedgerEntry).where(
+                LedgerEntry.system == system, LedgerEntry.record_id.in_(chunk)))]
 
 
 def _because(session: Session, ids: list[str], gaps: list[GapView],

@@ -78,6 +78,11 @@ class GapView:
         return self.owner_name or self.owner_email or self.owner_id or "(no owner)"
 
 
+def system_of(record_id: str) -> str:
+    """HubSpot ids are numbers; Salesforce ids are 15 or 18 letters and digits."""
+    return "hubspot" if record_id.isdigit() else "salesforce"
+
+
 def aware(value: dt.datetime) -> dt.datetime:
     """SQLite hands datetimes back naive; everything here is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
@@ -169,13 +174,15 @@ def _merged(details: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def _owners(session: Session, keys: list[str]) -> dict[str, tuple[str, str | None]]:
     """Record id -> (system, owner id) from the records' current stage visits."""
     found: dict[str, tuple[str, str | None]] = {}
-    for start in range(0, len(keys), 500):
-        for system, record_id, owner in session.execute(select(
-                StageVisit.system, StageVisit.record_id, StageVisit.owner).where(
-                StageVisit.record_id.in_(keys[start:start + 500]),
-                StageVisit.left_at.is_(None))):
-            if owner or record_id not in found:
-                found[record_id] = (system, owner)
+    for system in ("salesforce", "hubspot"):  # visits are indexed by (system, record id)
+        mine = [k for k in keys if system_of(k) == system]
+        for start in range(0, len(mine), 500):
+            for record_id, owner in session.execute(select(
+                    StageVisit.record_id, StageVisit.owner).where(
+                    StageVisit.system == system, StageVisit.record_id.in_(mine[start:start + 500]),
+                    StageVisit.left_at.is_(None))):
+                if owner or record_id not in found:
+                    found[record_id] = (system, owner)
     return found
 
 

@@ -2,9 +2,14 @@
 side, conversion between stages, SLA compliance and cold leads by owner.
 
 Everything comes from the stage visits the cycles record, so the report describes what the
-agent has seen: run a cycle first. Stage-to-stage conversion counts records that were seen at
-a stage and later at the next one; records that skipped a stage between two cycles count for
-the stages they were seen at.
+agent has seen: run a cycle first. A stage map lists its stages in funnel order, so a record
+seen at a stage has reached every stage before it (a lead first seen Qualified was Working
+once, whether or not a cycle saw it there), as in HubSpot's cumulative funnels; a first sync,
+which sees each record once, already gives real conversion rates. The map's last stage is
+where records leave the funnel (Unqualified, Closed Lost, Churned in the default maps): a
+record there counts for the stages it was seen at before, never for the ones it may have
+skipped, since a lead is disqualified at any stage. "To next" is the share of the records
+that reached a stage that reached the next one too.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import html
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +38,7 @@ class StageRow:
     label: str  # the stage pair, "Working / marketingqualifiedlead"
     counts: dict[str, int]  # side -> records there now
     conversion: dict[str, float | None]  # side -> share that moved on to the next stage
+    reached: dict[str, int] = field(default_factory=dict)  # side -> records that reached it
 
 
 @dataclass
@@ -83,16 +90,33 @@ def _funnel(session: Session, name: str, mapping: MappingFile) -> FunnelReport:
                 now[system][position] += 1
             elif stage is not None:
                 unmapped[system][stage] += 1
+    reached = {side: _reached(visited[side], size) for side in SIDES}
     rows = []
     for index, pair in enumerate(smap.stages):
         conversion: dict[str, float | None] = {}
         for side in SIDES:
-            seen = [p for p in visited[side].values() if index in p]
-            moved = [p for p in seen if index + 1 in p]
-            conversion[side] = (len(moved) / len(seen)) if seen and index + 1 < size else None
+            here = reached[side][index]
+            nxt = reached[side][index + 1] if index + 1 < size else set()
+            conversion[side] = (len(here & nxt) / len(here)) if here and index + 1 < size \
+                else None
         rows.append(StageRow(f"{' | '.join(pair.salesforce)} / {' | '.join(pair.hubspot)}",
-                             {side: now[side][index] for side in SIDES}, conversion))
+                             {side: now[side][index] for side in SIDES}, conversion,
+                             {side: len(reached[side][index]) for side in SIDES}))
     return FunnelReport(name, rows, unmapped)
+
+
+def _reached(visited: dict[str, set[int]], size: int) -> list[set[str]]:
+    """Per stage, the records that reached it: seen there or at any later stage but the last
+    (the exit, which counts only where it was seen)."""
+    last = size - 1
+    reached: list[set[str]] = [set() for _ in range(size)]
+    for record_id, positions in visited.items():
+        furthest = max((p for p in positions if p != last), default=None)
+        for index in range(furthest + 1 if furthest is not None else 0):
+            reached[index].add(record_id)
+        if last in positions and size > 0:
+            reached[last].add(record_id)
+    return reached
 
 
 def _sla(session: Session, mapping: MappingFile, rule_name: str) -> SlaReport:
@@ -117,6 +141,21 @@ def _sla(session: Session, mapping: MappingFile, rule_name: str) -> SlaReport:
             by_owner[str(gap.detail.get("owner_name") or gap.detail.get("owner")
                          or "(no owner)")] += 1
     return SlaReport(rule.name, len(reached | breached), len(breached), open_now, by_owner)
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The report as JSON-able data (shares as fractions, null where there is none)."""
+    return {
+        "generated_at": report.generated_at.isoformat(),
+        "funnels": [{"stage_map": f.stage_map,
+                     "stages": [{"label": r.label, "now": dict(r.counts),
+                                 "reached": dict(r.reached), "to_next": dict(r.conversion)}
+                                for r in f.rows],
+                     "not_in_the_map": {side: dict(values) for side, values in
+                                        f.unmapped.items()}} for f in report.funnels],
+        "slas": [{"rule": s.rule, "reached": s.reached, "breached": s.breached,
+                  "cold_now": s.open_now, "compliance": s.compliance,
+                  "cold_by_owner": dict(s.by_owner)} for s in report.slas]}
 
 
 def _percent(value: float | None) -> str:

@@ -128,8 +128,10 @@ def remember_synced(session: Session, link_id: int, values: dict[str, tuple[Any,
 
 
 # -- runs and the ledger ---------------------------------------------------------------------
-def start_run(session: Session, kind: str) -> Run:
-    run = Run(kind=kind, started_at=now(), status="running", counts={}, calls={})
+def start_run(session: Session, kind: str, at: dt.datetime | None = None) -> Run:
+    """A run on record from ``at`` (default now): when its work began, which may be before
+    its first statement (a command's sign-in and mapping check are part of its cycle)."""
+    run = Run(kind=kind, started_at=at or now(), status="running", counts={}, calls={})
     session.add(run)
     session.flush()
     return run

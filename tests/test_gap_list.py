@@ -15,6 +15,7 @@ from connectors.records import WriteRecord
 from sync_agent import gap_notes
 from sync_agent.cycle import run_cycle
 from sync_agent.gap_list import GapDecisionError, gaps_json, list_gaps, set_gap_outcome
+from sync_agent.store import open_store
 from sync_agent.tables import Gap, LedgerEntry
 from tests.test_cycle import MAPPING, connectors, fresh, next_second
 from tests.test_cycle_stages import WEEK, gap, hs_of, new_lead, tasks_on
@@ -121,10 +122,13 @@ def test_a_duplicate_pair_is_one_row_naming_both(make_sandbox: Any, tmp_path: Pa
 
 
 def test_an_ignored_duplicate_stays_closed_until_its_data_changes(make_sandbox: Any,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path,
+                                                                  db_url: str) -> None:
+    """On both backends: the decisions are read with the open gaps every cycle."""
     # lenience: a third lead with the twins' email is made here (the org's duplicate rules
     # would refuse it); this test is about the gap it adds to, not those rules
-    _, sf, hs, store = fresh(lambda **kw: make_sandbox(duplicate_rule=False, **kw), tmp_path)
+    _, sf, hs, _ = fresh(lambda **kw: make_sandbox(duplicate_rule=False, **kw), tmp_path)
+    store = open_store(db_url)
     pair = twins(sf, "twice@example.com")
     run_cycle(store, MAPPING, sf, hs)
     row = rows_naming(store, pair[0], kind="duplicate_match")[0]
