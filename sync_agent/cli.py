@@ -526,21 +526,49 @@ def retry(
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
-    """Retry dead letters: each refused record is synced again as it is now."""
+    """Retry dead letters: each refused record is synced again as it is now. Lists what is
+    waiting, when each is due and why; retries the due ones, and the ones whose record
+    changed since it was refused."""
+    from sync_agent import state
     from sync_agent.dead_letters import retry_dead_letters
 
     parsed, salesforce, hubspot = _engine(mapping, env_file)
     store = inputs.store(db)
     try:
-        result = retry_dead_letters(store, parsed, salesforce, hubspot, everything)
+        result = retry_dead_letters(store, parsed, salesforce, hubspot, everything,
+                                    follow=True)
     except ConnectorError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
+    now = state.now()
+    if result.waiting:
+        table = Table(title=f"dead letters waiting ({len(result.waiting)})")
+        for column in ("letter", "system", "object", "record", "refused with", "due", "why"):
+            table.add_column(column)
+        for letter in result.waiting:
+            due = "now" if everything or letter.due_at <= now else (
+                f"in {_wait_text(letter.due_at - now)} ({letter.due_at:%Y-%m-%d %H:%M} UTC)")
+            table.add_row(str(letter.id), letter.system, letter.object, escape(letter.record),
+                          escape(letter.code), due,
+                          "--all" if everything and letter.due_at > now else letter.reason)
+        console.print(table)
+    else:
+        console.print("no dead letters waiting")
+    if result.changed:
+        console.print(f"{result.changed} letter(s) due now: their record changed since it was "
+                      "refused")
     console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
                   f"{result.failed} refused again (backed off), {result.gone} whose record "
                   "no longer exists")
     if result.failed:
         raise typer.Exit(1)
+
+
+def _wait_text(wait: Any) -> str:
+    """``4 min``, ``1 h 25 min``: how long until a letter is due."""
+    minutes = max(int(wait.total_seconds() + 59) // 60, 1)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 @app.command()
