@@ -9,6 +9,8 @@ the record stage resolves a letter whose write lands and backs off the same lett
 second one) when it is refused again. A letter the cycle read but did not send (its record
 is in sync now, or its create is held) is made due now, "source changed", for the retry that
 follows the cycle (the agent's) or ``stagesync retry``: they sync it again as it is and decide.
+A record read again with nothing the letter refused changed (a vendor's own touch, a re-read
+at the watermark's edge) is not sent before the letter is due (``hold_back``).
 
 Letters of SLA actions replay a stored payload and have no record to follow.
 """
@@ -23,8 +25,10 @@ from sqlalchemy.orm import Session
 
 from sync_agent import state
 from sync_agent.context import Run, whole
+from sync_agent.plan import json_safe
 from sync_agent.spool import Spooled
 from sync_agent.tables import DeadLetter, Link
+from sync_agent.write import Write
 
 CHUNK = 500  # ids an IN list
 
@@ -93,6 +97,28 @@ def take(run: Run, session: Session) -> list[DeadLetter]:
     return taken
 
 
+def hold_back(run: Run, writes: list[Write], at: dt.datetime) -> list[Write]:
+    """The writes to send: a letter's write that would send exactly what was refused, before
+    the letter is due, is held back (the record was read, but what the letter refused did
+    not change: a vendor's own touch, a re-read at the watermark's edge) and stays refused:
+    its gap open, its side remembered as it was, its letter on its backoff."""
+    sent: list[Write] = []
+    for planned in writes:
+        key = (planned.pair.name, planned.source_id)
+        letter = run.retrying.get(key)
+        if (letter is None or planned.action is not None
+                or state._aware(letter.next_retry_at) <= at
+                or json_safe(planned.record.values) != letter.payload.get("values")):
+            sent.append(planned)
+            continue
+        del run.retrying[key]  # not a retry: ``settle`` leaves it alone
+        run.failed_sources.add(key)
+        if planned.record.id is not None:
+            run.unwritten.add((planned.system, planned.record.id))
+        run.new_creates.pop(planned.create_key, None)  # never sent: nothing to hold
+    return sent
+
+
 def other_side(system: str, sf_object: str, hs_object: str) -> tuple[str, str]:
     return ("hubspot", hs_object) if system == "salesforce" else ("salesforce", sf_object)
 
@@ -107,7 +133,9 @@ def settle(run: Run, letters: list[DeadLetter], started: dt.datetime) -> int:
         source = source_of(letter)
         assert source is not None
         lead = run.retrying.get((source["pair"], source["id"]))
-        if lead is not None and lead is not letter:  # a second letter of the same record
+        if lead is None:  # held back: nothing it refused changed
+            continue
+        if lead is not letter:  # a second letter of the same record
             if lead.resolved_at is not None:
                 state.retried(letter, True)
             continue

@@ -540,23 +540,17 @@ def retry(
     except ConnectorError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
+    typer.echo(f"dead letters waiting: {len(result.letters)}" if result.letters
+               else "no dead letters waiting")
     now = state.now()
-    if result.waiting:
-        table = Table(title=f"dead letters waiting ({len(result.waiting)})")
-        for column in ("letter", "system", "object", "record", "refused with", "due", "why"):
-            table.add_column(column)
-        for letter in result.waiting:
-            due = "now" if everything or letter.due_at <= now else (
-                f"in {_wait_text(letter.due_at - now)} ({letter.due_at:%Y-%m-%d %H:%M} UTC)")
-            table.add_row(str(letter.id), letter.system, letter.object, escape(letter.record),
-                          escape(letter.code), due,
-                          "--all" if everything and letter.due_at > now else letter.reason)
-        console.print(table)
-    else:
-        console.print("no dead letters waiting")
-    if result.changed:
-        console.print(f"{result.changed} letter(s) due now: their record changed since it was "
-                      "refused")
+    for letter in result.letters:  # one line each: a table would wrap in a narrow terminal
+        what = (f"  letter {letter.id}: {letter.system} {letter.object} {letter.record}, "
+                f"refused {letter.code} ({letter.attempts}x)")
+        if letter.outcome != "waiting":
+            typer.echo(f"{what}; retried ({letter.reason}): {letter.outcome}")
+        else:
+            typer.echo(f"{what}; due in {_wait_text(letter.due_at - now)}, at "
+                       f"{letter.due_at:%Y-%m-%d %H:%M} UTC ({letter.reason})")
     console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
                   f"{result.failed} refused again (backed off), {result.gone} whose record "
                   "no longer exists")

@@ -161,6 +161,7 @@ def _whole(run: Run, session: Session, run_id: int | None) -> None:
     claim_unlinked_hubspot(run, handled_hs, writes)
     plan_newly_linked(run, writes)
     guard_creates(run, writes)
+    writes = changed_letters.hold_back(run, writes, run.now)
     if not dry_run:
         # Write-ahead: links found by matching, settled pairs and the intents of the
         # writes below are committed before any vendor write.
@@ -235,6 +236,7 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
             match_pair(run, session, pair, handled_hs, writes)
     claim_unlinked_hubspot(run, handled_hs, writes)
     plan_newly_linked(run, writes)
+    writes = changed_letters.hold_back(run, writes, run.now)  # letters not due, unchanged
     if not setup.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
         write_ahead.put_pending_creates(session, run.new_creates)
         run.synced.flush()

@@ -7,10 +7,11 @@ side settles with no write at all. Writes of SLA actions (a follow-up Task) have
 record to re-read, so their stored payload is replayed.
 
 When a letter is due: 5 min after the refusal that made it, then 30 min, 2 h and 12 h after
-each refusal of a retry (12 h from then on). A change to its record comes first: a cycle that
-reads its record (or the linked counterpart) changed sends it again at once
-(``changed_letters``), and ``stagesync retry`` reads the records of the letters not yet due
-and retries those changed since they were last refused.
+each refusal of a retry (12 h from then on). A change to what it refused comes first: a cycle
+that reads its record (or the linked counterpart) and would now send something else sends it
+at once (``changed_letters``); ``stagesync retry`` (``follow``) re-reads the records of every
+waiting letter and sends those whose write changed, holding back, until due, a write that
+would send exactly what was refused.
 """
 
 from __future__ import annotations
@@ -19,22 +20,12 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
-
 from connectors.contract import Connector
 from connectors.records import WriteRecord
 from mapping.model import MappingFile
 from sync_agent import state
-from sync_agent.changed_letters import counterparts_of, other_side, source_of
-from sync_agent.context import (
-    CycleReport,
-    Run,
-    Setup,
-    calls_now,
-    calls_since,
-    fields_of,
-    prepare,
-)
+from sync_agent.changed_letters import source_of
+from sync_agent.context import CycleReport, Run, calls_now, calls_since, fields_of, prepare
 from sync_agent.cycle import apply_records
 from sync_agent.stages import StageBook
 from sync_agent.store import Store
@@ -44,8 +35,9 @@ EVERYTHING = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
-class Scheduled:
-    """One waiting letter as ``stagesync retry`` lists it: what, and when it is due, why."""
+class Letter:
+    """One letter as ``stagesync retry`` lists it: what was refused, when it is (or was) due
+    and why, and what this retry did with it."""
 
     id: int
     system: str
@@ -54,11 +46,17 @@ class Scheduled:
     code: str
     attempts: int
     due_at: dt.datetime
-    reason: str
+    reason: str  # "backoff N: ...", "source changed", "--all"
+    outcome: str  # resolved, refused again, gone, waiting
 
 
-def _waits() -> list[str]:
-    return [_duration(w) for w in state.RETRY_BACKOFF]
+@dataclass
+class RetryResult:
+    tried: int = 0
+    resolved: int = 0
+    failed: int = 0
+    gone: int = 0  # the source record no longer exists
+    letters: list[Letter] = field(default_factory=list)  # every letter looked at, by id
 
 
 def _duration(wait: dt.timedelta) -> str:
@@ -72,7 +70,7 @@ def reason_of(letter: DeadLetter) -> str:
         return "source changed"
     step = min(letter.attempts, len(state.RETRY_BACKOFF))
     refusal = "the refusal" if letter.attempts == 1 else f"refusal {letter.attempts}"
-    return f"backoff {step}: {_waits()[step - 1]} after {refusal}"
+    return f"backoff {step}: {_duration(state.RETRY_BACKOFF[step - 1])} after {refusal}"
 
 
 def _record(letter: DeadLetter) -> str:
@@ -84,106 +82,89 @@ def _record(letter: DeadLetter) -> str:
     return "new"
 
 
-def schedule(session: Session) -> list[Scheduled]:
-    """Every waiting letter, soonest due first."""
-    return [Scheduled(letter.id, letter.system, letter.object, _record(letter),
-                      letter.error_code, letter.attempts, state._aware(letter.next_retry_at),
-                      reason_of(letter))
-            for letter in state.open_dead_letters(session)]
-
-
-def follow_sources(session: Session, setup: Setup, at: dt.datetime) -> int:
-    """Make due now the letters not yet due whose record, or linked counterpart, changed
-    since they were last refused (read by id: one read per object). Returns how many."""
-    pairs = {p.name: p for p in setup.mapping.objects}
-    waiting = [(letter, source) for letter in state.open_dead_letters(session)
-               if state._aware(letter.next_retry_at) > at
-               and (source := source_of(letter)) is not None and source.get("pair") in pairs]
-    if not waiting:
-        return 0
-    others = counterparts_of(session, {(s["pair"], s["system"], s["id"]) for _, s in waiting})
-    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for _, source in waiting:
-        wanted[(source["system"], source["object"])].add(source["id"])
-        other = others.get((source["pair"], source["system"], source["id"]))
-        if other is not None:
-            pair = pairs[source["pair"]]
-            wanted[other_side(source["system"], pair.salesforce, pair.hubspot)].add(other)
-    stamps: dict[tuple[str, str], dict[str, dt.datetime]] = {}
-    for (system, obj), ids in wanted.items():
-        connector = setup.sf if system == "salesforce" else setup.hs
-        stamps[(system, obj)] = {r.id: r.cursor for r in connector.read_by_ids(
-            obj, sorted(ids), fields_of(setup, system, obj))}
-    marked = 0
-    for letter, source in waiting:
-        pair = pairs[source["pair"]]
-        tried = state.last_tried(letter)
-        mine = stamps[(source["system"], source["object"])].get(source["id"])
-        other = others.get((source["pair"], source["system"], source["id"]))
-        theirs = (stamps[other_side(source["system"], pair.salesforce, pair.hubspot)].get(other)
-                  if other is not None else None)
-        if any(stamp is not None and stamp > tried for stamp in (mine, theirs)):
-            state.source_changed(letter, at)
-            marked += 1
-    return marked
-
-
 @dataclass
-class RetryResult:
-    tried: int = 0
-    resolved: int = 0
-    failed: int = 0
-    gone: int = 0  # the source record no longer exists
-    changed: int = 0  # made due because their record changed (``follow``)
-    waiting: list[Scheduled] = field(default_factory=list)  # before retrying, soonest first
+class _Seen:
+    """A letter as it stood before this retry touched it."""
+
+    letter: DeadLetter
+    due_at: dt.datetime
+    reason: str
+    attempts: int
 
 
 def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Connector,
                        everything: bool = False, follow: bool = False) -> RetryResult:
-    """Retry the letters that are due (all unresolved ones with ``everything``); with
-    ``follow``, first make due those whose record changed since they were refused."""
+    """Retry the letters that are due (every waiting one with ``everything``). With
+    ``follow``, the records of the letters not yet due are read and synced too, and the
+    write of each is sent only if it is no longer what was refused ("source changed")."""
     result = RetryResult()
     before = calls_now(sf, hs)
     setup = prepare(mapping, sf, hs)
     report = CycleReport()
     page: Run | None = None
     with store.session() as session:
-        if follow and not everything:
-            result.changed = follow_sources(session, setup, state.now())
-            session.commit()
-        result.waiting = schedule(session)
         run = state.start_run(session, "retry")
-        letters = state.due_dead_letters(session, EVERYTHING if everything else None)
-        result.tried = len(letters)
+        now = state.now()
+        due = {letter.id for letter in state.due_dead_letters(
+            session, EVERYTHING if everything else now)}
+        waiting = state.open_dead_letters(session)
+        seen = {letter.id: _Seen(letter, state._aware(letter.next_retry_at),
+                                 "--all" if everything and letter.id not in due
+                                 else reason_of(letter), letter.attempts)
+                for letter in waiting}
+        outcome: dict[int, str] = {}
         resync: dict[tuple[str, str], list[DeadLetter]] = defaultdict(list)
-        for letter in letters:
-            source = letter.payload.get("source")
-            if letter.payload.get("replay") or not source:
-                _replay(letter, sf if letter.system == "salesforce" else hs, result)
+        for letter in waiting:
+            source = source_of(letter)
+            if source is None:  # a stored payload to replay: only when due
+                if letter.id in due:
+                    outcome[letter.id] = _replay(letter, sf if letter.system == "salesforce"
+                                                 else hs)
                 continue
-            resync[(source["system"], source["object"])].append(letter)
+            if letter.id in due or follow:
+                if letter.id in due:  # --all: due now, so its write is sent as it is
+                    letter.next_retry_at = min(state._aware(letter.next_retry_at), now)
+                resync[(source["system"], source["object"])].append(letter)
         for (system, obj), group in resync.items():
             connector = sf if system == "salesforce" else hs
-            ids = [str(letter.payload["source"]["id"]) for letter in group]
+            ids = sorted({source["id"] for letter in group
+                          if (source := source_of(letter)) is not None})
             records = connector.read_by_ids(obj, ids, fields_of(setup, system, obj))
             found = {r.id for r in records}
-            retrying = {(letter.payload["source"]["pair"],
-                         str(letter.payload["source"]["id"])): letter
-                        for letter in group if letter.payload["source"]["id"] in found}
+            retrying = {(source["pair"], source["id"]): letter for letter in group
+                        if (source := source_of(letter)) is not None and source["id"] in found}
             page = apply_records(session, setup, report, StageBook(), system, obj, records,
                                  run.id, retrying, page)
             for letter in group:
-                source = letter.payload["source"]
+                source = source_of(letter)
+                assert source is not None
+                key = (source["pair"], source["id"])
                 if source["id"] not in found:
                     letter.resolved_at = state.now()
                     letter.error_message += " (the record no longer exists)"
-                    result.gone += 1
-                elif (source["pair"], source["id"]) in page.failed_sources:
-                    result.failed += 1
+                    outcome[letter.id] = "gone"
+                elif key not in retrying:  # held back: not due, and nothing it refused changed
+                    continue
+                elif key in page.failed_sources:
+                    outcome[letter.id] = "refused again"
                 else:
                     state.retried(letter, True)
                     state.close_gaps(session, source["pair"], source["id"], ("sync_error",))
-                    result.resolved += 1
+                    outcome[letter.id] = "resolved"
+        for letter_id, was in seen.items():
+            happened = outcome.get(letter_id, "waiting")
+            reason = was.reason
+            if happened != "waiting" and letter_id not in due:
+                reason = "source changed"  # not due: sent because what it refused changed
+            letter = was.letter
+            result.letters.append(Letter(
+                letter.id, letter.system, letter.object, _record(letter), letter.error_code,
+                was.attempts, was.due_at if happened != "waiting" else
+                state._aware(letter.next_retry_at), reason, happened))
+        result.tried = len(outcome)
+        result.resolved = sum(1 for o in outcome.values() if o == "resolved")
+        result.failed = sum(1 for o in outcome.values() if o == "refused again")
+        result.gone = sum(1 for o in outcome.values() if o == "gone")
         state.finish_run(session, run, "ok", {"tried": result.tried,
                                               "resolved": result.resolved,
                                               "failed": result.failed, "gone": result.gone},
@@ -192,15 +173,14 @@ def retry_dead_letters(store: Store, mapping: MappingFile, sf: Connector, hs: Co
     return result
 
 
-def _replay(letter: DeadLetter, connector: Connector, result: RetryResult) -> None:
+def _replay(letter: DeadLetter, connector: Connector) -> str:
     match = letter.payload.get("match")
     write = WriteRecord(id=letter.record_id, values=letter.payload.get("values", {}),
                         match=tuple(match) if match else None)
     outcome = connector.upsert(letter.object, [write])[0]
     if outcome.ok:
         state.retried(letter, True)
-        result.resolved += 1
-    else:
-        assert outcome.error is not None
-        state.retried(letter, False, f"{outcome.error.code}: {outcome.error.message}")
-        result.failed += 1
+        return "resolved"
+    assert outcome.error is not None
+    state.retried(letter, False, f"{outcome.error.code}: {outcome.error.message}")
+    return "refused again"
