@@ -54,7 +54,7 @@ UNHEALTHY_AFTER = 3  # /healthz answers 503 after this many failed cycles in a r
 QUOTA_RECHECK_SECONDS = 300.0  # how often a quota-paused agent asks Salesforce's /limits
 # SIGTERM to exit: a running cycle gets this long to notice the stop (its waits end at once);
 # under Kubernetes' default 30 s grace period, and the 10 s operators are promised
-STOP_GRACE_SECONDS = 8.0
+STOP_GRACE_SECONDS = 7.0
 # upper bounds (seconds) of the cycle duration histogram's buckets
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 

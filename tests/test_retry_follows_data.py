@@ -63,7 +63,8 @@ def test_a_refused_record_fixed_at_its_source_is_written_by_the_next_cycle(
     again = run_cycle(store, MAPPING, sf, hs)  # changed, still refused: the same letter
     assert again.failed == 1
     [letter] = letters(store)
-    assert letter.attempts == 2 and letter.resolved_at is None
+    assert letter.attempts == 2
+    assert letter.resolved_at is None
     assert WORSE in letter.error_message
     assert state._aware(letter.next_retry_at) > state.now() + dt.timedelta(minutes=29)
     next_second()
