@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sync_agent.state import _aware
 from sync_agent.tables import DeadLetter, Gap, Run, WatermarkRow
 
+BOOKKEEPING = "#"  # in the object name of a watermark row that is not an object's reads
 QUOTA_RUNS = 20  # recent cycle runs searched for the last quota each system reported
 
 
@@ -31,7 +32,8 @@ def read_gauges(session: Session) -> StoreGauges:
     """The gauges as the store holds them now."""
     gauges = StoreGauges()
     for row in session.scalars(select(WatermarkRow)):
-        if row.read_until is not None:  # read at least once since reads kept this
+        # "Lead#id-check", "Task#activity": the store's bookkeeping, not an object's reads
+        if row.read_until is not None and BOOKKEEPING not in row.object:
             gauges.read_until[(row.system, row.object)] = _aware(row.read_until)
     for system, obj, count in session.execute(
             select(DeadLetter.system, DeadLetter.object, func.count())

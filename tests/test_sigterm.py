@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,40 @@ def test_sigterm_with_a_call_hung_in_flight_exits_within_10_s_without_a_duplicat
     assert any("still in flight" in line["message"] for line in lines(log))
     time.sleep(max(hang - (time.monotonic() - sent) + 1.0, 0))  # the hung create lands
     finish_with_sync_once(box, db, hs)
+
+
+def test_a_stop_ends_a_long_retry_after_wait_at_once() -> None:
+    """A 429 asking for two minutes (the policy's cap): the wait ends the moment the stop is
+    requested, in ``Stopping``, and no further attempt is made."""
+    from connectors import stopping
+    from connectors.errors import RetriableError
+    from connectors.retry import RetryPolicy
+
+    attempts: list[float] = []
+
+    def rate_limited() -> None:
+        attempts.append(time.monotonic())
+        raise RetriableError("hubspot", "429 rate limited", retry_after=600.0, unapplied=True)
+
+    stopping.clear()
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            RetryPolicy().run(rate_limited)
+        except BaseException as exc:  # the test inspects what ended the call
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        asked = time.monotonic()
+        stopping.request_stop()
+        worker.join(timeout=5)
+    finally:
+        stopping.clear()
+    assert not worker.is_alive()
+    assert [type(e).__name__ for e in outcome] == ["Stopping"]
+    assert len(attempts) == 1  # the wait was for the second attempt, never made
+    assert time.monotonic() - asked < 1.0
