@@ -543,7 +543,8 @@ def retry(
     typer.echo(f"dead letters waiting: {len(result.letters)}" if result.letters
                else "no dead letters waiting")
     now = state.now()
-    for letter in result.letters:  # one line each: a table would wrap in a narrow terminal
+    shown = sorted(result.letters, key=lambda x: (x.outcome == "waiting", x.due_at, x.id))
+    for letter in shown[:RETRY_LINES]:  # a line each: a table would wrap in a narrow terminal
         what = (f"  letter {letter.id}: {letter.system} {letter.object} {letter.record}, "
                 f"refused {letter.code} ({letter.attempts}x)")
         if letter.outcome != "waiting":
@@ -551,11 +552,17 @@ def retry(
         else:
             typer.echo(f"{what}; due in {_wait_text(letter.due_at - now)}, at "
                        f"{letter.due_at:%Y-%m-%d %H:%M} UTC ({letter.reason})")
+    if len(shown) > RETRY_LINES:
+        typer.echo(f"  ... and {len(shown) - RETRY_LINES} more (stagesync gaps --kind "
+                   "sync_error lists the records)")
     console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
                   f"{result.failed} refused again (backed off), {result.gone} whose record "
                   "no longer exists")
     if result.failed:
         raise typer.Exit(1)
+
+
+RETRY_LINES = 50  # letters ``stagesync retry`` lists, retried ones first
 
 
 def _wait_text(wait: Any) -> str:
