@@ -380,6 +380,11 @@ class Agent:
                      extra={"reason": describe_error(exc)})
             return
         with self.metrics.lock:
+            before = self.metrics.store  # a series that emptied shows 0, not a hole
+            for key in before.dead_letters.keys() - gauges.dead_letters.keys():
+                gauges.dead_letters[key] = 0
+            for kind in before.open_gaps.keys() - gauges.open_gaps.keys():
+                gauges.open_gaps[kind] = 0
             self.metrics.store = gauges
 
     def _take_lock(self) -> bool:

@@ -45,6 +45,21 @@ def parse(body: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return out
 
 
+def start_agent(box: Any, db: str, port: int, log: Path, interval: float
+                ) -> subprocess.Popen[Any]:
+    command = [sys.executable, "-c", "from sync_agent.cli import app; app()", "run",
+               "--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file),
+               "--db", db, "--interval", f"{interval:g}", "--health-port", str(port)]
+    with log.open("w") as handle:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={
+            **os.environ, "STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
+            "STAGESYNC_HUBSPOT__SEARCHES_PER_SECOND": "0"})
+
+
+def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    return parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text)
+
+
 def test_metrics_after_a_real_cycle_match_the_store(make_sandbox: Any, tmp_path: Path) -> None:
     # lenience: this test is about metrics, not search lag
     box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0,
@@ -54,15 +69,8 @@ def test_metrics_after_a_real_cycle_match_the_store(make_sandbox: Any, tmp_path:
     hs.upsert("contacts", [WriteRecord(values={
         "email": "metrics@exa_mple.com", "lastname": "Metrics",
         "lifecyclestage": "marketingqualifiedlead"})])
-    db, port = f"sqlite:///{tmp_path / 'state.db'}", free_port()
-    command = [sys.executable, "-c", "from sync_agent.cli import app; app()", "run",
-               "--mapping", str(DEFAULT), "--env-file", str(box.info.settings_file),
-               "--db", db, "--interval", "3600", "--health-port", str(port)]
-    log = tmp_path / "agent.log"
-    with log.open("w") as handle:
-        agent = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={
-            **os.environ, "STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
-            "STAGESYNC_HUBSPOT__SEARCHES_PER_SECOND": "0"})
+    db, port, log = f"sqlite:///{tmp_path / 'state.db'}", free_port(), tmp_path / "agent.log"
+    agent = start_agent(box, db, port, log, 3600)  # one cycle while the test looks
     began = time.monotonic()
     try:
         deadline = time.monotonic() + 90
@@ -136,3 +144,47 @@ def test_metrics_after_a_real_cycle_match_the_store(make_sandbox: Any, tmp_path:
         assert limit > used > 0, system
         assert metrics["stagesync_api_quota_used"][(("system", system),)] == used
         assert metrics["stagesync_api_quota_limit"][(("system", system),)] == limit
+
+
+def test_a_running_agent_writes_a_record_fixed_at_its_source_and_its_letter_reads_0(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    # lenience: this test is about dead letters, not search lag
+    box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0,
+                       search_lag_seconds=0)
+    _, hs = connectors(box)
+    contact = hs.upsert("contacts", [WriteRecord(values={
+        "email": "agent.fix@exa_mple.com", "lastname": "Agentfix",
+        "lifecyclestage": "marketingqualifiedlead"})])[0]
+    db, port, log = f"sqlite:///{tmp_path / 'state.db'}", free_port(), tmp_path / "agent.log"
+    agent = start_agent(box, db, port, log, 1)
+    letter = (("object", "Lead"), ("system", "salesforce"))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if scrape(port).get("stagesync_dead_letters", {}).get(letter) == 1:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no dead letter in 90 s:\n{log.read_text()}")
+        hs.upsert("contacts", [WriteRecord(id=contact.id, values={
+            "email": "agent.fix@example.com"})])  # fixed; its letter has minutes of backoff
+        fixed_at = time.monotonic()
+        while time.monotonic() < fixed_at + 30:
+            if scrape(port)["stagesync_dead_letters"].get(letter) == 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the letter stayed open:\n{log.read_text()}")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+    with open_store(db).engine.connect() as connection:
+        still = connection.execute(text(
+            "SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL")).scalar()
+        linked = connection.execute(text(
+            "SELECT count(*) FROM links WHERE pair = 'leads' AND hs_id = :id"),
+            {"id": contact.id}).scalar()
+    assert (still, linked) == (0, 1)
