@@ -13,14 +13,17 @@ from typing import Any
 
 import requests
 
+CONNECT_TIMEOUT = 10.0  # seconds: a host that takes longer to accept a connection is down
+
 
 class TimeoutSession(requests.Session):
     """A Session with a default timeout: simple-salesforce sets none, and a hung socket would
-    hang the agent."""
+    hang the agent. Connecting gets at most ``CONNECT_TIMEOUT`` (as the HubSpot connector's
+    pools do); reading, the configured timeout."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
-        self.default_timeout = timeout
+        self.default_timeout: tuple[float, float] = (min(timeout, CONNECT_TIMEOUT), timeout)
 
     def request(self, method: str | bytes, url: str | bytes,
                 *args: Any, **kwargs: Any) -> requests.Response:

@@ -56,7 +56,7 @@ from connectors.hubspot_limits import (
 )
 from connectors.hubspot_pages import fetched, latest_changes, written
 from connectors.hubspot_scopes import REQUIRED_SCOPES, scopes_lacking
-from connectors.pacing import RollingWindow
+from connectors.pacing import HeaderUsage, RollingWindow
 from connectors.records import (
     Activity,
     DeletedRecord,
@@ -193,8 +193,10 @@ class HubSpotConnector:
                       self.properties_api, self.pipelines_api, self.owners_api,
                       self.associations_batch, self.association_definitions]
         self._labels: dict[tuple[str, str], dict[str | None, int]] = {}
+        self.daily_usage = HeaderUsage()
         for api in self._apis:
             _set_timeout(api, settings.timeout_seconds)
+            _watch_usage(api, self.daily_usage)
         self._sent_token: str | None = None
         self.daily_stop: DailyLimitError | None = None  # set by a 429 DAILY until its reset
         self._daily_resumed_at: dt.datetime | None = None
@@ -275,6 +277,11 @@ class HubSpotConnector:
             raise ConfigurationError(SYSTEM, f"unknown object type {object_type!r}; "
                                      f"use one of {OBJECT_TYPES + ENGAGEMENT_TYPES}")
         return object_type
+
+    @property
+    def api_usage(self) -> tuple[int | None, int | None]:
+        """(used, limit) of the account's daily API calls, from the last response that said."""
+        return self.daily_usage.used, self.daily_usage.limit
 
     @property
     def lookback(self) -> dt.timedelta:
@@ -1010,6 +1017,23 @@ def _set_timeout(api: Any, seconds: float) -> None:
     hang the agent. Give its connection pools a default instead."""
     pool = api.api_client.rest_client.pool_manager
     pool.connection_pool_kw["timeout"] = Timeout(connect=min(seconds, 10.0), read=seconds)
+
+
+def _watch_usage(api: Any, usage: HeaderUsage) -> None:
+    """Hand every response's headers to ``usage`` (the generated client keeps only the
+    body); a pool shared by several API objects is watched once."""
+    pool = api.api_client.rest_client.pool_manager
+    if getattr(pool, "_stagesync_watched", False):
+        return
+    send = pool.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        response = send(*args, **kwargs)
+        usage.observe(getattr(response, "headers", None))
+        return response
+
+    pool.request = request
+    pool._stagesync_watched = True
 
 
 def _hs_value(value: Any) -> Any:

@@ -1,8 +1,10 @@
 """Client-side pacing, so the agent stays under quota instead of bouncing off 429s.
 
 ``RollingWindow`` mirrors HubSpot's limits (N requests per rolling 10 s; searches per second),
-with a small margin because the server counts arrivals and we count departures.
-``DailyBudget`` stops work at a share of Salesforce's daily API allowance.
+with a small margin because the server counts arrivals and we count departures. Its waits end
+in ``Stopping`` the moment the agent is asked to stop (``stopping.pause``).
+``DailyBudget`` stops work at a share of Salesforce's daily API allowance; ``HeaderUsage``
+keeps HubSpot's daily use as its response headers say.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from connectors import stopping
 from connectors.errors import QuotaExhaustedError
 
 
@@ -20,7 +23,7 @@ class RollingWindow:
 
     def __init__(self, limit: int, window: float, margin: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = stopping.pause) -> None:
         self.limit = limit
         self.window = window + margin
         self._clock = clock
@@ -92,3 +95,24 @@ class DailyBudget:
         if self.used is None or not self.limit:
             return None
         return self.used / self.limit
+
+
+class HeaderUsage:
+    """HubSpot's daily allowance as its responses report it (``X-HubSpot-RateLimit-Daily`` and
+    ``-Daily-Remaining`` on every answer but searches'): for metrics, not for pacing, which
+    the rolling windows and the 429 DAILY stop do."""
+
+    LIMIT = "X-HubSpot-RateLimit-Daily"
+    REMAINING = "X-HubSpot-RateLimit-Daily-Remaining"
+
+    def __init__(self) -> None:
+        self.used: int | None = None
+        self.limit: int | None = None
+
+    def observe(self, headers: Mapping[str, str] | None) -> None:
+        if not headers:
+            return
+        limit, remaining = headers.get(self.LIMIT), headers.get(self.REMAINING)
+        if limit and remaining and limit.isdigit() and remaining.isdigit():
+            self.limit = int(limit)
+            self.used = max(self.limit - int(remaining), 0)

@@ -10,6 +10,10 @@ resolve) and has never answered this process is most likely the wrong URL or a s
 down. Those get at most one quick retry and then an ``UnreachableError`` that names the host
 and the request. A refusal from a host that did answer before (a restart, a failover) stays
 transient, as do connection resets and timeouts.
+
+Every wait is ``stopping.pause`` (unless a test injects its own ``sleep``) and every attempt
+starts with ``stopping.check``: once the agent is asked to stop, a backoff or a ``Retry-After``
+of minutes ends at once in ``Stopping``, which is not retried.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import random
 import re
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -29,6 +32,7 @@ import requests
 from tenacity import RetryCallState, Retrying, stop_after_attempt
 from urllib3.exceptions import MaxRetryError
 
+from connectors import stopping
 from connectors.errors import (
     QuotaExhaustedError,
     ReauthenticateError,
@@ -226,11 +230,16 @@ class RetryPolicy:
         retrying = Retrying(
             retry=self._retry(idempotent),
             wait=self._wait, stop=stop_after_attempt(self.attempts), reraise=True,
-            before_sleep=self._before_sleep, sleep=self._sleep or time.sleep)
+            before_sleep=self._before_sleep, sleep=self._sleep or stopping.pause)
+
+        def attempt() -> T:
+            stopping.check()  # a Stopping outcome is not retriable: it ends the loop
+            return call()
+
         try:
-            return self._attempts(retrying, call)
+            return self._attempts(retrying, attempt)
         except ReauthenticateError:
             if reauthenticate is None:
                 raise
             reauthenticate()
-            return self._attempts(retrying, call)
+            return self._attempts(retrying, attempt)

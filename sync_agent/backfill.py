@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -89,12 +90,34 @@ def _decide_held(store: Store, setup: Setup, report: CycleReport, obj: str,
         time.sleep(wait)
     ids = sorted({source for _, _, source in held})
     records = setup.sf.read_by_ids(obj, ids, fields_of(setup, "salesforce", obj))
+    before = calls_now(setup.sf, setup.hs)
     with store.session() as session:
         run = state.start_run(session, "backfill")
-        apply_records(session, setup, report, StageBook(), "salesforce", obj, records, run.id,
-                      after=after)
-        state.finish_run(session, run, "ok", {"read": len(records)}, {})
+        held_report = CycleReport()
+        apply_records(session, setup, held_report, StageBook(), "salesforce", obj, records,
+                      run.id, after=after)
+        state.finish_run(session, run, "ok", _counts(held_report, len(records)),
+                         calls_since(before, setup.sf, setup.hs))
         session.commit()
+    _add(report, held_report)
+
+
+def _counts(page: CycleReport, read: int) -> dict[str, Any]:
+    """A page's own counts for its run row (``stagesync status`` adds them up per run)."""
+    return {"read": read, "written": dict(page.written), "created": dict(page.created),
+            "linked": page.linked, "failed": page.failed, "gaps": dict(page.gaps)}
+
+
+def _add(total: CycleReport, page: CycleReport) -> None:
+    """Add a page's counts to the job's."""
+    total.read.update(page.read)
+    total.written.update(page.written)
+    total.created.update(page.created)
+    total.gaps.update(page.gaps)
+    total.linked += page.linked
+    total.failed += page.failed
+    total.in_sync += page.in_sync
+    total.held += page.held
 
 
 def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
@@ -135,16 +158,17 @@ def run_backfill(store: Store, mapping: MappingFile, sf: SalesforceConnector,
         records, following = sf.bulk_page(obj, job_id, locator, page_size)
         with store.session() as session:
             run = state.start_run(session, "backfill")
-            page = apply_records(session, setup, report, StageBook(), "salesforce", obj,
+            page_report = CycleReport()  # this page's counts; ``report`` sums the job's
+            page = apply_records(session, setup, page_report, StageBook(), "salesforce", obj,
                                  records, run.id, after=page)
             row = session.get(Backfill, backfill_id)
             assert row is not None
             row.locator, row.done = following, row.done + len(records)
             if following is None:
                 row.status, row.finished_at = "finished", state.now()
-            state.finish_run(session, run, "ok", {"read": len(records),
-                                                  "written": dict(report.written)},
+            state.finish_run(session, run, "ok", _counts(page_report, len(records)),
                              calls_since(before, sf, hs))
+            _add(report, page_report)
             failpoints.hit("backfill.commit")
             session.commit()
             done = row.done

@@ -701,21 +701,50 @@ def retry(
     env_file: EnvFile = None,
     db: Database = None,
 ) -> None:
-    """Retry dead letters: each refused record is synced again as it is now."""
+    """Retry dead letters: each refused record is synced again as it is now. Lists what is
+    waiting, when each is due and why; retries the due ones, and the ones whose record
+    changed since it was refused."""
+    from sync_agent import state
     from sync_agent.dead_letters import retry_dead_letters
 
     parsed, salesforce, hubspot = _engine(mapping, env_file)
     store = inputs.store(db)
     try:
-        result = retry_dead_letters(store, parsed, salesforce, hubspot, everything)
+        result = retry_dead_letters(store, parsed, salesforce, hubspot, everything,
+                                    follow=True)
     except ConnectorError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
+    typer.echo(f"dead letters waiting: {len(result.letters)}" if result.letters
+               else "no dead letters waiting")
+    now = state.now()
+    shown = sorted(result.letters, key=lambda x: (x.outcome == "waiting", x.due_at, x.id))
+    for letter in shown[:RETRY_LINES]:  # a line each: a table would wrap in a narrow terminal
+        what = (f"  letter {letter.id}: {letter.system} {letter.object} {letter.record}, "
+                f"refused {letter.code} ({letter.attempts}x)")
+        if letter.outcome != "waiting":
+            typer.echo(f"{what}; retried ({letter.reason}): {letter.outcome}")
+        else:
+            typer.echo(f"{what}; due in {_wait_text(letter.due_at - now)}, at "
+                       f"{letter.due_at:%Y-%m-%d %H:%M} UTC ({letter.reason})")
+    if len(shown) > RETRY_LINES:
+        typer.echo(f"  ... and {len(shown) - RETRY_LINES} more (stagesync gaps --kind "
+                   "sync_error lists the records)")
     console.print(f"retried {result.tried} dead letter(s): {result.resolved} resolved, "
                   f"{result.failed} refused again (backed off), {result.gone} whose record "
                   "no longer exists")
     if result.failed:
         raise typer.Exit(1)
+
+
+RETRY_LINES = 50  # letters ``stagesync retry`` lists, retried ones first
+
+
+def _wait_text(wait: Any) -> str:
+    """``4 min``, ``1 h 25 min``: how long until a letter is due."""
+    minutes = max(int(wait.total_seconds() + 59) // 60, 1)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 @app.command()

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from connectors.contract import Connector
 from connectors.records import Record, WriteRecord, advance
+from connectors.stopping import Stopping
 from mapping.model import MappingFile
 from sync_agent import (
     activity_tasks,
+    changed_letters,
     contact_roles,
     failpoints,
     read,
@@ -92,6 +94,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 _observe(run, run.changed)
             failpoints.hit("cycle.read")
             _add_pending_sources(run)
+            # refused records read changed: the cycle's write of each is its letter's retry
+            letters = [] if dry_run else changed_letters.take(run, session)
             unlink_deleted(run, session)
             follow_hubspot_merges(run, session)
             apply_delete_rules(run, session, run_id)
@@ -105,12 +109,17 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
             contact_roles.sync_contact_roles(run, session, run_id)
             if mapping.sla:
                 _cold_leads(run, session, run_id, activity_read)
+            changed_letters.settle(run, letters, end)
         except Exception as exc:
-            session.rollback()  # the intents stay: the next cycle recognises what landed
-            if run is not None:  # creates never sent cannot have landed: no need to hold them
+            # Stopped (SIGTERM) or failed, alike: the intents stay, so the next cycle
+            # recognises what landed; creates never sent cannot have landed, so they go.
+            session.rollback()
+            if run is not None:
                 write_ahead.drop_pending_creates(session, set(run.new_creates) - run.sent_creates)
             if run_row is not None:
-                state.finish_run(session, run_row, "failed", {"read": dict(report.read)},
+                state.finish_run(session, run_row,
+                                 "stopped" if isinstance(exc, Stopping) else "failed",
+                                 {"read": dict(report.read)},
                                  calls_since(calls_before, salesforce, hubspot),
                                  error=str(exc)[:2000])
                 session.commit()
@@ -134,7 +143,8 @@ def run_cycle(store: Store, mapping: MappingFile, salesforce: Connector, hubspot
                 "read": dict(report.read), "written": dict(report.written),
                 "created": dict(report.created), "linked": report.linked,
                 "failed": report.failed, "gaps": dict(report.gaps),
-                "salesforce_api": list(getattr(salesforce, "api_usage", (None, None)))},
+                "salesforce_api": list(getattr(salesforce, "api_usage", (None, None))),
+                "hubspot_api": list(getattr(hubspot, "api_usage", (None, None)))},
                 report.calls)
             write_ahead.clear_intents(session)
             write_ahead.settle_pending_creates(session, run.held)
@@ -154,6 +164,7 @@ def _whole(run: Run, session: Session, run_id: int | None) -> None:
     claim_unlinked_hubspot(run, handled_hs, writes)
     plan_newly_linked(run, writes)
     guard_creates(run, writes)
+    writes = changed_letters.hold_back(run, writes, run.now)
     if not dry_run:
         # Write-ahead: links found by matching, settled pairs and the intents of the
         # writes below are committed before any vendor write.
@@ -228,6 +239,7 @@ def apply_records(session: Session, setup: Setup, report: CycleReport, stages: S
             match_pair(run, session, pair, handled_hs, writes)
     claim_unlinked_hubspot(run, handled_hs, writes)
     plan_newly_linked(run, writes)
+    writes = changed_letters.hold_back(run, writes, run.now)  # letters not due, unchanged
     if not setup.dry_run:  # write-ahead, as in a cycle: a killed page cannot duplicate
         write_ahead.put_pending_creates(session, run.new_creates)
         run.synced.flush()

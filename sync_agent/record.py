@@ -36,6 +36,9 @@ def record_batch(run: Run, session: Session, system: str, obj: str, batch: list[
     for write, result in zip(batch, results, strict=True):
         if result.ok:
             _succeeded(run, write, result, landed)
+            letter = run.retrying.get((write.pair.name, write.source_id))
+            if letter is not None and write.action is None:  # a retried letter landed
+                state.retried(letter, True)
             run.report.written[f"{system}.{obj}"] += 1
             close(run, write.pair.name, write.source_id, write.closes)
             ledger += ({"system": system, "object": obj, "record_id": result.id or "",

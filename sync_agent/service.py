@@ -2,9 +2,19 @@
 
 APScheduler 3 fires the cycle on an interval (coalesced, at most one instance); the state
 store's watermarks are the memory, not the job store (it stays in memory). Each cycle takes the
-store's lock first, so two agents on one store never run a cycle at the same time. SIGTERM or
-SIGINT pauses the job (APScheduler 3 logs errors when a job fires during shutdown), lets the
-running cycle finish and exits cleanly. ``/healthz``, Prometheus ``/metrics`` and the operator's
+store's lock first, so two agents on one store never run a cycle at the same time.
+
+SIGTERM or SIGINT stops the agent within ``STOP_GRACE_SECONDS`` wherever it is: no new cycle
+fires (the job is paused first: APScheduler 3 logs errors when a job fires during shutdown),
+and the process-wide stop request (``connectors.stopping``) ends every retry wait, pacing wait
+and next vendor call of the running cycle in ``Stopping``. That cycle stops as a crashed one
+would, minus the crash: its run is recorded ``stopped``, its write-ahead intents and pending
+creates stay, and the next run finishes its work with no duplicate. A vendor call still in
+flight after the grace period (a socket read waits up to the HTTP timeout) is abandoned: the
+cycle runs in a daemon thread, so the process exits anyway, and the lock's lease runs out (or
+an agent restarted on this host takes it over at once).
+
+``/healthz``, Prometheus ``/metrics`` (``Metrics.prometheus`` is the text) and the operator's
 console (``sync_agent.console``) are served on one port, 127.0.0.1 unless told otherwise; logs
 are JSON lines.
 """
@@ -20,18 +30,22 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import StatementError
 
+from connectors import stopping
 from connectors.contract import Connector
 from connectors.errors import ConnectorError, DailyLimitError, QuotaExhaustedError
+from connectors.stopping import Stopping
 from mapping.model import MappingFile
 from sync_agent import state
 from sync_agent.cycle import run_cycle
 from sync_agent.dead_letters import retry_dead_letters
+from sync_agent.gauges import StoreGauges, read_gauges
 from sync_agent.store import Store
 
 if TYPE_CHECKING:
@@ -42,6 +56,11 @@ log = logging.getLogger("stagesync.agent")
 LOCK = "cycle"
 UNHEALTHY_AFTER = 3  # /healthz answers 503 after this many failed cycles in a row
 QUOTA_RECHECK_SECONDS = 300.0  # how often a quota-paused agent asks Salesforce's /limits
+# SIGTERM to exit: a running cycle gets this long to notice the stop (its waits end at once);
+# under Kubernetes' default 30 s grace period, and the 10 s operators are promised
+STOP_GRACE_SECONDS = 7.0
+# upper bounds (seconds) of the cycle duration histogram's buckets
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,58 +108,128 @@ class Metrics:
     written: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     gaps_opened: Counter[str] = field(default_factory=Counter)
+    last_cycle_seconds: float | None = None
+    durations: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    durations_sum: float = 0.0
+    store: StoreGauges = field(default_factory=StoreGauges)  # as of the last cycle
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def prometheus(self) -> str:
+    def cycle_took(self, seconds: float) -> None:
+        """A completed cycle's duration, into the last value and the histogram."""
+        with self.lock:
+            self.last_cycle_seconds = seconds
+            self.durations_sum += seconds
+            slot = next((i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
+                        len(DURATION_BUCKETS))
+            self.durations[slot] += 1
+
+    def prometheus(self, now: dt.datetime | None = None) -> str:
+        """The Prometheus text exposition of every metric: what ``/metrics`` serves."""
         def counter(name: str, text: str, value: float, kind: str = "counter") -> list[str]:
             return [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
 
         with self.lock:
-            lines = [
-                *counter("stagesync_cycles_total", "Sync cycles completed.", self.cycles),
-                *counter("stagesync_cycle_failures_total", "Cycles that stopped on an error (any "
-                         "error, quota stops included).", self.failures),
-                *counter("stagesync_consecutive_cycle_failures", "Cycles in a row that failed "
-                         "(0 after a good one).", self.consecutive_failures, "gauge"),
-                *counter("stagesync_cycles_skipped_locked_total", "Cycles skipped: another agent "
-                         "held the lock.", self.skipped_locked),
-                *counter("stagesync_cycles_skipped_quota_total", "Cycles skipped: paused at the "
-                         "Salesforce quota stop.", self.skipped_quota),
-                *counter("stagesync_quota_checks_total", "Salesforce /limits checks made while "
-                         "paused.", self.quota_checks),
-                *counter("stagesync_quota_paused", "1 while paused at the Salesforce quota stop.",
-                         int(self.quota_paused), "gauge"),
-                *counter("stagesync_hubspot_daily_limit_paused", "1 while paused at HubSpot's "
-                         "daily API limit (429 DAILY) until its reset.",
-                         int(self.hubspot_resume_at is not None), "gauge"),
-                *([] if self.hubspot_resume_at is None else [
-                    "# HELP stagesync_hubspot_daily_limit_resume_timestamp_seconds When HubSpot "
-                    "work resumes (midnight in the account's time zone).",
-                    "# TYPE stagesync_hubspot_daily_limit_resume_timestamp_seconds gauge",
-                    "stagesync_hubspot_daily_limit_resume_timestamp_seconds "
-                    f"{self.hubspot_resume_at:.0f}"]),
-                *counter("stagesync_lock_renewals_total", "Lease renewals of the cycle lock by "
-                         "the heartbeat.", self.lock_renewals),
-                *counter("stagesync_lock_takeovers_total", "Cycle locks taken over from a killed "
-                         "agent on this host.", self.lock_takeovers),
-                *counter("stagesync_lock_lost_total", "Cycles whose lock another agent took "
-                         "while they ran.", self.lock_lost),
-                "# HELP stagesync_records_written_total Records written, per system and object.",
-                "# TYPE stagesync_records_written_total counter"]
-            for key, count in sorted(self.written.items()):
-                system, _, obj = key.partition(".")
-                lines.append(f'stagesync_records_written_total{{system="{system}",'
-                             f'object="{obj}"}} {count}')
-            lines += ["# HELP stagesync_api_calls_total API calls, per endpoint.",
-                      "# TYPE stagesync_api_calls_total counter"]
-            for endpoint, count in sorted(self.calls.items()):
-                safe = endpoint.replace('"', "'")
-                lines.append(f'stagesync_api_calls_total{{endpoint="{safe}"}} {count}')
-            if self.last_cycle_end is not None:
-                lines += ["# HELP stagesync_last_cycle_end_timestamp_seconds When the last cycle "
-                          "ended.", "# TYPE stagesync_last_cycle_end_timestamp_seconds gauge",
-                          f"stagesync_last_cycle_end_timestamp_seconds {self.last_cycle_end:.3f}"]
+            lines = self._counters(counter)
+            lines += self._cycle_durations()
+            lines += self._store_gauges(now or dt.datetime.now(dt.UTC))
         return "\n".join(lines) + "\n"
+
+    def _cycle_durations(self) -> list[str]:
+        lines: list[str] = []
+        if self.last_cycle_seconds is not None:
+            lines += ["# HELP stagesync_last_cycle_duration_seconds How long the last completed "
+                      "cycle took (its dead-letter retry included).",
+                      "# TYPE stagesync_last_cycle_duration_seconds gauge",
+                      f"stagesync_last_cycle_duration_seconds {self.last_cycle_seconds:.3f}"]
+        lines += ["# HELP stagesync_cycle_duration_seconds How long completed cycles took.",
+                  "# TYPE stagesync_cycle_duration_seconds histogram"]
+        total = 0
+        for bound, count in zip((*DURATION_BUCKETS, None), self.durations, strict=True):
+            total += count
+            le = "+Inf" if bound is None else f"{bound:g}"
+            lines.append(f'stagesync_cycle_duration_seconds_bucket{{le="{le}"}} {total}')
+        lines += [f"stagesync_cycle_duration_seconds_sum {self.durations_sum:.3f}",
+                  f"stagesync_cycle_duration_seconds_count {total}"]
+        return lines
+
+    def _store_gauges(self, now: dt.datetime) -> list[str]:
+        gauges = self.store
+        lines = ["# HELP stagesync_read_lag_seconds Seconds since the last read of the object "
+                 "ran up to: every change older than this has been read (an object not read "
+                 "yet is absent).", "# TYPE stagesync_read_lag_seconds gauge"]
+        for (system, obj), until in sorted(gauges.read_until.items()):
+            lag = max((now - until).total_seconds(), 0.0)
+            lines.append(f"stagesync_read_lag_seconds{{system={_label(system)},"
+                         f"object={_label(obj)}}} {lag:.3f}")
+        lines += ["# HELP stagesync_dead_letters Refused records waiting for retry.",
+                  "# TYPE stagesync_dead_letters gauge"]
+        for (system, obj), count in sorted(gauges.dead_letters.items()):
+            lines.append(f"stagesync_dead_letters{{system={_label(system)},"
+                         f"object={_label(obj)}}} {count}")
+        lines += ["# HELP stagesync_open_gaps Open gaps (stagesync gaps), per kind.",
+                  "# TYPE stagesync_open_gaps gauge"]
+        for kind, count in sorted(gauges.open_gaps.items()):
+            lines.append(f"stagesync_open_gaps{{kind={_label(kind)}}} {count}")
+        for name, text, index in (
+                ("stagesync_api_quota_used", "Daily API calls used, as the last cycle saw.", 0),
+                ("stagesync_api_quota_limit", "The daily API call allowance.", 1)):
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+            for system, usage in sorted(gauges.quota.items()):
+                lines.append(f"{name}{{system={_label(system)}}} {usage[index]}")
+        return lines
+
+    def _counters(self, counter: Callable[..., list[str]]) -> list[str]:
+        lines = [
+            *counter("stagesync_cycles_total", "Sync cycles completed.", self.cycles),
+            *counter("stagesync_cycle_failures_total", "Cycles that stopped on an error (any "
+                     "error, quota stops included).", self.failures),
+            *counter("stagesync_consecutive_cycle_failures", "Cycles in a row that failed "
+                     "(0 after a good one).", self.consecutive_failures, "gauge"),
+            *counter("stagesync_cycles_skipped_locked_total", "Cycles skipped: another agent "
+                     "held the lock.", self.skipped_locked),
+            *counter("stagesync_cycles_skipped_quota_total", "Cycles skipped: paused at the "
+                     "Salesforce quota stop.", self.skipped_quota),
+            *counter("stagesync_quota_checks_total", "Salesforce /limits checks made while "
+                     "paused.", self.quota_checks),
+            *counter("stagesync_quota_paused", "1 while paused at the Salesforce quota stop.",
+                     int(self.quota_paused), "gauge"),
+            *counter("stagesync_hubspot_daily_limit_paused", "1 while paused at HubSpot's "
+                     "daily API limit (429 DAILY) until its reset.",
+                     int(self.hubspot_resume_at is not None), "gauge"),
+            *([] if self.hubspot_resume_at is None else [
+                "# HELP stagesync_hubspot_daily_limit_resume_timestamp_seconds When HubSpot "
+                "work resumes (midnight in the account's time zone).",
+                "# TYPE stagesync_hubspot_daily_limit_resume_timestamp_seconds gauge",
+                "stagesync_hubspot_daily_limit_resume_timestamp_seconds "
+                f"{self.hubspot_resume_at:.0f}"]),
+            *counter("stagesync_lock_renewals_total", "Lease renewals of the cycle lock by "
+                     "the heartbeat.", self.lock_renewals),
+            *counter("stagesync_lock_takeovers_total", "Cycle locks taken over from a killed "
+                     "agent on this host.", self.lock_takeovers),
+            *counter("stagesync_lock_lost_total", "Cycles whose lock another agent took "
+                     "while they ran.", self.lock_lost),
+            "# HELP stagesync_records_written_total Records written, per system and object.",
+            "# TYPE stagesync_records_written_total counter"]
+        for key, count in sorted(self.written.items()):
+            system, _, obj = key.partition(".")
+            lines.append(f'stagesync_records_written_total{{system="{system}",'
+                         f'object="{obj}"}} {count}')
+        lines += ["# HELP stagesync_api_calls_total API calls, per endpoint.",
+                  "# TYPE stagesync_api_calls_total counter"]
+        for endpoint, count in sorted(self.calls.items()):
+            safe = endpoint.replace('"', "'")
+            lines.append(f'stagesync_api_calls_total{{endpoint="{safe}"}} {count}')
+        if self.last_cycle_end is not None:
+            lines += ["# HELP stagesync_last_cycle_end_timestamp_seconds When the last cycle "
+                      "ended.", "# TYPE stagesync_last_cycle_end_timestamp_seconds gauge",
+                      f"stagesync_last_cycle_end_timestamp_seconds {self.last_cycle_end:.3f}"]
+        return lines
+
+
+def _label(value: str) -> str:
+    """A label value, quoted and escaped as the exposition format wants."""
+    text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
 
 
 def describe_error(exc: BaseException) -> str:
@@ -208,7 +297,8 @@ class Agent:
     def __init__(self, store: Store, mapping: MappingFile, salesforce: Connector,
                  hubspot: Connector, interval: float = 60.0, *, lock_ttl: float | None = None,
                  unhealthy_after: int = UNHEALTHY_AFTER,
-                 quota_recheck: float = QUOTA_RECHECK_SECONDS) -> None:
+                 quota_recheck: float = QUOTA_RECHECK_SECONDS,
+                 stop_grace: float = STOP_GRACE_SECONDS) -> None:
         self.store = store
         self.mapping = mapping
         self.sf = salesforce
@@ -222,14 +312,36 @@ class Agent:
         self.holder = f"{self.host}:{os.getpid()}"
         self.metrics = Metrics()
         self.stopping = threading.Event()
+        self.stop_grace = stop_grace
+        self._idle = threading.Event()  # no cycle running
+        self._idle.set()
+        self._abandon = threading.Event()  # stop: give up waiting for the running cycle
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
 
     # -- one scheduled tick ----------------------------------------------------------------
+    def _tick(self) -> None:
+        """The scheduled job: the cycle runs in a daemon thread this job waits on, so a stop
+        can give up on a vendor call stuck past the grace period (the scheduler's pool
+        threads would hold the process at exit; a daemon thread does not)."""
+        self._idle.clear()
+
+        def run() -> None:
+            try:
+                self.cycle()
+            finally:
+                self._idle.set()
+
+        threading.Thread(target=run, name="stagesync-cycle", daemon=True).start()
+        while not self._idle.wait(0.2):
+            if self._abandon.is_set():
+                return
+
     def cycle(self) -> None:
         """One tick: unless paused at the quota stop, take the lock (or skip), run a cycle
         with the lock's heartbeat going, count the outcome, release. Never raises: every
-        failure, whatever its type, is counted, logged and shown on ``/healthz``."""
+        failure, whatever its type, is counted, logged and shown on ``/healthz``; a stop
+        request is logged as such, not counted."""
         if self.stopping.is_set() or not self._quota_allows():
             return
         try:
@@ -247,6 +359,10 @@ class Agent:
                 self._run_cycle()
         except QuotaExhaustedError as exc:
             self._quota_stopped(exc)
+        except Stopping as exc:
+            log.info("cycle stopped: the agent is stopping; its intents and pending creates "
+                     "are kept, so the next run finishes its work",
+                     extra={"during": exc.during})
         except Exception as exc:  # counted and logged, never lost
             self._failed(exc)
         finally:
@@ -255,6 +371,25 @@ class Agent:
             except Exception as exc:  # its lease runs out instead
                 log.warning("could not release the cycle lock; its lease will run out",
                             extra={"reason": describe_error(exc)})
+            self._observe_store()
+
+    def _observe_store(self) -> None:
+        """The store's gauges for ``/metrics`` (dead letters, gaps, read lag, quota); a
+        store that cannot answer now leaves the last ones (the failure is logged elsewhere)."""
+        try:
+            with self.store.session() as session:
+                gauges = read_gauges(session)
+        except Exception as exc:
+            log.info("could not read the store's gauges for /metrics now",
+                     extra={"reason": describe_error(exc)})
+            return
+        with self.metrics.lock:
+            before = self.metrics.store  # a series that emptied shows 0, not a hole
+            for key in before.dead_letters.keys() - gauges.dead_letters.keys():
+                gauges.dead_letters[key] = 0
+            for kind in before.open_gaps.keys() - gauges.open_gaps.keys():
+                gauges.open_gaps[kind] = 0
+            self.metrics.store = gauges
 
     def _take_lock(self) -> bool:
         if state.acquire_lock(self.store, LOCK, self.holder, self.lock_ttl):
@@ -272,6 +407,7 @@ class Agent:
     def _run_cycle(self) -> None:
         # describes and owners come from the state store's cache until their refresh interval
         # (``schema_refresh_hours``, ``people_refresh_hours``): a restart describes nothing
+        began = time.monotonic()
         report = run_cycle(self.store, self.mapping, self.sf, self.hs)
         with self.store.session() as session:
             due = bool(state.due_dead_letters(session))
@@ -280,6 +416,7 @@ class Agent:
             log.info("dead letters retried", extra={
                 "tried": retried.tried, "resolved": retried.resolved,
                 "refused_again": retried.failed})
+        self.metrics.cycle_took(time.monotonic() - began)
         with self.metrics.lock:
             self.metrics.cycles += 1
             self.metrics.consecutive_failures = 0
@@ -364,6 +501,8 @@ class Agent:
         recheck = getattr(self.sf, "recheck_quota", None)
         try:
             room = bool(recheck()) if recheck is not None else True
+        except Stopping:
+            return False
         except Exception as exc:  # cannot tell: stay paused, say why
             self._failed(exc)
             room = False
@@ -422,7 +561,9 @@ class Agent:
         return 200, body
 
     def start(self) -> None:
-        self.scheduler.add_job(self.cycle, "interval", seconds=self.interval, id="cycle",
+        stopping.clear()  # this process may have stopped an agent before (tests do)
+        self._observe_store()  # /metrics has the store's numbers before the first cycle ends
+        self.scheduler.add_job(self._tick, "interval", seconds=self.interval, id="cycle",
                                next_run_time=dt.datetime.now(dt.UTC))
         self.scheduler.start()
         log.info("agent started", extra={"interval_seconds": self.interval,
@@ -430,12 +571,26 @@ class Agent:
                                          "lock_ttl_seconds": self.lock_ttl.total_seconds(),
                                          "unhealthy_after": self.unhealthy_after})
 
-    def stop(self) -> None:
-        """Pause first (no new cycle may fire), let the running one finish, then shut down."""
+    def stop(self) -> bool:
+        """Stop within ``stop_grace`` seconds: no new cycle fires, the running one is asked to
+        stop (its waits and its next vendor call end in ``Stopping``; it keeps its intents)
+        and given the grace period; a vendor call still in flight after it is abandoned.
+        Returns whether the running cycle (if any) ended before the shutdown."""
         self.stopping.set()
+        stopping.request_stop()
+        began = time.monotonic()
         self.scheduler.pause()
-        self.scheduler.shutdown(wait=True)
-        log.info("agent stopped")
+        finished = self._idle.wait(self.stop_grace)
+        if not finished:
+            log.warning("a vendor call is still in flight after the stop's grace period; "
+                        "exiting without it (the cycle's intents are kept; the lock's lease "
+                        "runs out, or an agent restarted on this host takes it over)",
+                        extra={"grace_seconds": self.stop_grace})
+            self._abandon.set()
+        self.scheduler.shutdown(wait=True)  # the job returns at once once abandoned
+        log.info("agent stopped", extra={"cycle_finished": finished,
+                                         "stop_seconds": round(time.monotonic() - began, 3)})
+        return finished
 
 
 def serve_health(agent: Agent, port: int, host: str = "127.0.0.1",
@@ -453,11 +608,11 @@ def serve_health(agent: Agent, port: int, host: str = "127.0.0.1",
 
 def run_forever(agent: Agent, health_port: int, health_host: str = "127.0.0.1",
                 console: Console | None = None) -> None:
-    """Run until SIGTERM or SIGINT; the in-flight cycle completes before exit."""
+    """Run until SIGTERM or SIGINT, then stop within the grace period (``Agent.stop``)."""
     done = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal received; finishing the current cycle", extra={"signal": signum})
+        log.info("signal received; stopping", extra={"signal": signum})
         done.set()
 
     signal.signal(signal.SIGTERM, on_signal)

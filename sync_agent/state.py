@@ -168,12 +168,19 @@ def record_writes(session: Session, run_id: int | None,
 
 
 # -- dead letters ---------------------------------------------------------------------------
+# A letter is due this long after the refusal that made it (the first wait) and after each
+# refusal of a retry (the next ones); the last wait repeats for as long as it is refused.
+# A change to its record, read by a cycle, makes it due at once (``source_changed``).
+
+
 def add_dead_letter(session: Session, *, system: str, obj: str, record_id: str | None,
                     operation: str, payload: dict[str, Any], code: str, message: str,
                     field: str | None) -> DeadLetter:
+    stamp = now()
     letter = DeadLetter(system=system, object=obj, record_id=record_id, operation=operation,
                         payload=payload, error_code=code, error_message=message, field=field,
-                        attempts=1, next_retry_at=now() + RETRY_BACKOFF[0], created_at=now())
+                        attempts=1, next_retry_at=stamp + RETRY_BACKOFF[0], created_at=stamp,
+                        tried_at=stamp)
     session.add(letter)
     return letter
 
@@ -185,15 +192,46 @@ def due_dead_letters(session: Session, at: dt.datetime | None = None) -> list[De
         .order_by(DeadLetter.id)))
 
 
+def open_dead_letters(session: Session) -> list[DeadLetter]:
+    return list(session.scalars(select(DeadLetter).where(DeadLetter.resolved_at.is_(None))
+                                .order_by(DeadLetter.next_retry_at, DeadLetter.id)))
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """The wait after the ``attempts``-th refusal (1: the one that made the letter)."""
+    return RETRY_BACKOFF[min(max(attempts, 1) - 1, len(RETRY_BACKOFF) - 1)]
+
+
+def last_tried(letter: DeadLetter) -> dt.datetime:
+    """When the letter was last sent and refused (worked out from its backoff on letters
+    made before ``tried_at`` was kept)."""
+    if letter.tried_at is not None:
+        return _aware(letter.tried_at)
+    return _aware(letter.next_retry_at) - backoff(letter.attempts)
+
+
 def retried(letter: DeadLetter, succeeded: bool, message: str | None = None) -> None:
+    """The outcome of sending a letter again: resolved, or refused once more and backed off
+    (the last outcome wins when one run sends it twice)."""
     if succeeded:
-        letter.resolved_at = now()
+        if letter.resolved_at is None:
+            letter.resolved_at = now()
         return
+    stamp = now()
     letter.attempts += 1
+    letter.resolved_at = None
+    letter.tried_at = stamp
+    letter.source_changed_at = None
     if message:
         letter.error_message = message
-    letter.next_retry_at = now() + RETRY_BACKOFF[min(letter.attempts - 1,
-                                                     len(RETRY_BACKOFF) - 1)]
+    letter.next_retry_at = stamp + backoff(letter.attempts)
+
+
+def source_changed(letter: DeadLetter, at: dt.datetime | None = None) -> None:
+    """Its record changed since it was refused: due now, whatever its backoff."""
+    stamp = at or now()
+    letter.source_changed_at = stamp
+    letter.next_retry_at = min(_aware(letter.next_retry_at), stamp)
 
 
 # -- gaps -------------------------------------------------------------------------------------

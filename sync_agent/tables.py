@@ -119,7 +119,9 @@ class LedgerEntry(Base):
 
 
 class DeadLetter(Base):
-    """A record a vendor refused, with its message, kept for retry."""
+    """A record a vendor refused, with its message, kept for retry: due at
+    ``next_retry_at`` (its backoff), or at once once a cycle read a change to its record
+    (``source_changed_at``). ``tried_at`` is when it was last sent and refused."""
 
     __tablename__ = "dead_letters"
     __table_args__ = (Index("ix_dead_letters_due", "resolved_at", "next_retry_at"),)
@@ -137,6 +139,8 @@ class DeadLetter(Base):
     next_retry_at: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]
+    tried_at: Mapped[dt.datetime | None]  # None on letters older than migration 0013
+    source_changed_at: Mapped[dt.datetime | None]
 
 
 class Gap(Base):

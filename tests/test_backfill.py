@@ -20,7 +20,7 @@ from sync_agent.backfill import run_backfill
 from sync_agent.cli import app
 from sync_agent.cycle import run_cycle
 from sync_agent.store import open_store
-from sync_agent.tables import Backfill, DeadLetter, Link
+from sync_agent.tables import Backfill, DeadLetter, Link, Run
 from tests.test_cycle import DEFAULT, MAPPING, connectors, fresh, next_second
 
 runner = CliRunner()
@@ -174,3 +174,24 @@ def test_report_shows_the_funnel_sla_and_writes_html(make_sandbox: Any, tmp_path
     assert total_sf == len(set(sf.list_ids("Lead")))  # every lead counted once, at one stage
     moved = [r for r in lifecycle.rows if r.conversion["salesforce"]]
     assert moved  # the lead that moved on shows as conversion
+
+
+def test_each_backfill_page_run_counts_its_own_writes(make_sandbox: Any, tmp_path: Path) -> None:
+    box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
+    db = tmp_path / "state.db"
+    result = cli(box, db, "backfill", "--object", "Account", "--page-size", "5")
+    assert result.exit_code == 0, result.output
+    written = int(result.output.split("written ")[1].split(",")[0])
+    assert written >= 12  # a company created for each of the 12 accounts
+    with open_store(f"sqlite:///{db}").session() as session:
+        pages = [r for r in session.scalars(select(Run).order_by(Run.id))
+                 if r.kind == "backfill"]
+    assert [p.counts["read"] for p in pages] == [5, 5, 2]
+    per_page = [sum(p.counts["written"].values()) for p in pages]
+    assert sum(per_page) == written  # not a running total (that summed to 5 + 10 + 12)
+    assert all(0 < n <= 2 * p.counts["read"] for n, p in zip(per_page, pages, strict=True))
+    status = runner.invoke(app, ["status", "--db", f"sqlite:///{db}"])
+    assert status.exit_code == 0, status.output
+    rows = [line.split("│") for line in status.output.splitlines() if "│ ok" in line]
+    shown = sorted(int(cells[5]) for cells in rows)  # the written column, newest first
+    assert shown == sorted(per_page)

@@ -166,7 +166,7 @@ def test_both_connectors_satisfy_the_contract_and_hubspot_has_timeouts() -> None
     timeout = hs.search["contacts"].api_client.rest_client.pool_manager.connection_pool_kw[
         "timeout"]
     assert timeout.read_timeout == 7
-    assert sf.http.default_timeout == 60.0  # type: ignore[attr-defined]
+    assert sf.http.default_timeout == (10.0, 60.0)  # type: ignore[attr-defined]
 
 
 def test_quiet_cycles_do_not_reread_the_last_burst() -> None:
