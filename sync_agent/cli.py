@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -192,34 +192,33 @@ def mapping_validate(
     = False,
     env_file: EnvFile = None,
 ) -> None:
-    """Check a mapping file; every problem is listed with its line. Exit 1 on any error."""
-    from mapping.live import check_live
+    """Check a mapping file; every problem is listed with its line, offline and live ones
+    together. Exit 1 on any error."""
+    from mapping.checks import check_everything
     from mapping.problems import Problem
-    from mapping.validate import check_located
 
     located = inputs.load_mapping(mapping)
     if isinstance(located, Problem):
         typer.echo(str(located))
         raise typer.Exit(1)
-    parsed, problems = check_located(located)
-    if live and parsed is not None:
+    if live:
         from connectors.build import build_connectors
 
         settings = inputs.settings(_env_file(env_file))
         salesforce, hubspot = build_connectors(settings)
         try:
-            problems += check_live(parsed, located, salesforce.describe, hubspot.describe,
-                                   getattr(hubspot, "association_labels", None))
+            report = check_everything(located, salesforce.describe, hubspot.describe,
+                                      getattr(hubspot, "association_labels", None))
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
-    for problem in problems:
+    else:
+        report = check_everything(located)
+    for problem in report.problems:
         typer.echo(str(problem))
-    errors = sum(1 for p in problems if p.severity == "error")
-    warnings = len(problems) - errors
-    checked = "offline and live" if live and parsed is not None else "offline"
-    typer.echo(f"{mapping}: {errors} error(s), {warnings} warning(s) ({checked})")
-    if errors:
+    checked = "offline and live" if report.live else "offline"
+    typer.echo(f"{mapping}: {report.errors} error(s), {report.warnings} warning(s) ({checked})")
+    if report.errors:
         raise typer.Exit(1)
 
 
@@ -263,14 +262,60 @@ Database = Annotated[str | None, typer.Option(
 
 
 def _engine(mapping: Path, env_file: Path | None) -> tuple[Any, Any, Any]:
-    """The checked mapping and both connectors, or a clear message and exit."""
-    from connectors.build import build_connectors
-
-    parsed = inputs.mapping(
-        mapping, then=f"{mapping} has errors: fix them first (stagesync mapping validate)")
-    settings = inputs.settings(_env_file(env_file))
-    salesforce, hubspot = build_connectors(settings)
+    """The mapping, checked offline and against both systems' schemas, and both connectors;
+    or the problems and exit 2 (see ``_start``)."""
+    parsed, salesforce, hubspot, _ = _start(mapping, env_file)
     return parsed, salesforce, hubspot
+
+
+def _start(mapping: Path, env_file: Path | None, db: str | None = None, *,
+           with_store: bool = False, on_warning: inputs.Warn = inputs.warn
+           ) -> tuple[Any, Any, Any, Any]:
+    """What a command that writes needs before it starts: the mapping, both connectors and
+    (``with_store``) the state store. The mapping is checked offline, then against both
+    systems' schemas (the describes the store caches, confirmed live before a refusal): a
+    mapping with any error is never run, since each record it touches would become a dead
+    letter. Its problems are printed and the exit status is 2, with nothing read or written;
+    a system that cannot be reached is its one line and exit 1."""
+    from connectors.build import build_connectors
+    from mapping.checks import check_everything
+    from mapping.problems import Problem
+    from sync_agent.schema_cache import use_schema_cache
+
+    located = inputs.load_mapping(mapping)
+    if isinstance(located, Problem):
+        _refuse(mapping, [located], "offline")
+    offline = check_everything(located)
+    if offline.errors:
+        _refuse(mapping, offline.problems, "offline")
+    settings = inputs.settings(_env_file(env_file), on_warning=on_warning)
+    salesforce, hubspot = build_connectors(settings)
+    store = inputs.store(db, on_warning=on_warning) if with_store else None
+    if store is not None:
+        use_schema_cache(store, (salesforce, hubspot), refresh=False)
+
+    def refresh() -> None:
+        for connector in (salesforce, hubspot):
+            connector.clear_cache()
+
+    try:
+        report = check_everything(located, salesforce.describe, hubspot.describe,
+                                  getattr(hubspot, "association_labels", None), refresh)
+    except ConnectorError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    if report.errors:
+        _refuse(mapping, report.problems, "against the live schemas")
+    return report.mapping, salesforce, hubspot, store
+
+
+def _refuse(mapping: Path, problems: list[Any], checked: str) -> NoReturn:
+    """A mapping's problems, one a line, then what to do; exit 2 (a file to fix first)."""
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    errors = sum(1 for p in problems if p.severity == "error")
+    inputs.fail(f"{mapping}: {errors} error(s) {checked}; nothing was read or written (fix: "
+                f"correct them; `stagesync mapping validate --live {mapping}` lists them)")
 
 
 MappingOption = Annotated[Path, typer.Option("--mapping", help="The mapping file.")]
@@ -294,8 +339,7 @@ def sync_once(
     from sync_agent.cycle import describe_identity, describe_plan, run_cycle
     from sync_agent.service import LOCK
 
-    parsed, salesforce, hubspot = _engine(mapping, env_file)
-    store = inputs.store(db)
+    parsed, salesforce, hubspot, store = _start(mapping, env_file, db, with_store=True)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     ttl = dt.timedelta(minutes=30)
     if not state.acquire_lock(store, LOCK, holder, ttl) and not (
@@ -354,14 +398,11 @@ def run(
     db: Database = None,
 ) -> None:
     """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C."""
-    from connectors.build import build_connectors
     from sync_agent.service import Agent, json_logging, log, run_forever
 
     json_logging()
-    parsed = inputs.mapping(mapping)
-    settings = inputs.settings(_env_file(env_file), on_warning=log.warning)
-    salesforce, hubspot = build_connectors(settings)
-    store = inputs.store(db, on_warning=log.warning)
+    parsed, salesforce, hubspot, store = _start(mapping, env_file, db, with_store=True,
+                                                on_warning=log.warning)
     agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
                   unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
     try:

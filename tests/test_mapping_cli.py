@@ -65,7 +65,9 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     assert "has no field 'Phnoe'" in out
     assert "did you mean 'Phone'" in out
     assert "deals.dealstage has no stage 'closedlots'" in out
-    assert "stage 'closedlost' of deals.dealstage is not mapped" in out
+    # the misspelt stage is one problem, which names the stage meant (not also "not mapped")
+    assert "did you mean 'closedlost'?" in out
+    assert "stage 'closedlost' of deals.dealstage is not mapped" not in out
     assert "salesforce stage 'Unqualified' of Lead.Status is not mapped" in out
     assert "which Salesforce does not let the integration user update" in out
     assert "objects.2.match.hubspot" in out  # the company key's property, misspelt
