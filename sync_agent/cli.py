@@ -263,14 +263,15 @@ Database = Annotated[str | None, typer.Option(
 
 def _engine(mapping: Path, env_file: Path | None) -> tuple[Any, Any, Any]:
     """The mapping, checked offline and against both systems' schemas, and both connectors;
-    or the problems and exit 2 (see ``_start``)."""
-    parsed, salesforce, hubspot, _ = _start(mapping, env_file)
+    or the problems and exit 2 (see ``_start``). A system that cannot be reached is left for
+    the command to meet at its first call (after its store is opened), as it did before."""
+    parsed, salesforce, hubspot, _ = _start(mapping, env_file, unreachable_is_fatal=False)
     return parsed, salesforce, hubspot
 
 
 def _start(mapping: Path, env_file: Path | None, db: str | None = None, *,
-           with_store: bool = False, on_warning: inputs.Warn = inputs.warn
-           ) -> tuple[Any, Any, Any, Any]:
+           with_store: bool = False, on_warning: inputs.Warn = inputs.warn,
+           unreachable_is_fatal: bool = True) -> tuple[Any, Any, Any, Any]:
     """What a command that writes needs before it starts: the mapping, both connectors and
     (``with_store``) the state store. The mapping is checked offline, then against both
     systems' schemas (the describes the store caches, confirmed live before a refusal): a
@@ -302,6 +303,9 @@ def _start(mapping: Path, env_file: Path | None, db: str | None = None, *,
         report = check_everything(located, salesforce.describe, hubspot.describe,
                                   getattr(hubspot, "association_labels", None), refresh)
     except ConnectorError as exc:
+        if not unreachable_is_fatal:
+            on_warning(f"{mapping}: not checked against the live schemas: {exc}")
+            return offline.mapping, salesforce, hubspot, store
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     if report.errors:
@@ -401,8 +405,10 @@ def run(
     from sync_agent.service import Agent, json_logging, log, run_forever
 
     json_logging()
+    # a service starts even while a system is down (its cycles fail and /healthz says so)
     parsed, salesforce, hubspot, store = _start(mapping, env_file, db, with_store=True,
-                                                on_warning=log.warning)
+                                                on_warning=log.warning,
+                                                unreachable_is_fatal=False)
     agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
                   unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
     try:
