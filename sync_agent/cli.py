@@ -246,10 +246,12 @@ def mapping_diff(
     loaded = []
     for path in (old, new):
         parsed, problems = inputs.check_mapping(path)
-        if parsed is None:
+        if parsed is None:  # no diff of a file that is not a mapping: a file to fix first
             for problem in problems:
-                typer.echo(str(problem))
-            raise typer.Exit(1)
+                typer.echo(str(problem), err=True)
+            errors = sum(1 for p in problems if p.severity == "error")
+            inputs.fail(f"{path}: {errors} error(s); nothing to compare (fix: correct them; "
+                        f"`stagesync mapping validate {path}` lists them)")
         loaded.append(parsed)
     changes = diff(loaded[0], loaded[1])
     for line in changes or ["no change in meaning"]:

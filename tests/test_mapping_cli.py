@@ -126,15 +126,15 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
     new.write_text(text)
     code, out = invoke("mapping", "diff", str(old), str(new))
     assert code == 0, out
-    assert "~ leads.Website>website: rule prefer_salesforce_unless_blank -> two_way" in out
+    assert "~ leads.Website>website: rule prefer_salesforce_unless_blank → two_way" in out
     assert ("~ opportunities.match: Name <-> dealname (text) + CloseDate <-> closedate + "
-            "Amount <-> amount -> Name <-> dealname (text) + CloseDate <-> closedate") in out
+            "Amount <-> amount → Name <-> dealname (text) + CloseDate <-> closedate") in out
     assert ("~ stage map lead_lifecycle: salesforce 'Nurturing' -> hubspot 'lead' becomes "
             "'marketingqualifiedlead'") in out
-    assert "~ association deal_company.rule: two_way -> always_salesforce" in out
-    assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer -> evangelist"
+    assert "~ association deal_company.rule: two_way → always_salesforce" in out
+    assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer → evangelist"
             in out)
-    assert ("~ opportunities.on_delete.salesforce: delete_counterpart -> gap (a record "
+    assert ("~ opportunities.on_delete.salesforce: delete_counterpart → gap (a record "
             "deleted in Salesforce leaves a gap)") in out
     code, out = invoke("mapping", "diff", str(old), str(old))
     assert out.strip() == "no change in meaning"
