@@ -462,7 +462,7 @@ def _refuse(mapping: Path, problems: list[Any], checked: str) -> NoReturn:
     for problem in problems:
         typer.echo(str(problem), err=True)
     errors = sum(1 for p in problems if p.severity == "error")
-    inputs.fail(f"{mapping}: {errors} error(s) {checked}; nothing was read or written (fix: "
+    inputs.fail(f"{mapping}: {errors} error(s) {checked}; no record was read or written (fix: "
                 f"correct them; `stagesync mapping validate --live {mapping}` lists them)")
 
 

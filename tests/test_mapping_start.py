@@ -52,7 +52,7 @@ def test_sync_once_refuses_a_stage_outside_a_restricted_picklist(sandbox: Sandbo
     assert result.exit_code == 2, out
     assert (f"{mapping}:{line}:22: error: stage_maps.lead_lifecycle.stages.1.salesforce: "
             "Lead.Status has no stage 'Workng' (fix: did you mean 'Working'?)") in out
-    assert (f"error: {mapping}: 1 error(s) against the live schemas; nothing was read or "
+    assert (f"error: {mapping}: 1 error(s) against the live schemas; no record was read or "
             "written") in out
     assert "Traceback" not in out
     served = {**sandbox.requests("salesforce")["endpoints"],
