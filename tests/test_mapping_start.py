@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -26,32 +27,61 @@ UNPACED = {"STAGESYNC_HUBSPOT__REQUESTS_PER_TEN_SECONDS": "0",
            "STAGESYNC_HUBSPOT__SEARCHES_PER_SECOND": "0"}
 
 
+WORKING = "      - {salesforce: Working, hubspot: marketingqualifiedlead}"
+
+
+def edited(tmp_path: Path, right: str, wrong: str) -> tuple[Path, int]:
+    """The default mapping with one line changed, and that line's number."""
+    text = DEFAULT.read_text()
+    assert right in text
+    text = text.replace(right, wrong, 1)
+    path = tmp_path / "stagesync.yaml"
+    path.write_text(text)
+    first = wrong.splitlines()[0]
+    return path, next(n for n, line in enumerate(text.splitlines(), 1) if line == first)
+
+
 def bad_stage(tmp_path: Path) -> tuple[Path, int]:
     """The default mapping with one Lead Status misspelt: Lead.Status is a restricted
     picklist, so every lead written at that stage would be refused."""
-    text = DEFAULT.read_text()
-    wrong = "      - {salesforce: Workng, hubspot: marketingqualifiedlead}"
-    text = text.replace("      - {salesforce: Working, hubspot: marketingqualifiedlead}", wrong)
-    path = tmp_path / "stagesync.yaml"
-    path.write_text(text)
-    return path, next(n for n, line in enumerate(text.splitlines(), 1) if line == wrong)
+    return edited(tmp_path, WORKING, WORKING.replace("Working", "Workng"))
 
 
-def test_sync_once_refuses_a_stage_outside_a_restricted_picklist(sandbox: SandboxClient,
-                                                                 tmp_path: Path,
-                                                                 monkeypatch: Any) -> None:
+# What `mapping validate --live` rejects and a cycle would turn into dead letters.
+LIVE_ERRORS = {
+    "a stage outside a restricted picklist": (
+        WORKING, WORKING.replace("Working", "Workng"),
+        ":22: error: stage_maps.lead_lifecycle.stages.1.salesforce: Lead.Status has no stage "
+        "'Workng' (fix: did you mean 'Working'?)"),
+    "a read-only field written": (
+        "      - {salesforce: Id, hubspot: salesforceleadid, rule: always_salesforce}",
+        "      - {salesforce: Id, hubspot: salesforceleadid, rule: two_way}",
+        "error: objects.0.fields.10.rule: rule two_way writes Lead.Id, which Salesforce does "
+        "not let the integration user update"),
+    "a value map target the picklist lacks": (
+        "              Agriculture: FARMING", "              Agriculture: FARMNG",
+        "Industry value 'Agriculture' becomes 'FARMNG', which industry does not accept"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIVE_ERRORS))
+def test_sync_once_refuses_what_validate_live_rejects(case: str, sandbox: SandboxClient,
+                                                       tmp_path: Path, monkeypatch: Any
+                                                       ) -> None:
     for name, value in UNPACED.items():
         monkeypatch.setenv(name, value)
-    mapping, line = bad_stage(tmp_path)
+    right, wrong, expected = LIVE_ERRORS[case]
+    mapping, line = edited(tmp_path, right, wrong)
     db = f"sqlite:///{tmp_path / 'state.db'}"
     sandbox.reset_requests()
     result = runner.invoke(app, ["sync", "once", "--mapping", str(mapping), "--env-file",
-                                       str(sandbox.info.settings_file), "--db", db],
+                                 str(sandbox.info.settings_file), "--db", db],
                            terminal_width=200)
     out = result.output
     assert result.exit_code == 2, out
-    assert (f"{mapping}:{line}:22: error: stage_maps.lead_lifecycle.stages.1.salesforce: "
-            "Lead.Status has no stage 'Workng' (fix: did you mean 'Working'?)") in out
+    assert expected in out
+    if expected.startswith(":"):
+        assert f"{mapping}:{line}{expected}" in out
     assert (f"error: {mapping}: 1 error(s) against the live schemas; no record was read or "
             "written") in out
     assert "Traceback" not in out
