@@ -25,12 +25,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.files import NotReadable, read_regular_file
 from connectors.settings_file import read_env_file
 
 DEFAULT_SALESFORCE_API_VERSION = "59.0"
 # Salesforce's shared login hosts: they refuse the client credentials flow ("request not
 # supported on this domain"), which works only on the org's My Domain token URL.
 SALESFORCE_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+MAX_KEY_BYTES = 64 * 1024  # an RSA key in PEM is a few kilobytes
 
 
 def is_loopback(url: str) -> bool:
@@ -74,6 +76,25 @@ class JwtBearerAuth(BaseModel):
     username: str
     private_key_file: Path
     audience: str = "https://login.salesforce.com"
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _key_file_readable(cls, value: Path) -> Path:
+        """Checked when the settings load, so ``check`` and every command name the setting
+        and the path at once; it is read again at each sign-in (the key may be rotated)."""
+        value = value.expanduser()
+        try:
+            pem = read_regular_file(value, MAX_KEY_BYTES)
+        except NotReadable as exc:
+            raise ValueError(f"{value}: {exc.reason}; give the path of the private key (PEM) "
+                             "whose certificate the connected app holds") from None
+        if b"ENCRYPTED PRIVATE KEY-----" in pem:
+            raise ValueError(f"{value}: the private key is encrypted; give an unencrypted "
+                             "PEM key (openssl pkey -in KEY -out KEY.pem), kept mode 0600")
+        if b"PRIVATE KEY-----" not in pem:
+            raise ValueError(f"{value}: the file holds no PEM private key (-----BEGIN PRIVATE "
+                             "KEY-----); give the key, not the certificate")
+        return value
 
 
 class ClientCredentialsAuth(BaseModel):

@@ -10,7 +10,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from connectors.errors import ConnectorError
+from connectors.errors import (
+    ConnectorError,
+    ReauthenticateError,
+    RetriableError,
+    UnreachableError,
+)
 from connectors.records import FieldInfo, ObjectSchema
 from mapping.loader import Located, PathKey
 from mapping.model import (
@@ -51,11 +56,15 @@ class LiveChecker:
         self.describe = {"salesforce": salesforce, "hubspot": hubspot}
         self.cache: dict[tuple[str, str], ObjectSchema | None] = {}
         self.problems: list[Problem] = []
+        # the first refusal of each system, and whether any describe of it succeeded
+        self.refused: dict[str, ConnectorError] = {}
+        self.answered: set[str] = set()
 
     def add(self, path: PathKey, message: str, fix: str, severity: str = "error") -> None:
         line, column = self.located.where(path)
         self.problems.append(Problem(self.located.file, line, column,
-                                     ".".join(str(p) for p in path), message, fix,
+                                     ".".join(str(p) for p in self.located.original(path)),
+                                     message, fix,
                                      "warning" if severity == "warning" else "error"))
 
     def schema(self, side: str, name: str, path: PathKey) -> ObjectSchema | None:
@@ -63,11 +72,22 @@ class LiveChecker:
         if key not in self.cache:
             try:
                 self.cache[key] = self.describe[side](name)
+                self.answered.add(side)
+            except (RetriableError, ReauthenticateError, UnreachableError):
+                raise  # the system, not the mapping: no object of it can be judged
             except ConnectorError as exc:
                 self.cache[key] = None
+                self.refused.setdefault(side, exc)
                 self.add(path, f"cannot describe {side} object {name!r}: {exc.message}",
                          "check the object name and the integration user's access")
         return self.cache[key]
+
+    def raise_if_unreachable(self) -> None:
+        """A system that refused every describe refused the agent, not an object name (a
+        wrong password or token): that is one error to fix, not a problem per object."""
+        for side, exc in self.refused.items():
+            if side not in self.answered:
+                raise exc
 
     def field(self, side: str, schema: ObjectSchema, name: str, path: PathKey
               ) -> FieldInfo | None:
@@ -121,6 +141,7 @@ def check_live(mapping: MappingFile, located: Located, salesforce: Describe,
     _check_associations(check, mapping, labels)
     _check_contact_roles(check, mapping, labels)
     _check_activities(check, mapping)
+    check.raise_if_unreachable()
     return sorted(check.problems, key=lambda p: (p.line, p.column))
 
 
@@ -221,13 +242,18 @@ def _check_stage_map(check: LiveChecker, name: str, smap: StageMap,
                         f" in pipeline {p!r} (where {via} sends deals)")
                        for p, via in _pipelines_of(mapping, name, schema)]
         for real, where in targets:
+            unmapped = real - mapped - ignored
+            meant: set[str] = set()  # a misspelt stage is one mistake, not also "not mapped"
             for index, pair in enumerate(smap.stages):
                 for value in getattr(pair, side):
                     if real and value not in real:
+                        close = difflib.get_close_matches(value, sorted(unmapped - meant), n=1)
+                        meant |= set(close)
                         check.add((*base, "stages", index, side),
                                   f"{spec} has no stage {value!r}{where}",
+                                  f"did you mean {close[0]!r}?" if close else
                                   f"use one of {sorted(real)[:10]}")
-            for value in sorted(real - mapped - ignored):
+            for value in sorted(unmapped - meant):
                 check.add((*base, "stages"), f"{side} stage {value!r} of {spec} is not "
                           f"mapped{where}", f"map it in stages:, or list it under "
                           f"ignore_{side}:")

@@ -55,6 +55,17 @@ class Located:
     file: str
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # For data with parts left out (``mapping.lenient``): each path's path in the file, so a
+    # problem names the key as the admin wrote it (objects.3, not objects.2).
+    origin: dict[PathKey, PathKey] = field(default_factory=dict)
+
+    def original(self, path: PathKey) -> PathKey:
+        """``path`` as it stands in the file (its nearest known parent translated)."""
+        probe = tuple(path)
+        for cut in range(len(probe), 0, -1):
+            if probe[:cut] in self.origin:
+                return (*self.origin[probe[:cut]], *probe[cut:])
+        return probe
 
     def where(self, path: PathKey, key: bool = False) -> tuple[int, int]:
         """The nearest known position: the path itself, else its closest parent."""

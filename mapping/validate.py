@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from mapping.lenient import error_path, lenient
 from mapping.loader import LoadError, Located, PathKey, load_file, load_text
 from mapping.model import (
     ActivityTasks,
@@ -22,7 +24,6 @@ from mapping.model import (
     ContactRoles,
     DealPipelines,
     DeleteRule,
-    FieldRule,
     LeadScore,
     MappingFile,
     ObjectPair,
@@ -72,21 +73,66 @@ def _models_in(annotation: Any) -> Iterable[type[BaseModel]]:
 VOCABULARY = _vocabulary()
 
 
+@dataclass(frozen=True)
+class Known:
+    """Names the file gives pairs, stage maps and associations, broken ones too: a reference
+    to a broken part is not reported again (the part's own problems are)."""
+
+    pairs: frozenset[str] = frozenset()
+    stage_maps: frozenset[str] = frozenset()
+    associations: frozenset[str] = frozenset()
+    sections: frozenset[str] = frozenset()  # the top-level keys written
+
+    @classmethod
+    def written(cls, data: Any) -> Known:
+        if not isinstance(data, dict):
+            return cls()
+
+        def names(key: str) -> frozenset[str]:
+            items = data.get(key)
+            return frozenset(str(i["name"]) for i in items if isinstance(i, dict)
+                             and isinstance(i.get("name"), str)) if isinstance(items, list) \
+                else frozenset()
+
+        maps = data.get("stage_maps")
+        return cls(pairs=names("objects"),
+                   stage_maps=frozenset(str(k) for k in maps) if isinstance(maps, dict)
+                   else frozenset(),
+                   associations=names("associations") | names("contact_roles"),
+                   sections=frozenset(str(k) for k in data))
+
+
 class Checker:
-    def __init__(self, located: Located) -> None:
+    def __init__(self, located: Located, known: Known | None = None) -> None:
         self.located = located
+        self.known = known or Known()
         self.problems: list[Problem] = []
+
+    def dangling(self, kind: Literal["pairs", "stage_maps", "associations"], name: str,
+                 present: Iterable[str]) -> bool:
+        """Whether a reference names nothing: not among the parts that parsed, nor among
+        the broken ones (whose own problems are reported)."""
+        return name not in set(present) and name not in getattr(self.known, kind)
 
     def add(self, path: PathKey, message: str, fix: str, severity: str = "error",
             at_key: bool = False) -> None:
         line, column = self.located.where(path, key=at_key)
-        key = ".".join(str(p) for p in path)
+        key = ".".join(str(p) for p in self.located.original(path))
         self.problems.append(Problem(self.located.file, line, column, key, message, fix,
                                      "warning" if severity == "warning" else "error"))
 
     def pydantic(self, exc: ValidationError, base: PathKey) -> None:
-        for error in exc.errors():
-            path = (*base, *[p for p in error["loc"] if not _is_tag(p)])
+        errors = exc.errors()
+        # A misspelt required key is one mistake: "unknown key" with its "did you mean",
+        # not also "required".
+        meant: set[PathKey] = set()
+        for error in errors:
+            path = (*base, *error_path(error["loc"]))
+            if error["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(path[-1]), VOCABULARY, n=1, cutoff=0.6)
+                meant |= {(*path[:-1], close[0])} if close else set()
+        for error in errors:
+            path = (*base, *error_path(error["loc"]))
             kind = error["type"]
             if kind == "extra_forbidden":
                 key = str(path[-1])
@@ -94,7 +140,8 @@ class Checker:
                 hint = f"did you mean {close[0]!r}?" if close else "remove it"
                 self.add(path, f"unknown key {key!r}", hint, at_key=True)
             elif kind == "missing":
-                self.add(path[:-1], f"{path[-1]!r} is required", f"add {path[-1]}:")
+                if path not in meant:
+                    self.add(path[:-1], f"{path[-1]!r} is required", f"add {path[-1]}:")
             elif kind in ("literal_error", "enum"):
                 expected = error.get("ctx", {}).get("expected", "")
                 self.add(path, f"{error['input']!r} is not allowed", f"use one of {expected}")
@@ -105,14 +152,6 @@ class Checker:
                          f"use one of {expected}")
             else:
                 self.add(path, error["msg"], "give a value of the expected type")
-
-
-def _is_tag(part: Any) -> bool:
-    """pydantic puts union member names (``trim``, ``function-after[...]``) in error paths."""
-    return isinstance(part, str) and (part in {"trim", "case", "value_map", "coerce", "truncate",
-                                               "default", "create_task", "set_hubspot_property",
-                                               "reroute", "recycle"}
-                                      or part.startswith("function-"))
 
 
 def _parse(check: Checker) -> MappingFile | None:
@@ -169,53 +208,6 @@ def _section(check: Checker, model: type[BaseModel], data: Any, path: PathKey) -
         check.pydantic(exc, path)
 
 
-def _valid_parts(data: dict[str, Any]) -> tuple[list[tuple[int, ObjectPair]],
-                                                dict[str, StageMap], list[tuple[int, SlaRule]]]:
-    pairs, maps, slas = [], {}, []
-    for index, item in enumerate(data.get("objects") or []):
-        pair = _lenient_pair(item)
-        if pair is not None:
-            pairs.append((index, pair))
-    for name, item in (data.get("stage_maps") or {}).items():
-        try:
-            maps[name] = StageMap.model_validate(item)
-        except ValidationError:
-            continue
-    for index, item in enumerate(data.get("sla") or []):
-        try:
-            slas.append((index, SlaRule.model_validate(item)))
-        except ValidationError:
-            continue
-    return pairs, maps, slas
-
-
-def _lenient_pair(item: Any) -> ObjectPair | None:
-    """The pair without its invalid field rules (already reported), so the checks of the rest
-    still run; None when the pair itself is broken."""
-    try:
-        return ObjectPair.model_validate(item)
-    except ValidationError:
-        pass
-    if not isinstance(item, dict) or not isinstance(item.get("fields"), list):
-        return None
-    kept: list[Any] = []
-    for rule in item["fields"]:
-        try:
-            FieldRule.model_validate(rule)
-        except ValidationError:
-            kept.append(None)
-            continue
-        kept.append(rule)
-    try:
-        pair = ObjectPair.model_validate({**item, "fields": [r for r in kept if r is not None]})
-    except ValidationError:
-        return None
-    # keep each rule's position, so problems point at the right line
-    rules = iter(pair.fields)
-    placed = [next(rules) if r is not None else None for r in kept]
-    return pair.model_copy(update={"fields": placed})
-
-
 def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[str, StageMap],
                slas: list[tuple[int, SlaRule]], business: BusinessHours | None,
                score: LeadScore | None) -> None:
@@ -225,17 +217,17 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
             check.add(("objects", index, "name"), f"pair name {pair.name!r} is used twice",
                       "give each object pair its own name")
         names[pair.name] = index
+    _check_conversions(check, pairs)
     for index, pair in pairs:
         base: PathKey = ("objects", index)
         _check_delete_rules(check, pair, base)
-        if pair.conversion is not None and pair.conversion.to_pair not in names:
+        if pair.conversion is not None and check.dangling("pairs", pair.conversion.to_pair,
+                                                          names):
             check.add((*base, "conversion", "to_pair"),
                       f"no object pair named {pair.conversion.to_pair!r}",
                       f"use one of {sorted(names)}")
         written: dict[tuple[str, str], int] = {}
         for f_index, rule in enumerate(pair.fields):
-            if rule is None:
-                continue
             path = (*base, "fields", f_index)
             sides: tuple[tuple[Literal["salesforce", "hubspot"], str, str], ...] = (
                 ("salesforce", "Salesforce field", pair.salesforce),
@@ -249,14 +241,15 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
                               f"{label} {obj}.{target} is written by two rules (also field "
                               f"#{written[(side, target)]})",
                               "keep one rule per target field, or set one rule to none")
-                written[(side, target)] = f_index
+                written[(side, target)] = int(check.located.original(path)[-1])
             if rule.stage_map is not None:
                 smap = maps.get(rule.stage_map)
-                if smap is None:
+                if smap is None and check.dangling("stage_maps", rule.stage_map, maps):
                     check.add((*path, "stage_map"), f"no stage map named {rule.stage_map!r}",
                               f"use one of {sorted(maps)}")
-                elif (smap.salesforce_field != f"{pair.salesforce}.{rule.salesforce}"
-                      or smap.hubspot_field != f"{pair.hubspot}.{rule.hubspot}"):
+                elif smap is not None and (
+                        smap.salesforce_field != f"{pair.salesforce}.{rule.salesforce}"
+                        or smap.hubspot_field != f"{pair.hubspot}.{rule.hubspot}"):
                     check.add((*path, "stage_map"),
                               f"stage map {rule.stage_map!r} is for {smap.salesforce_field} and "
                               f"{smap.hubspot_field}, not {pair.salesforce}.{rule.salesforce} "
@@ -268,7 +261,7 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
     if score is not None:
         for _, pair in pairs:
             if pair.name in score.pairs and any(
-                    r is not None and r.salesforce == score.salesforce_field
+                    r.salesforce == score.salesforce_field
                     and r.rule.writes("salesforce")
                     for r in pair.fields):
                 check.add(("lead_score", "salesforce_field"),
@@ -276,20 +269,21 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
                           f"score and by a field rule of pair {pair.name!r}",
                           "keep one of the two")
         for p_index, name in enumerate(score.pairs):
-            if name not in names:
+            if check.dangling("pairs", name, names):
                 check.add(("lead_score", "pairs", p_index), f"no object pair named {name!r}",
                           f"use one of {sorted(names)}")
     for name, smap in maps.items():
         _check_stage_map(check, name, smap)
     for index, sla in slas:
         path = ("sla", index)
-        if sla.pair not in names:
+        if check.dangling("pairs", sla.pair, names):
             check.add((*path, "pair"), f"no object pair named {sla.pair!r}",
                       f"use one of {sorted(names)}")
         smap = maps.get(sla.stage_map)
         if smap is None:
-            check.add((*path, "stage_map"), f"no stage map named {sla.stage_map!r}",
-                      f"use one of {sorted(maps)}")
+            if check.dangling("stage_maps", sla.stage_map, maps):
+                check.add((*path, "stage_map"), f"no stage map named {sla.stage_map!r}",
+                          f"use one of {sorted(maps)}")
         elif sla.stage not in _side_values(smap, "salesforce") | _side_values(smap, "hubspot"):
             check.add((*path, "stage"), f"stage {sla.stage!r} is not in stage map "
                       f"{sla.stage_map!r}", "name a stage the map lists")
@@ -299,6 +293,32 @@ def _semantics(check: Checker, pairs: list[tuple[int, ObjectPair]], maps: dict[s
 
 
 VENDOR = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
+
+
+def _check_conversions(check: Checker, pairs: list[tuple[int, ObjectPair]]) -> None:
+    """A conversion moves a converted Lead's link to the pair of its new Contact: it must end
+    there. A pair converting into itself, or conversions leading back to where they began,
+    would move links round for ever."""
+    order = {pair.name: index for index, pair in pairs}
+    into = {pair.name: pair.conversion.to_pair for _, pair in pairs if pair.conversion}
+    for index, pair in pairs:
+        if pair.conversion is None:
+            continue
+        path: PathKey = ("objects", index, "conversion", "to_pair")
+        if pair.conversion.to_pair == pair.name:
+            check.add(path, f"pair {pair.name!r} converts into itself",
+                      "name the pair the converted records belong to (a Lead pair converts "
+                      "into a Contact pair)")
+            continue
+        chain, current = [pair.name], pair.conversion.to_pair
+        while current in into and current not in chain:
+            chain.append(current)
+            current = into[current]
+        if current == pair.name and index == min(order[name] for name in chain):
+            check.add(path, "conversions go round in a cycle: "
+                      f"{' → '.join([*chain, pair.name])}",
+                      "a conversion must end at a pair that converts no further: remove the "
+                      f"conversion of {chain[-1]!r}")
 
 
 def _check_delete_rules(check: Checker, pair: ObjectPair, base: PathKey) -> None:
@@ -377,6 +397,8 @@ def _check_deal_pipelines(check: Checker, parsed: MappingFile) -> None:
     routing = parsed.deal_pipelines
     deals = [(i, p) for i, p in enumerate(parsed.objects) if p.hubspot == "deals"]
     if routing is None:
+        if "deal_pipelines" in check.known.sections:
+            return  # written, and broken: its own problems say so
         for index, pair in deals:
             if pair.create_in_hubspot.enabled:
                 check.add(("objects", index, "create_in_hubspot"),
@@ -386,6 +408,8 @@ def _check_deal_pipelines(check: Checker, parsed: MappingFile) -> None:
         return
     routed = next((p for _, p in deals if p.name == routing.pair), None)
     if routed is None:
+        if not check.dangling("pairs", routing.pair, [p.name for _, p in deals]):
+            return
         check.add(("deal_pipelines", "pair"), f"no object pair of HubSpot deals named "
                   f"{routing.pair!r}", f"use one of {sorted(p.name for _, p in deals)}")
         return
@@ -397,8 +421,9 @@ def _check_deal_pipelines(check: Checker, parsed: MappingFile) -> None:
             "deal_pipelines", "record_types", where)
         smap = parsed.stage_maps.get(route.stage_map)
         if smap is None:
-            check.add((*path, "stage_map"), f"no stage map named {route.stage_map!r}",
-                      f"use one of {sorted(parsed.stage_maps)}")
+            if check.dangling("stage_maps", route.stage_map, parsed.stage_maps):
+                check.add((*path, "stage_map"), f"no stage map named {route.stage_map!r}",
+                          f"use one of {sorted(parsed.stage_maps)}")
         elif stage is not None and (
                 smap.salesforce_field != f"{pair.salesforce}.{stage.salesforce}"
                 or smap.hubspot_field != f"{pair.hubspot}.dealstage"):
@@ -420,7 +445,7 @@ def _check_associations(check: Checker, parsed: MappingFile) -> None:
                       "give each association its own name")
         names[assoc.name] = index
         for key, name in (("from", assoc.from_pair), ("to", assoc.to_pair)):
-            if name not in pairs:
+            if check.dangling("pairs", name, pairs):
                 check.add((*path, key), f"no object pair named {name!r}",
                           f"use one of {sorted(pairs)}")
         source = pairs.get(assoc.from_pair)
@@ -437,7 +462,7 @@ def _check_associations(check: Checker, parsed: MappingFile) -> None:
                       "give each association and contact roles setting its own name")
         names[roles.name] = index
         for key, name in (("from", roles.from_pair), ("to", roles.to_pair)):
-            if name not in pairs:
+            if check.dangling("pairs", name, pairs):
                 check.add((*path, key), f"no object pair named {name!r}",
                           f"use one of {sorted(pairs)}")
         if roles.salesforce_object in {p.salesforce for p in parsed.objects}:
@@ -445,13 +470,15 @@ def _check_associations(check: Checker, parsed: MappingFile) -> None:
                       "pair's object, not a roles object", "name OpportunityContactRole")
     for index, follow in enumerate(parsed.stage_follows):
         path = ("stage_follows", index)
-        if follow.pair not in pairs:
+        if check.dangling("pairs", follow.pair, pairs):
             check.add((*path, "pair"), f"no object pair named {follow.pair!r}",
                       f"use one of {sorted(pairs)}")
         named = next((a for a in parsed.associations if a.name == follow.association), None)
         if named is None:
-            check.add((*path, "association"), f"no association named {follow.association!r}",
-                      f"use one of {sorted(names)}")
+            if check.dangling("associations", follow.association, names):
+                check.add((*path, "association"),
+                          f"no association named {follow.association!r}",
+                          f"use one of {sorted(names)}")
         elif named.to_pair != follow.pair:
             check.add((*path, "association"),
                       f"association {named.name!r} points to pair {named.to_pair!r}, not "
@@ -469,6 +496,8 @@ def _check_activities(check: Checker, objects: list[ObjectPair],
         path = ("activities", "pairs", index)
         pair = pairs.get(name)
         if pair is None:
+            if not check.dangling("pairs", name, pairs):
+                continue
             close = difflib.get_close_matches(name, list(pairs), n=1)
             check.add(path, f"no object pair named {name!r}",
                       f"did you mean {close[0]!r}?" if close else f"use one of {sorted(pairs)}")
@@ -480,40 +509,43 @@ def _check_activities(check: Checker, objects: list[ObjectPair],
                       f"use one of {fitting}")
 
 
-def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
+@dataclass
+class Checked:
+    """What offline validation found: the mapping when it has no error (``strict``), the
+    mapping without its broken parts (``lenient``, None when the file's frame is broken) and
+    where that one's parts stand in the file (``located``), and every problem."""
+
+    strict: MappingFile | None
+    lenient: MappingFile | None
+    located: Located
+    problems: list[Problem]
+
+
+def check_all(located: Located) -> Checked:
+    """Every offline problem: each part's own (section by section), then the checks across
+    parts, run on the parts that parsed so a broken one costs only its own problems."""
     check = Checker(located)
-    parsed = _parse(check)
-    data = located.data if isinstance(located.data, dict) else {}
-    if parsed is not None:
-        pairs = list(enumerate(parsed.objects))
-        maps = dict(parsed.stage_maps)
-        slas = list(enumerate(parsed.sla))
-        business: BusinessHours | None = parsed.business_hours
-        score = parsed.lead_score
-    else:
-        pairs, maps, slas = _valid_parts(data)
-        try:
-            business = BusinessHours.model_validate(data.get("business_hours") or {})
-        except ValidationError:
-            business = None
-        try:
-            score = LeadScore.model_validate(data["lead_score"]) if data.get(
-                "lead_score") else None
-        except ValidationError:
-            score = None
-    _semantics(check, pairs, maps, slas, business, score)
-    if parsed is not None:
-        _check_deal_pipelines(check, parsed)
-        _check_associations(check, parsed)
-    try:  # a broken section elsewhere hides nothing here
-        activities = (parsed.activities if parsed is not None else
-                      ActivityTasks.model_validate(data.get("activities") or {}))
-    except ValidationError:
-        activities = None  # its own problems are reported already
-    _check_activities(check, [p for _, p in pairs], activities)
-    problems = sorted(check.problems, key=lambda p: (p.line, p.column))
+    _parse(check)
+    built = lenient(located)
+    problems = list(check.problems)
+    model, where = built if built is not None else (None, located)
+    if model is not None:
+        rest = Checker(where, Known.written(located.data))
+        _semantics(rest, list(enumerate(model.objects)), dict(model.stage_maps),
+                   list(enumerate(model.sla)), model.business_hours, model.lead_score)
+        _check_deal_pipelines(rest, model)
+        _check_associations(rest, model)
+        _check_activities(rest, model.objects, model.activities)
+        problems += rest.problems
+    problems.sort(key=lambda p: (p.line, p.column))
     has_error = any(p.severity == "error" for p in problems)
-    return (parsed if not has_error else None), problems
+    return Checked(model if not has_error else None, model, where, problems)
+
+
+def check_located(located: Located) -> tuple[MappingFile | None, list[Problem]]:
+    """The mapping (None on any error) and every problem found offline."""
+    checked = check_all(located)
+    return checked.strict, checked.problems
 
 
 def check_file(path: Path) -> tuple[MappingFile | None, list[Problem]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -139,23 +139,91 @@ def _print_report(report: CheckReport) -> None:
         console.print(f"  [red]missing: {escape(missing)}[/red]")
 
 
+FieldsMapping = Annotated[Path | None, typer.Option(
+    "--mapping", help="The mapping whose fields to look for (default: stagesync.yaml here, "
+    "else the default mapping `stagesync init` writes).")]
+
+
 @app.command()
-def check(env_file: EnvFile = None) -> None:
-    """Reach both systems through the real clients and print what was found."""
+def check(env_file: EnvFile = None, mapping: FieldsMapping = None) -> None:
+    """Reach both systems through the real clients and print what was found, and the custom
+    fields and properties the mapping needs that are missing."""
     from connectors.build import build_connectors
 
     settings = inputs.settings(env_file)
     failed = False
-    for connector in build_connectors(settings):
+    connectors = build_connectors(settings)
+    reached = 0
+    for connector in connectors:
         try:
             report = connector.check()
             _print_report(report)
             failed = failed or bool(report.missing)
+            reached += 1
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             failed = True
+    if reached == len(connectors):
+        failed = _check_fields(mapping, *connectors) or failed
     if failed:
         raise typer.Exit(1)
+
+
+def _mapping_for_fields(mapping: Path | None) -> tuple[str, Any]:
+    """The mapping ``check`` and ``init --create-fields`` look for fields of (its parts that
+    parse, when it has errors), and how to name it."""
+    from importlib.resources import files
+
+    from mapping.loader import load_text
+    from mapping.problems import Problem
+    from mapping.validate import check_all
+
+    if mapping is None and not DEFAULT_MAPPING.exists():
+        name = "the default mapping"
+        located = load_text(files("mapping").joinpath("default.yaml").read_text(
+            encoding="utf-8"), name)
+    else:
+        path = mapping or DEFAULT_MAPPING
+        name = str(path)
+        loaded = inputs.load_mapping(path)
+        if isinstance(loaded, Problem):
+            typer.echo(str(loaded))
+            return name, None
+        located = loaded
+    checked = check_all(located)
+    errors = sum(1 for p in checked.problems if p.severity == "error")
+    if errors:
+        console.print(f"note: {escape(name)} has {errors} error(s) (stagesync mapping validate "
+                      "lists them); the fields of the parts that parse are looked for")
+    return name, checked.lenient
+
+
+def _check_fields(mapping: Path | None, salesforce: Any, hubspot: Any) -> bool:
+    """List the fields and properties the mapping needs that the org or portal lacks;
+    whether any is missing."""
+    from mapping.needs import Described, missing
+
+    name, model = _mapping_for_fields(mapping)
+    if model is None:
+        return True
+    try:
+        gaps = missing(model, Described(salesforce.describe, hubspot.describe))
+    except ConnectorError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return True
+    if not gaps:
+        console.print(f"fields: every field and property {escape(name)} needs is there")
+        return False
+    console.print(f"[red]missing for {escape(name)}: {len(gaps)} field(s) and "
+                  "property(ies)[/red] (system, object, name, type, needed by):")
+    rows = [(g.system, g.object, g.name, g.type_label(), g.why) for g in gaps]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        console.print(f"  {escape(cells)}  needed by: {escape(row[4])}", highlight=False)
+    console.print("  fix: `stagesync init --create-fields` creates the HubSpot properties and "
+                  "prints the Setup steps of the Salesforce fields (docs/connect.md)")
+    return True
 
 
 @app.command()
@@ -163,21 +231,95 @@ def init(
     mapping: Annotated[Path, typer.Option(help="Where to write the mapping file.")]
     = DEFAULT_MAPPING,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    create_fields: Annotated[bool, typer.Option(
+        "--create-fields", help="Also create the HubSpot properties the mapping needs that "
+        "the portal lacks (the plan is shown first), and print the Setup steps of the "
+        "Salesforce fields the org lacks. Uses an existing mapping file as it is.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="With --create-fields: create without asking.")] = False,
+    env_file: EnvFile = None,
 ) -> None:
     """Write the default mapping (standard objects and stages, commented) to start from."""
     from importlib.resources import files
 
     inputs.write_check(mapping, "mapping file")
     if mapping.exists() and not force:
-        console.print(f"[red]{mapping} exists[/red]; use --force to overwrite it")
-        raise typer.Exit(1)
+        if not create_fields:
+            console.print(f"[red]{mapping} exists[/red]; use --force to overwrite it")
+            raise typer.Exit(1)
+        console.print(f"{mapping} exists: creating the fields it needs")
+    else:
+        try:
+            mapping.write_text(files("mapping").joinpath("default.yaml").read_text(
+                encoding="utf-8"), encoding="utf-8")
+        except OSError as exc:
+            inputs.fail(f"{mapping}: cannot write it: {exc.strerror} (fix: give a path in a "
+                        "folder you can write)")
+        console.print(f"wrote {mapping}; check it with: stagesync mapping validate --live")
+    if create_fields:
+        _create_fields(mapping, env_file, yes)
+
+
+def _create_fields(mapping: Path, env_file: Path | None, yes: bool) -> None:
+    """Show what is missing, ask, create the HubSpot properties; print the Salesforce steps."""
+    from connectors.build import build_connectors
+    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot_properties import create_property
+    from mapping.field_setup import hubspot_property, salesforce_steps
+    from mapping.needs import Described, missing
+    from mapping.problems import Problem
+    from mapping.validate import check_all
+
+    located = inputs.load_mapping(mapping)
+    if isinstance(located, Problem):
+        _refuse(mapping, [located], "offline")
+    checked = check_all(located)
+    if checked.strict is None:
+        _refuse(mapping, checked.problems, "offline")
+    salesforce, hubspot = build_connectors(inputs.settings(_env_file(env_file)))
     try:
-        mapping.write_text(files("mapping").joinpath("default.yaml").read_text(encoding="utf-8"),
-                           encoding="utf-8")
-    except OSError as exc:
-        inputs.fail(f"{mapping}: cannot write it: {exc.strerror} (fix: give a path in a "
-                    "folder you can write)")
-    console.print(f"wrote {mapping}; check it with: stagesync mapping validate --live")
+        gaps = missing(checked.strict, Described(salesforce.describe, hubspot.describe))
+    except ConnectorError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    properties = [g for g in gaps if g.system == "hubspot"]
+    fields = [g for g in gaps if g.system == "salesforce"]
+    if not gaps:
+        console.print(f"nothing to create: every field and property {mapping} needs is there")
+        return
+    if properties:
+        console.print(f"HubSpot: {len(properties)} property(ies) to create through the "
+                      "properties API:")
+        for need in properties:
+            body = hubspot_property(need)
+            console.print(f"  + {need.object}.{need.name}: {need.type_label()}, label "
+                          f"{body['label']!r}, group {body['group_name']} (needed by: "
+                          f"{need.why})", highlight=False, markup=False)
+    if fields:
+        console.print(f"Salesforce: {len(fields)} field(s) to add in Setup (stagesync does not "
+                      "create Salesforce fields; docs/connect.md says why):")
+        for need in fields:
+            console.print(f"  {need.object}.{need.name} ({need.type_label()}; needed by: "
+                          f"{need.why}): {salesforce_steps(need)}", highlight=False,
+                          markup=False)
+    failed = bool(fields)
+    if properties:
+        if not yes and not typer.confirm(f"Create the {len(properties)} HubSpot "
+                                         "property(ies) now?", default=False):
+            console.print("nothing was created")
+            raise typer.Exit(1)
+        for need in properties:
+            try:
+                made = create_property(cast(HubSpotConnector, hubspot), need.object,
+                                       hubspot_property(need))
+                console.print(f"  {made.outcome}: {made.object}.{made.name}", highlight=False)
+            except ConnectorError as exc:
+                failed = True
+                console.print(f"[red]  not created: {need.object}.{need.name}: "
+                              f"{escape(str(exc))}[/red]")
+    console.print("then run: stagesync check (it lists what is still missing)")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _env_file(env_file: Path | None) -> Path | None:
@@ -193,34 +335,33 @@ def mapping_validate(
     = False,
     env_file: EnvFile = None,
 ) -> None:
-    """Check a mapping file; every problem is listed with its line. Exit 1 on any error."""
-    from mapping.live import check_live
+    """Check a mapping file; every problem is listed with its line, offline and live ones
+    together. Exit 1 on any error."""
+    from mapping.checks import check_everything
     from mapping.problems import Problem
-    from mapping.validate import check_located
 
     located = inputs.load_mapping(mapping)
     if isinstance(located, Problem):
         typer.echo(str(located))
         raise typer.Exit(1)
-    parsed, problems = check_located(located)
-    if live and parsed is not None:
+    if live:
         from connectors.build import build_connectors
 
         settings = inputs.settings(_env_file(env_file))
         salesforce, hubspot = build_connectors(settings)
         try:
-            problems += check_live(parsed, located, salesforce.describe, hubspot.describe,
-                                   getattr(hubspot, "association_labels", None))
+            report = check_everything(located, salesforce.describe, hubspot.describe,
+                                      getattr(hubspot, "association_labels", None))
         except ConnectorError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
-    for problem in problems:
+    else:
+        report = check_everything(located)
+    for problem in report.problems:
         typer.echo(str(problem))
-    errors = sum(1 for p in problems if p.severity == "error")
-    warnings = len(problems) - errors
-    checked = "offline and live" if live and parsed is not None else "offline"
-    typer.echo(f"{mapping}: {errors} error(s), {warnings} warning(s) ({checked})")
-    if errors:
+    checked = "offline and live" if report.live else "offline"
+    typer.echo(f"{mapping}: {report.errors} error(s), {report.warnings} warning(s) ({checked})")
+    if report.errors:
         raise typer.Exit(1)
 
 
@@ -248,10 +389,12 @@ def mapping_diff(
     loaded = []
     for path in (old, new):
         parsed, problems = inputs.check_mapping(path)
-        if parsed is None:
+        if parsed is None:  # no diff of a file that is not a mapping: a file to fix first
             for problem in problems:
-                typer.echo(str(problem))
-            raise typer.Exit(1)
+                typer.echo(str(problem), err=True)
+            errors = sum(1 for p in problems if p.severity == "error")
+            inputs.fail(f"{path}: {errors} error(s); nothing to compare (fix: correct them; "
+                        f"`stagesync mapping validate {path}` lists them)")
         loaded.append(parsed)
     changes = diff(loaded[0], loaded[1])
     for line in changes or ["no change in meaning"]:
@@ -264,14 +407,64 @@ Database = Annotated[str | None, typer.Option(
 
 
 def _engine(mapping: Path, env_file: Path | None) -> tuple[Any, Any, Any]:
-    """The checked mapping and both connectors, or a clear message and exit."""
-    from connectors.build import build_connectors
-
-    parsed = inputs.mapping(
-        mapping, then=f"{mapping} has errors: fix them first (stagesync mapping validate)")
-    settings = inputs.settings(_env_file(env_file))
-    salesforce, hubspot = build_connectors(settings)
+    """The mapping, checked offline and against both systems' schemas, and both connectors;
+    or the problems and exit 2 (see ``_start``). A system that cannot be reached is left for
+    the command to meet at its first call (after its store is opened), as it did before."""
+    parsed, salesforce, hubspot, _ = _start(mapping, env_file, unreachable_is_fatal=False)
     return parsed, salesforce, hubspot
+
+
+def _start(mapping: Path, env_file: Path | None, db: str | None = None, *,
+           with_store: bool = False, on_warning: inputs.Warn = inputs.warn,
+           unreachable_is_fatal: bool = True) -> tuple[Any, Any, Any, Any]:
+    """What a command that writes needs before it starts: the mapping, both connectors and
+    (``with_store``) the state store. The mapping is checked offline, then against both
+    systems' schemas (the describes the store caches, confirmed live before a refusal): a
+    mapping with any error is never run, since each record it touches would become a dead
+    letter. Its problems are printed and the exit status is 2, with nothing read or written;
+    a system that cannot be reached is its one line and exit 1."""
+    from connectors.build import build_connectors
+    from mapping.checks import check_everything
+    from mapping.problems import Problem
+    from sync_agent.schema_cache import use_schema_cache
+
+    located = inputs.load_mapping(mapping)
+    if isinstance(located, Problem):
+        _refuse(mapping, [located], "offline")
+    offline = check_everything(located)
+    if offline.errors:
+        _refuse(mapping, offline.problems, "offline")
+    settings = inputs.settings(_env_file(env_file), on_warning=on_warning)
+    salesforce, hubspot = build_connectors(settings)
+    store = inputs.store(db, on_warning=on_warning) if with_store else None
+    if store is not None:
+        use_schema_cache(store, (salesforce, hubspot), refresh=False)
+
+    def refresh() -> None:
+        for connector in (salesforce, hubspot):
+            connector.clear_cache()
+
+    try:
+        report = check_everything(located, salesforce.describe, hubspot.describe,
+                                  getattr(hubspot, "association_labels", None), refresh)
+    except ConnectorError as exc:
+        if not unreachable_is_fatal:
+            on_warning(f"{mapping}: not checked against the live schemas: {exc}")
+            return offline.mapping, salesforce, hubspot, store
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    if report.errors:
+        _refuse(mapping, report.problems, "against the live schemas")
+    return report.mapping, salesforce, hubspot, store
+
+
+def _refuse(mapping: Path, problems: list[Any], checked: str) -> NoReturn:
+    """A mapping's problems, one a line, then what to do; exit 2 (a file to fix first)."""
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    errors = sum(1 for p in problems if p.severity == "error")
+    inputs.fail(f"{mapping}: {errors} error(s) {checked}; no record was read or written (fix: "
+                f"correct them; `stagesync mapping validate --live {mapping}` lists them)")
 
 
 MappingOption = Annotated[Path, typer.Option("--mapping", help="The mapping file.")]
@@ -297,8 +490,7 @@ def sync_once(
     from sync_agent.cycle import describe_identity, describe_plan, run_cycle
     from sync_agent.service import LOCK
 
-    parsed, salesforce, hubspot = _engine(mapping, env_file)
-    store = inputs.store(db)
+    parsed, salesforce, hubspot, store = _start(mapping, env_file, db, with_store=True)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     ttl = dt.timedelta(minutes=30)
     if not state.acquire_lock(store, LOCK, holder, ttl) and not (
@@ -362,7 +554,6 @@ def run(
 ) -> None:
     """Run the agent as a service: a cycle every INTERVAL seconds until SIGTERM or Ctrl-C, with
     /healthz, /metrics and the operator's console on --health-host:--health-port."""
-    from connectors.build import build_connectors
     from sync_agent.console.app import Console
     from sync_agent.console.retry import Retrier
     from sync_agent.service import Agent, json_logging, log, run_forever
@@ -370,10 +561,11 @@ def run(
     json_logging()
     env_file = _env_file(env_file)
     token = _console_token("--health-host", health_host, env_file)
-    parsed = inputs.mapping(mapping)
-    settings = inputs.settings(env_file, on_warning=log.warning)
-    salesforce, hubspot = build_connectors(settings)
-    store = inputs.store(db, on_warning=log.warning)
+    # a service starts even while a system is down (its cycles fail and /healthz says so)
+    parsed, salesforce, hubspot, store = _start(mapping, env_file, db, with_store=True,
+                                                on_warning=log.warning,
+                                                unreachable_is_fatal=False)
+    settings = inputs.settings(env_file, on_warning=lambda _: None)  # warned once by _start
     agent = Agent(store, parsed, salesforce, hubspot, interval, lock_ttl=lock_ttl,
                   unhealthy_after=unhealthy_after, quota_recheck=quota_recheck)
     console_app = Console(store, mapping, token, in_force=parsed,

@@ -331,8 +331,7 @@ def test_mapping_diff_describes_the_activities_setting(tmp_path: Path) -> None:
         "from the first cycle after the change"]
     fewer = on.model_copy(update={"activities": on.activities.model_copy(
         update={"types": ["calls"]})})
-    assert diff(on, fewer) == ["~ activities.types: ['calls', 'meetings', 'emails'] -> "
-                               "['calls']"]
+    assert diff(on, fewer) == ["~ activities.types: [calls, meetings, emails] → [calls]"]
     assert diff(on, MAPPING) == [
         "- activities: no longer written to Salesforce (the Tasks written stay)"]
     old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"

@@ -49,8 +49,12 @@ def test_client_credentials_and_existing_session(sandbox: SandboxClient) -> None
 
 def test_missing_key_file_is_a_configuration_error(sandbox: SandboxClient,
                                                    tmp_path: Path) -> None:
+    """A key file gone since the settings loaded (they refuse a missing one at once)."""
+    key = tmp_path / "gone.pem"
+    key.write_bytes(sandbox.info.jwt_key_file.read_bytes())
     settings = base(sandbox).model_copy(update={"auth": JwtBearerAuth(
-        kind="jwt", client_id="x", username="y", private_key_file=tmp_path / "missing.pem")})
+        kind="jwt", client_id="x", username="y", private_key_file=key)})
+    key.unlink()
     with pytest.raises(ConfigurationError, match="cannot read the JWT private key file"):
         SalesforceConnector(settings).check()
 

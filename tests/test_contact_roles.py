@@ -211,5 +211,5 @@ def test_diff_names_a_role_label(tmp_path: Path) -> None:
         NO_LABELS, "    labels: {Decision Maker: Decision maker}\n", 1))
     code, out = invoke("mapping", "diff", str(DEFAULT_YAML), str(new))
     assert code == 0, out
-    assert ("~ contact roles deal_contact_roles: role 'Decision Maker' unlabeled -> "
+    assert ("~ contact roles deal_contact_roles: role 'Decision Maker' unlabeled → "
             "Decision maker") in out

@@ -65,7 +65,9 @@ def test_live_validation_finds_what_only_the_schemas_know(sandbox: SandboxClient
     assert "has no field 'Phnoe'" in out
     assert "did you mean 'Phone'" in out
     assert "deals.dealstage has no stage 'closedlots'" in out
-    assert "stage 'closedlost' of deals.dealstage is not mapped" in out
+    # the misspelt stage is one problem, which names the stage meant (not also "not mapped")
+    assert "did you mean 'closedlost'?" in out
+    assert "stage 'closedlost' of deals.dealstage is not mapped" not in out
     assert "salesforce stage 'Unqualified' of Lead.Status is not mapped" in out
     assert "which Salesforce does not let the integration user update" in out
     assert "objects.2.match.hubspot" in out  # the company key's property, misspelt
@@ -124,15 +126,15 @@ def test_diff_says_what_a_change_would_do(tmp_path: Path) -> None:
     new.write_text(text)
     code, out = invoke("mapping", "diff", str(old), str(new))
     assert code == 0, out
-    assert "~ leads.Website>website: rule prefer_salesforce_unless_blank -> two_way" in out
+    assert "~ leads.Website>website: rule prefer_salesforce_unless_blank → two_way" in out
     assert ("~ opportunities.match: Name <-> dealname (text) + CloseDate <-> closedate + "
-            "Amount <-> amount -> Name <-> dealname (text) + CloseDate <-> closedate") in out
+            "Amount <-> amount → Name <-> dealname (text) + CloseDate <-> closedate") in out
     assert ("~ stage map lead_lifecycle: salesforce 'Nurturing' -> hubspot 'lead' becomes "
             "'marketingqualifiedlead'") in out
-    assert "~ association deal_company.rule: two_way -> always_salesforce" in out
-    assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer -> evangelist"
+    assert "~ association deal_company.rule: two_way → always_salesforce" in out
+    assert ("~ stage follow contact_lifecycle: 'Closed Won' lifts to customer → evangelist"
             in out)
-    assert ("~ opportunities.on_delete.salesforce: delete_counterpart -> gap (a record "
+    assert ("~ opportunities.on_delete.salesforce: delete_counterpart → gap (a record "
             "deleted in Salesforce leaves a gap)") in out
     code, out = invoke("mapping", "diff", str(old), str(old))
     assert out.strip() == "no change in meaning"

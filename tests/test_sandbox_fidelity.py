@@ -19,6 +19,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from sandbox.admin import SandboxClient
+from sandbox.hubspot.access import DEPLOYMENT_SCOPES
 from sandbox.hubspot.app import HubSpotEmulator
 from sandbox.hubspot.portal import Portal
 from tests.conftest import salesforce_client
@@ -180,6 +181,19 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
                                                          None)),
     "property": ("hubspot.properties.get", lambda c: ("GET",
                  "/crm/v3/properties/deals/dealstage", None)),
+    "create property": ("hubspot.properties.create", lambda c: (
+        "POST", "/crm/v3/properties/contacts", {
+            "name": "spec_cold_lead", "label": "Cold lead", "type": "bool",
+            "fieldType": "booleancheckbox", "groupName": "contactinformation",
+            "options": [{"label": "Yes", "value": "true", "hidden": False},
+                        {"label": "No", "value": "false", "hidden": False}]})),
+    "create property conflict": ("hubspot.properties.create", lambda c: (
+        "POST", "/crm/v3/properties/contacts", {
+            "name": "email", "label": "Email", "type": "string", "fieldType": "text",
+            "groupName": "contactinformation"})),
+    "create property missing type": ("hubspot.properties.create", lambda c: (
+        "POST", "/crm/v3/properties/deals", {
+            "name": "spec_x", "label": "X", "fieldType": "text", "groupName": "dealinformation"})),
     "pipelines": ("hubspot.pipelines.list", lambda c: ("GET", "/crm/v3/pipelines/deals", None)),
     "pipeline": ("hubspot.pipelines.get", lambda c: ("GET", "/crm/v3/pipelines/deals/default",
                                                      None)),
@@ -215,6 +229,14 @@ HUBSPOT_CALLS: dict[str, tuple[str, Call]] = {
         {"inputs": [{"from": {"id": c.deal}, "to": {"id": c.company}, "types": [
             {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]}]})),
 }
+
+
+@pytest.fixture(scope="module")
+def sandbox_options() -> dict[str, Any]:
+    """The property create route needs the objects' ``crm.schemas.*.write`` scopes, which a
+    running agent does not (only ``stagesync init --create-fields`` asks for them)."""
+    return {"hubspot_scopes": (*DEPLOYMENT_SCOPES, *(
+        f"crm.schemas.{o}.write" for o in ("contacts", "companies", "deals")))}
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +279,7 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
         BatchReadInputSimplePublicObjectId,
         PublicObjectSearchRequest,
     )
+    from hubspot.crm.properties import PropertyCreate
 
     contacts = "contacts"
     return {
@@ -293,6 +316,10 @@ def _client_calls() -> dict[str, Callable[[Any, Calls], Any]]:
             object_type="deals"),
         "hubspot.properties.get": lambda hs, c: hs.crm.properties.core_api.get_by_name(
             object_type=contacts, property_name="lifecyclestage"),
+        "hubspot.properties.create": lambda hs, c: hs.crm.properties.core_api.create(
+            object_type="companies", property_create=PropertyCreate(
+                name="rt_account_id", label="Salesforce Account ID (rt)", type="string",
+                field_type="text", group_name="companyinformation")),
         "hubspot.pipelines.list": lambda hs, c: hs.crm.pipelines.pipelines_api.get_all(
             object_type="deals"),
         "hubspot.pipelines.get": lambda hs, c: hs.crm.pipelines.pipelines_api.get_by_id(

@@ -233,7 +233,8 @@ def test_check_and_live_validation_describe_live_whatever_the_store_holds(
     assert described >= 1
     result = CliRunner().invoke(app, ["check", "--env-file", str(box.info.settings_file)],
                                 terminal_width=200)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the deleted field is seen, live
+    assert "salesforce  Lead  Lead_Score__c  Number(18, 0)" in result.output
     assert box.calls("salesforce", "salesforce.describe") >= described + len(SYNCED_OBJECTS)
     assert box.calls("hubspot", "hubspot.properties") >= len(OBJECT_TYPES)
     assert load_schema(StoreSchemaCache(store).get("salesforce", "describe", "Lead")[0])

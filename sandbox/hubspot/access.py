@@ -55,7 +55,8 @@ def required_scopes(call: Call, object_types: dict[str, str]) -> list[str]:
         return ["crm.objects.owners.read"]
     if endpoint.startswith("hubspot.properties."):
         name = object_types.get(call.params.get("object", "").lower())
-        return [f"crm.schemas.{name}.read"] if name else []
+        level = "write" if call.method != "GET" else "read"  # a create needs the write scope
+        return [f"crm.schemas.{name}.{level}"] if name else []
     write = call.method != "GET" and endpoint not in READ_BY_POST
     level = "write" if write else "read"
     if endpoint.startswith("hubspot.associations."):

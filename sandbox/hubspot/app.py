@@ -26,14 +26,20 @@ from sandbox.hubspot.schema import (
     DEFAULT_PROPERTIES,
     LAST_MODIFIED,
     OBJECT_TYPE_IDS,
-    PROPERTIES,
     SINGULAR,
+    Prop,
     property_body,
 )
 from sandbox.requestlog import RequestLog
 from sandbox.timeutil import epoch_ms, hs_format, parse_iso
 
 BATCH_LIMIT = 100
+# PropertyCreate in HubSpot's properties OpenAPI spec (crm-properties-v3.json): what a create
+# must name, and the closed lists of type and fieldType.
+PROPERTY_REQUIRED = ("name", "label", "type", "fieldType", "groupName")
+PROPERTY_TYPES = ("bool", "date", "datetime", "enumeration", "number", "phone_number", "string")
+PROPERTY_FIELD_TYPES = ("booleancheckbox", "calculation_equation", "checkbox", "date", "file",
+                        "html", "number", "phonenumber", "radio", "select", "text", "textarea")
 HISTORY_BATCH_LIMIT = 50  # inputs of a batch read that asks for property histories
 # v4 association batches: reads take 1,000 inputs (HubSpot developer changelog, February
 # 2025), creates and removals 2,000 (the limit integrations document for batch create).
@@ -253,7 +259,7 @@ class HubSpotEmulator:
     def _wire(self, object_type: str, record: HsRecord, wanted: list[str] | None,
               only_set: bool = False, sent: Iterable[str] | None = None,
               with_history: list[str] | None = None) -> dict[str, Any]:
-        props = PROPERTIES[object_type]
+        props = self.portal.properties[object_type]
         if only_set:
             properties: dict[str, str | None] = {
                 k: v for k, v in record.properties.items() if v is not None}
@@ -599,7 +605,8 @@ class HubSpotEmulator:
         with self.portal.lock:
             for item in inputs:
                 id_property = item.get("idProperty")
-                prop = PROPERTIES[object_type].get(str(id_property)) if id_property else None
+                prop = (self.portal.properties[object_type].get(str(id_property))
+                        if id_property else None)
                 if id_property and (prop is None or not prop.unique) and (
                         id_property != "hs_object_id"):
                     return hs_error(400, f"{id_property} is not a unique property and cannot "
@@ -659,14 +666,15 @@ class HubSpotEmulator:
         if refusal is not None:
             return refusal
         try:
-            predicate = _compile_groups(object_type, groups, self.case_insensitive_in)
-            order = _sorts(object_type, body.get("sorts") or [])
+            props = self.portal.properties[object_type]
+            predicate = _compile_groups(object_type, props, groups, self.case_insensitive_in)
+            order = _sorts(props, body.get("sorts") or [])
         except ValueError as exc:
             return hs_error(400, str(exc), "VALIDATION_ERROR")
         rows = [r for r in self.portal.searchable(object_type) if predicate(r)]
         rows.sort(key=lambda r: int(r.id))
         for prop, descending in reversed(order):
-            rows.sort(key=functools.partial(_sort_key, object_type, prop), reverse=descending)
+            rows.sort(key=functools.partial(_sort_key, props, prop), reverse=descending)
         page = rows[after:after + limit]
         wanted = [p for p in body.get("properties") or [] if isinstance(p, str)] or None
         out: dict[str, Any] = {"total": len(rows),
@@ -704,18 +712,62 @@ class HubSpotEmulator:
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
-        return json_response({"results": [property_body(p, self.portal.owners)
-                                          for p in PROPERTIES[object_type].values()]})
+        return json_response({"results": [property_body(p, self.portal.owners) for p in
+                                          self.portal.properties[object_type].values()]})
 
     def property(self, call: Call) -> Response:
         object_type = self._type(call)
         if isinstance(object_type, Response):
             return object_type
-        prop = PROPERTIES[object_type].get(call.params["name"])
+        prop = self.portal.properties[object_type].get(call.params["name"])
         if prop is None:
             return hs_error(404, f"Unable to find property {call.params['name']} for object "
                             f"type {object_type}", "OBJECT_NOT_FOUND")
         return json_response(property_body(prop, self.portal.owners))
+
+    def create_property(self, call: Call) -> Response:
+        """``POST /crm/v3/properties/{objectType}`` as HubSpot's properties OpenAPI spec has
+        it (``PropertyCreate``: ``name``, ``label``, ``type``, ``fieldType`` and
+        ``groupName`` required, ``type`` and ``fieldType`` from closed lists, ``options``
+        required for enumerated properties): 201 with the new ``Property``. A name the object
+        already has is a 409 (HubSpot's create-property reference: "Property names must be
+        unique"); the scope is the object's ``crm.schemas.*.write``."""
+        object_type = self._type(call)
+        if isinstance(object_type, Response):
+            return object_type
+        body = call.json()
+        if not isinstance(body, dict):
+            return hs_error(400, "Invalid input JSON: a PropertyCreate object is required",
+                            "VALIDATION_ERROR")
+        missing = [k for k in PROPERTY_REQUIRED if not isinstance(body.get(k), str)
+                   or not body[k]]
+        if missing:
+            return hs_error(400, f"Invalid input JSON: missing required {', '.join(missing)}",
+                            "VALIDATION_ERROR", context={"missing": missing})
+        for key, allowed in (("type", PROPERTY_TYPES), ("fieldType", PROPERTY_FIELD_TYPES)):
+            if body[key] not in allowed:
+                return hs_error(400, f"{key} {body[key]!r} is not one of {list(allowed)}",
+                                "VALIDATION_ERROR")
+        options = body.get("options") or []
+        if not isinstance(options, list) or any(
+                not isinstance(o, dict) or not isinstance(o.get("value"), str)
+                or not isinstance(o.get("label"), str) for o in options):
+            return hs_error(400, "options must be a list of {label, value, hidden}",
+                            "VALIDATION_ERROR")
+        if body["type"] == "enumeration" and not options:
+            return hs_error(400, "options are required for an enumeration property",
+                            "VALIDATION_ERROR")
+        with self.portal.lock:
+            table = self.portal.properties[object_type]
+            if body["name"] in table:
+                return hs_error(409, f"A property named {body['name']!r} already exists on "
+                                f"{object_type}", "CONFLICT")
+            prop = Prop(body["name"], body["label"], body["type"], body["fieldType"],
+                        body["groupName"],
+                        tuple((o["value"], o["label"]) for o in options),
+                        unique=bool(body.get("hasUniqueValue")), hubspot_defined=False)
+            table[prop.name] = prop
+        return json_response(property_body(prop, self.portal.owners), 201)
 
     def pipelines(self, call: Call) -> Response:
         object_type = self._type(call)
@@ -1010,6 +1062,21 @@ class HubSpotEmulator:
         if body.get("expireTokens"):
             self.access.expire_all()
 
+    def admin_delete_property(self, call: Call) -> Response:
+        """An admin deletes a custom property (``{object, property}``): HubSpot's own
+        properties cannot be deleted. It leaves the property list, reads and writes."""
+        body = call.json() or {}
+        object_type = ALIASES.get(str(body.get("object", "")))
+        name = str(body.get("property", ""))
+        with self.portal.lock:
+            table = self.portal.properties.get(object_type or "", {})
+            prop = table.get(name)
+            if prop is None or prop.hubspot_defined:
+                return json_response({"error": f"{body.get('object')} has no custom property "
+                                      f"{name!r}"}, 400)
+            del table[name]
+        return json_response({"deleted": f"{object_type}.{name}"})
+
     def admin_counts(self, call: Call) -> Response:
         with self.portal.lock:
             return json_response({name: sum(1 for r in rows.values() if not r.archived)
@@ -1102,6 +1169,8 @@ class HubSpotEmulator:
             Route("DELETE", o + "/{id}", "hubspot.objects.archive", self.archive_object),
             Route("GET", "/crm/v3/properties/{object}", "hubspot.properties.list",
                   self.properties),
+            Route("POST", "/crm/v3/properties/{object}", "hubspot.properties.create",
+                  self.create_property),
             Route("GET", "/crm/v3/properties/{object}/{name}", "hubspot.properties.get",
                   self.property),
             Route("GET", "/crm/v3/pipelines/{object}", "hubspot.pipelines.list", self.pipelines),
@@ -1141,6 +1210,8 @@ class HubSpotEmulator:
             Route("POST", "/__sandbox/hubspot/purge", "admin", self.admin_purge),
             Route("POST", "/__sandbox/hubspot/ageArchive", "admin", self.admin_age_archive),
             Route("POST", "/__sandbox/hubspot/restore", "admin", self.admin_restore),
+            Route("POST", "/__sandbox/hubspot/deleteProperty", "admin",
+                  self.admin_delete_property),
         ]
 
 
@@ -1181,9 +1252,9 @@ def _assoc_missing(from_type: str, from_id: str, to_type: str) -> dict[str, Any]
             "context": {"fromObjectId": [from_id]}}
 
 
-def _value_key(object_type: str, prop: str, raw: Any) -> Any:
+def _value_key(props: dict[str, Prop], prop: str, raw: Any) -> Any:
     """Comparable form of a property value: numbers and datetimes numerically, text folded."""
-    spec = PROPERTIES[object_type].get(prop)
+    spec = props.get(prop)
     if raw is None:
         return None
     text = str(raw)
@@ -1202,17 +1273,18 @@ def _value_key(object_type: str, prop: str, raw: Any) -> Any:
     return text.casefold()
 
 
-def _record_value(object_type: str, prop: str, record: HsRecord) -> Any:
+def _record_value(props: dict[str, Prop], prop: str, record: HsRecord) -> Any:
     try:
         return record.keys[prop]
     except KeyError:
         value = (float(record.id) if prop == "hs_object_id"
-                 else _value_key(object_type, prop, record.properties.get(prop)))
+                 else _value_key(props, prop, record.properties.get(prop)))
         record.keys[prop] = value
         return value
 
 
-def _compile_groups(object_type: str, groups: list[Any], fold_in: bool = False) -> Any:
+def _compile_groups(object_type: str, props: dict[str, Prop], groups: list[Any],
+                    fold_in: bool = False) -> Any:
     compiled = []
     for group in groups:
         filters = []
@@ -1221,7 +1293,7 @@ def _compile_groups(object_type: str, groups: list[Any], fold_in: bool = False) 
             op = f.get("operator")
             if op not in OPERATORS:
                 raise ValueError(f"Unknown operator {op!r}; use one of {sorted(OPERATORS)}")
-            if prop not in PROPERTIES[object_type] and prop != "hs_object_id":
+            if prop not in props and prop != "hs_object_id":
                 raise ValueError(f"Property {prop!r} does not exist on {object_type}")
             filters.append((prop, op, f.get("value"), f.get("values"), f.get("highValue")))
         compiled.append(filters)
@@ -1229,30 +1301,30 @@ def _compile_groups(object_type: str, groups: list[Any], fold_in: bool = False) 
     def matches(record: HsRecord) -> bool:
         if not compiled:
             return True
-        return any(all(_test(object_type, record, *f, fold_in=fold_in) for f in fs)
+        return any(all(_test(props, record, *f, fold_in=fold_in) for f in fs)
                    for fs in compiled)
 
     return matches
 
 
-def _test(object_type: str, record: HsRecord, prop: str, op: str, value: Any,
+def _test(props: dict[str, Prop], record: HsRecord, prop: str, op: str, value: Any,
           values: Any, high: Any, fold_in: bool = False) -> bool:
-    current = _record_value(object_type, prop, record)
+    current = _record_value(props, prop, record)
     if op == "HAS_PROPERTY":
         return current is not None
     if op == "NOT_HAS_PROPERTY":
         return current is None
     if op in ("IN", "NOT_IN"):
-        spec = PROPERTIES[object_type].get(prop)
+        spec = props.get(prop)
         if not fold_in and spec is not None and spec.type == "string":
             # HubSpot: IN with a string property compares the values as given with the stored
             # value lower-cased, so a value that is not lower case never matches.
             stored = record.properties.get(prop)
             found = stored is not None and stored.lower() in {str(v) for v in values or []}
             return found == (op == "IN")
-        keys = {_value_key(object_type, prop, v) for v in values or []}
+        keys = {_value_key(props, prop, v) for v in values or []}
         return bool((current in keys) == (op == "IN"))
-    target = _value_key(object_type, prop, value)
+    target = _value_key(props, prop, value)
     if op == "EQ":
         return bool(current == target)
     if op == "NEQ":
@@ -1273,13 +1345,13 @@ def _test(object_type: str, record: HsRecord, prop: str, op: str, value: Any,
         if op == "GTE":
             return bool(current >= target)
         if op == "BETWEEN":
-            return bool(target <= current <= _value_key(object_type, prop, high))
+            return bool(target <= current <= _value_key(props, prop, high))
     except TypeError:
         return False
     return False
 
 
-def _sorts(object_type: str, sorts: list[Any]) -> list[tuple[str, bool]]:
+def _sorts(props: dict[str, Prop], sorts: list[Any]) -> list[tuple[str, bool]]:
     out = []
     for item in sorts:
         if isinstance(item, str):
@@ -1287,14 +1359,14 @@ def _sorts(object_type: str, sorts: list[Any]) -> list[tuple[str, bool]]:
         else:
             prop = item.get("propertyName")
             descending = str(item.get("direction", "ASCENDING")).upper() == "DESCENDING"
-        if prop not in PROPERTIES[object_type] and prop != "hs_object_id":
+        if prop not in props and prop != "hs_object_id":
             raise ValueError(f"Cannot sort by unknown property {prop!r}")
         out.append((prop, descending))
     return out
 
 
-def _sort_key(object_type: str, prop: str, record: HsRecord) -> tuple[int, Any]:
-    value = _record_value(object_type, prop, record)
+def _sort_key(props: dict[str, Prop], prop: str, record: HsRecord) -> tuple[int, Any]:
+    value = _record_value(props, prop, record)
     return (0, 0) if value is None else (1, value)
 
 

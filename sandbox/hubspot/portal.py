@@ -100,6 +100,10 @@ class Portal:
     search_lag: float = 0.0
     records: dict[str, dict[str, HsRecord]] = field(
         default_factory=lambda: {name: {} for name in PROPERTIES})
+    # The portal's property definitions, per object: HubSpot's own and the custom ones seeded,
+    # plus what ``POST /crm/v3/properties/{objectType}`` creates (and an admin deletes).
+    properties: dict[str, dict[str, Prop]] = field(
+        default_factory=lambda: {name: dict(props) for name, props in PROPERTIES.items()})
     owners: list[dict[str, Any]] = field(default_factory=list)
     associations: dict[tuple[str, str], dict[str, dict[str, set[int]]]] = field(
         default_factory=dict)
@@ -254,7 +258,7 @@ class Portal:
 
     def _coerce(self, object_type: str, name: str, raw: Any) -> tuple[str | None,
                                                                       dict[str, Any] | None]:
-        prop = PROPERTIES[object_type].get(name)
+        prop = self.properties[object_type].get(name)
         if prop is None:
             return None, {"name": name, "code": "PROPERTY_DOESNT_EXIST",
                           "message": f'Property "{name}" does not exist'}
