@@ -201,7 +201,8 @@ def test_mapping_page_shows_the_file_its_problems_and_a_diff(world: World, page:
     page.locator("textarea[name=text]").fill(
         text.replace("within_business_hours: 4 ", "within_business_hours: 8 "))
     page.get_by_role("button", name="Compare").click()
-    assert "~ SLA mql_follow_up: changed" in page.locator("#changes").inner_text()
+    assert ("~ SLA mql_follow_up.within_business_hours: 4 → 8"
+            in page.locator("#changes").inner_text())
     broken = tmp_path / "proposed.yaml"
     broken.write_text(text.replace("rule: always_salesforce}", "rule: sideways}", 1))
     page.locator("input[type=file]").set_input_files(str(broken))
