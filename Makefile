@@ -23,8 +23,10 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers (the machines have two cores), a test file each at a time: a file's module
+# fixtures (its sandbox) stay in one process; each worker starts its own PostgreSQL.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from connectors.records import Record
 from sync_agent import failpoints, record, sla, write, write_ahead
+from sync_agent.carry import Carry
 from sync_agent.conflicts import decide_conflicts
 from sync_agent.context import CycleReport, Run, Setup, connector, fields_of, object_of
 from sync_agent.gap_book import GapBook
@@ -27,12 +28,16 @@ def open_run(setup: Setup, session: Session, report: CycleReport, stages: StageB
 
 
 def flush(run: Run, session: Session, writes: list[write.Write], run_id: int | None,
-          landed: list[tuple[sla.ActionWrite, str | None]] | None = None) -> None:
+          landed: list[tuple[sla.ActionWrite, str | None]] | None = None,
+          carry: Carry | None = None, everything: bool = False) -> None:
     """The write stage then the record stage, a batch at a time; then remember what each
-    written pair now holds."""
+    written pair now holds. With a ``carry`` (a first sync's slices), only whole calls go
+    out, with the writes carried from before; the rest waits for the next flush (all of it
+    goes, ``everything``)."""
     if run.conflicted:  # a pass that planned pairs without deciding them: a bug, not data
         raise RuntimeError(f"{len(run.conflicted)} conflicted pairs were never decided")
-    for (system, obj), batch in write.batches(writes):
+    rounds = [writes] if carry is None else carry.take(run, writes, everything)
+    for (system, obj), batch in (b for r in rounds for b in write.batches(r)):
         if run.setup.dry_run:
             continue
         run.sent_creates.update(w.create_key for w in batch if w.record.id is None
@@ -41,16 +46,20 @@ def flush(run: Run, session: Session, writes: list[write.Write], run_id: int | N
         failpoints.hit(f"cycle.write.{system}.{obj}")
         record.record_batch(run, session, system, obj, batch, results, run_id,
                             landed if landed is not None else [])
+    if carry is not None:
+        carry.hold(run)  # pairs with a write still carried are remembered once it is sent
     record.remember_settled(run)
 
 
-def settle_created(run: Run, session: Session, run_id: int | None) -> None:
+def settle_created(run: Run, session: Session, run_id: int | None,
+                   carry: Carry | None = None, everything: bool = False) -> None:
     """A second write pass for the pairs this cycle created, planned as any linked pair on
     what both records hold now: the source as read, the new record as its system filled it
     in (HubSpot's answer to the create says; a new Salesforce record is read by id, one
     query per 200). So the back-references (the Salesforce id in HubSpot, a status the new
     record implies) are written in this cycle and the next has nothing to do. Its intents
-    are committed before its writes, as the first pass's are."""
+    are committed before its writes, as the first pass's are. With a ``carry``, its writes
+    go out as the first pass's do (``flush``)."""
     created, run.created_links = run.created_links, []
     if run.setup.dry_run or not created:
         return
@@ -82,6 +91,6 @@ def settle_created(run: Run, session: Session, run_id: int | None) -> None:
         write_ahead.put_intents(session, run.new_intents)
         run.synced.flush()
         session.commit()
-        flush(run, session, writes, run_id)
+        flush(run, session, writes, run_id, carry=carry, everything=everything)
 
 

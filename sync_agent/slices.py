@@ -15,12 +15,15 @@ observed in the slice that plans it, before its writes are recorded, so a stay n
 back to what it was before the agent wrote. Each slice is write-ahead as a cycle is (intents
 and pending creates committed before its writes; the intents are cleared only when the
 cycle commits), so a crash in slice ten leaves slices one to nine linked, and the next cycle,
-reading everything again, finds their links.
+reading everything again, finds their links. A slice sends only the write calls it fills and
+carries the part-filled rest to the next slice of its pair (``carry``), so going a slice at a
+time costs no write call a whole cycle would not make.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,7 @@ from connectors.records import Record
 from mapping.model import MappingFile, ObjectPair
 from sync_agent import read, state, write, write_ahead
 from sync_agent.associations import sync_associations
+from sync_agent.carry import Carry
 from sync_agent.claims import claim_unlinked_hubspot
 from sync_agent.context import Run, owner_field
 from sync_agent.creates import guard_creates
@@ -42,7 +46,7 @@ from sync_agent.stage_follows import follow_stages
 from sync_agent.stages import StageBook
 from sync_agent.tables import Link
 
-SLICE = 5000  # records: a multiple of both batch sizes (200 and 100), so slices cost no call
+SLICE = 5000  # records: bounds a first sync's memory; part-filled calls carry to the next
 ENV = "STAGESYNC_SLICE_RECORDS"
 log = logging.getLogger(__name__)
 
@@ -106,19 +110,28 @@ def sync_in_slices(cycle: Run, session: Session, run_id: int | None, size: int) 
     cycle.links.assume_empty((p.name for p in mapping.objects), settled=DiskBook(spool))
     handled_hs: KeySet = DiskBook(spool)
     observed: KeySet = DiskBook(spool)
+    # A pair's slices (then a HubSpot object's) carry their part-filled write calls on to
+    # the next; the last sends what is left, before the next pair's slices begin.
     for pair in mapping.objects:
-        for page in everything[("salesforce", pair.salesforce)].pages(size):
+        carry = Carry(never=_lifted_in_place(mapping, pair))
+        records = everything[("salesforce", pair.salesforce)]
+        last = math.ceil(len(records) / size) - 1
+        for index, page in enumerate(records.pages(size)):
             _slice(cycle, session, run_id, ("salesforce", pair.salesforce), page, pair,
-                   handled_hs, observed)
+                   handled_hs, observed, carry, last=index >= last)
+        _drain(cycle, session, run_id, carry)
     for hs_object in sorted({p.hubspot for p in mapping.objects}):
         spooled = everything[("hubspot", hs_object)]
         rest = [i for i in spooled.ids() if (hs_object, i) not in handled_hs
                 and (hs_object, i) not in cycle.claimed_hs]
+        carry = Carry()
         for start in range(0, len(rest), size):
             ids = rest[start:start + size]
             held = spooled.get(ids)
             _slice(cycle, session, run_id, ("hubspot", hs_object),
-                   [held[i] for i in ids if i in held], None, handled_hs, observed)
+                   [held[i] for i in ids if i in held], None, handled_hs, observed, carry,
+                   last=start + size >= len(rest))
+        _drain(cycle, session, run_id, carry)
         _observe_rest(cycle, session, spooled.ids(), hs_object, observed, size)
 
 
@@ -143,8 +156,9 @@ def _observe_rest(cycle: Run, session: Session, ids: list[str], hs_object: str,
 
 def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, str],
            records: list[Record], pair: ObjectPair | None, handled_hs: KeySet,
-           observed: KeySet) -> None:
-    """One slice: ``pair``'s Salesforce records, or (``pair`` None) unclaimed HubSpot ones."""
+           observed: KeySet, carry: Carry, last: bool) -> None:
+    """One slice: ``pair``'s Salesforce records, or (``pair`` None) unclaimed HubSpot ones;
+    the ``last`` of its pair sends every write it and the slices before it left."""
     run = _slice_run(cycle, session)
     run.changed = {key: [] for key in cycle.changed}
     run.changed[source] = records
@@ -162,20 +176,54 @@ def _slice(cycle: Run, session: Session, run_id: int | None, source: tuple[str, 
     write_ahead.put_pending_creates(session, run.new_creates)
     run.synced.flush()
     session.commit()
+    _send(cycle, run, session, run_id, writes, carry, everything=last)
+
+
+def _drain(cycle: Run, session: Session, run_id: int | None, carry: Carry) -> None:
+    """Writes still carried once a pair's (or a HubSpot object's) slices are done (its last
+    slice sends them all, so only if the change set held fewer records than it said): sent,
+    as a slice of no records of its own, before the next pair's slices begin."""
+    if not carry:
+        return
+    run = _slice_run(cycle, session)
+    run.changed = {key: [] for key in cycle.changed}
+    _send(cycle, run, session, run_id, [], carry, everything=True)
+    assert not carry, "a drain leaves nothing carried"
+
+
+def _send(cycle: Run, run: Run, session: Session, run_id: int | None,
+          writes: list[write.Write], carry: Carry, everything: bool) -> None:
+    """A slice's write passes and the stages after them, with the writes carried from the
+    slice before; what fills no whole call is carried on (unless ``everything``)."""
     cycle.new_creates = run.new_creates  # a failure now drops the ones never sent
     cycle.sent_creates = run.sent_creates
-    flush(run, session, writes, run_id)
-    settle_created(run, session, run_id)
-    sync_associations(run, session, run_id)
+    carry.join(run)  # the carried creates among them
+    flush(run, session, writes, run_id, carry=carry, everything=everything)
+    settle_created(run, session, run_id, carry=carry, everything=everything)
+    with carry.arrivals(run):
+        sync_associations(run, session, run_id)
     follow_stages(run, session, run_id)
+    carry.keep_stages(run)
     run.stages.flush(session, run.now)
-    write_ahead.settle_pending_creates(session, run.held, only=set(run.new_creates))
+    # The creates sent are linked or refused; a carried one stays pending until it is sent.
+    write_ahead.settle_pending_creates(session, run.held,
+                                       only=set(run.new_creates) - set(carry.creates))
     run.synced.flush()
     session.commit()
     cycle.links.settle()  # committed: the links are let go, their ids kept
     cycle.held |= run.held
-    cycle.new_creates, cycle.sent_creates = {}, set()
+    cycle.new_creates, cycle.sent_creates = dict(carry.creates), set()
     cycle.report.plan.clear()  # the ledger has every write; the plan is for dry runs
+
+
+def _lifted_in_place(mapping: MappingFile, pair: ObjectPair) -> set[tuple[str, str]]:
+    """The HubSpot object of ``pair`` if a stage follow lifts ``pair``'s own records from its
+    slices (an association of the pair to itself): the lift reads the stage back, so a write
+    to it must have landed first and is never carried."""
+    own = {a.name for a in mapping.associations if a.from_pair == pair.name}
+    if any(f.association in own and f.pair == pair.name for f in mapping.stage_follows):
+        return {("hubspot", pair.hubspot)}
+    return set()
 
 
 def _slice_run(cycle: Run, session: Session) -> Run:

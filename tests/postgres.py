@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+START_ATTEMPTS = 3
+
 
 def binaries() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -45,13 +47,22 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         shutil.chown(root, "postgres")
         root.chmod(0o700)
-    port = _free_port()
     run = {"check": True, "capture_output": True, "timeout": 120}
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8", "--no-sync"], **run)  # type: ignore[call-overload]
-    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    "start"], **run)  # type: ignore[call-overload]
+    # Each pytest-xdist worker starts its own server (its own folder above): a port another
+    # took between ``_free_port`` and the server's bind is tried again with another port.
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = _free_port()
+        try:
+            subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log),
+                            "-w", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+                            "-c fsync=off", "start"], **run)  # type: ignore[call-overload]
+            break
+        except subprocess.CalledProcessError:
+            if attempt == START_ATTEMPTS:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

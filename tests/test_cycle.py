@@ -375,17 +375,18 @@ def test_a_first_sync_reads_both_systems_side_by_side(make_sandbox: Any,
 
 
 def test_a_first_sync_whose_hubspot_read_fails_beside_salesforce_fails_whole(
-        make_sandbox: Any, tmp_path: Path) -> None:
+        make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The HubSpot listing runs in its own thread during a first sync: its failure is the
     cycle's failure, raised once the Salesforce reads beside it are done, recorded on the
     run, with nothing written, no watermark moved and no spool left behind."""
     box, _, _, store = fresh(make_sandbox, tmp_path)
     sf, hs = connectors(box, retry_attempts=1)
     box.faults("hubspot", "hubspot.objects.list=503#1000")
-    spools = set(Path(tempfile.gettempdir()).glob("stagesync-spool-*"))
+    (tmp_path / "temp").mkdir()  # where spools go: this test's own (others run beside it)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
     with pytest.raises(Exception, match=r"503"):
         run_cycle(store, MAPPING, sf, hs)
-    assert set(Path(tempfile.gettempdir()).glob("stagesync-spool-*")) == spools
+    assert not list((tmp_path / "temp").glob("stagesync-spool-*"))
     assert writes(box) == 0
     with store.session() as session:
         runs = list(session.scalars(select(Run)))
