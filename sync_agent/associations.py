@@ -330,9 +330,8 @@ def _salesforce_write(run: Run, assoc: Association, source: ObjectPair, target: 
 
 def _remember(run: Run, assoc: Association, link: Link, sf_ref: str | None,
               hs_refs: list[str]) -> None:
-    values = run.synced.get(link)
-    values[key_of(assoc)] = (sf_ref, hs_refs)
-    run.synced.put(link, values, values)
+    known = run.synced.get(link)  # a copy: what the store holds, to tell what moved
+    run.synced.put(link, {**known, key_of(assoc): (sf_ref, hs_refs)}, known)
 
 
 def _text(value: Any) -> str | None:

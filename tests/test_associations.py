@@ -20,7 +20,7 @@ from sandbox.admin import SandboxClient
 from sync_agent import state
 from sync_agent.cycle import run_cycle
 from sync_agent.store import Store, open_store
-from sync_agent.tables import LedgerEntry
+from sync_agent.tables import LedgerEntry, Link, SyncedValues
 
 DEFAULT = Path(__file__).resolve().parents[1] / "mapping" / "default.yaml"
 MAPPING, _ = check_file(DEFAULT)
@@ -113,6 +113,16 @@ def _accounts_and_contact(sf: Any, tag: str) -> tuple[str, str, str]:
     return accounts[0].id, accounts[1].id, contact
 
 
+def remembered_references(store: Store, pair: str, sf_id: str) -> list[Any]:
+    """The association references the store remembers as last synced for a link (what the
+    next cycle compares both sides with to tell which one changed)."""
+    with store.session() as session:
+        fields = session.scalar(select(SyncedValues.fields).join(
+            Link, Link.id == SyncedValues.link_id).where(Link.pair == pair,
+                                                         Link.sf_id == sf_id))
+    return [value for key, value in (fields or {}).items() if key.startswith("@")]
+
+
 def test_a_primary_company_changed_on_either_side_follows(make_sandbox: Any,
                                                           tmp_path: Path) -> None:
     _, sf, hs, store = fresh(make_sandbox, tmp_path)
@@ -138,6 +148,7 @@ def test_a_primary_company_changed_on_either_side_follows(make_sandbox: Any,
         assert (entry.old, entry.new) == (alpha, beta)
         assert "associated with" in entry.reason
         assert entry.rule == "two_way"
+    assert [beta, [beta_hs]] in remembered_references(store, "contacts", contact)
     # the rep moves the Contact back to Alpha: HubSpot's primary follows
     next_second()
     sf.upsert("Contact", [WriteRecord(id=contact, values={"AccountId": alpha})])
@@ -147,6 +158,7 @@ def test_a_primary_company_changed_on_either_side_follows(make_sandbox: Any,
     assert PRIMARY_CONTACT_COMPANY in now[alpha_hs]
     assert PRIMARY_CONTACT_COMPANY not in now[beta_hs]  # still associated, not primary
     assert sf.read_by_ids("Contact", [contact], ["AccountId"])[0].values["AccountId"] == alpha
+    assert [alpha, [alpha_hs]] in remembered_references(store, "contacts", contact)
 
 
 def test_a_reference_to_an_unlinked_record_waits_for_its_link(make_sandbox: Any,
