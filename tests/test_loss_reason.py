@@ -18,6 +18,7 @@ from sync_agent.tables import DeadLetter, LedgerEntry
 from tests.conftest import salesforce_client
 from tests.test_cycle_lifecycle import connectors, linked_hs, settle
 from tests.test_delete_rules import new_opportunity
+from tests.test_mapping_fields import here, invoke, listed, remove  # noqa: F401 (here: a fixture)
 
 REASON = "Lost to a competitor on price"
 RULE = "prefer_salesforce_unless_blank"
@@ -118,3 +119,20 @@ def test_a_lost_opportunitys_reason_reaches_its_deal_and_hubspots_fills_a_blank(
     settle(store, sf, hs)
     assert len(ledger(store, lost_deal, "closed_lost_reason")) + len(
         ledger(store, other, "Loss_Reason__c")) == before
+
+
+def test_check_lists_loss_reason_when_the_org_lacks_it(make_sandbox: Any) -> None:
+    """An org without the custom field (every new one): `check` names it with the type to
+    create and `init --create-fields` prints its Setup steps."""
+    box = make_sandbox(hubspot_per_ten_seconds=0, hubspot_search_per_second=0)
+    remove(box, salesforce=("Opportunity.Loss_Reason__c",))
+    code, out = invoke("check", "--env-file", str(box.info.settings_file))
+    assert code == 1, out
+    assert listed(out) == [("salesforce", "Opportunity", "Loss_Reason__c", "Text(255)")]
+    assert "needed by: opportunities: Loss_Reason__c <-> closed_lost_reason" in out
+    code, out = invoke("init", "--create-fields", "--env-file", str(box.info.settings_file))
+    assert code == 1, out
+    assert ("  Opportunity.Loss_Reason__c (Text(255); needed by: opportunities: Loss_Reason__c "
+            "<-> closed_lost_reason): Setup > Object Manager > Opportunity > Fields & "
+            "Relationships > New > Text; Field Label: Loss Reason; Field Name: Loss_Reason; "
+            "Length: 255; Next > Field-Level Security") in out
