@@ -60,6 +60,14 @@ RENEWAL_STAGE = {"appointmentscheduled": "1033186541", "qualifiedtobuy": "103318
                  "presentationscheduled": "1033186541", "decisionmakerboughtin": "1033186542",
                  "contractsent": "1033186542", "closedwon": "1033186543",
                  "closedlost": "1033186544"}
+# Why a Closed Lost opportunity was lost (the org's custom Loss_Reason__c; HubSpot's
+# closed_lost_reason on its deal). Some lost ones have none: reps skip the field.
+LOSS_REASONS = ("Lost to a competitor on price", "No budget this year",
+                "Building it in-house instead", "Went quiet after the demo",
+                "Timing: revisit next quarter")
+LOST_WITH_REASON = 0.8  # share of Closed Lost opportunities whose rep gave a reason
+HS_ONLY_REASON = 0.5  # of lost deals whose opportunity has none: the reason typed in HubSpot
+LOST_DEAL_STAGES = frozenset({"closedlost", RENEWALS_PIPELINE.stages[-1][0]})  # Churned too
 # Queues that own leads (a Group of Type Queue supporting Lead): leads routed to a team.
 QUEUES = (("Inbound_Leads", "Inbound Leads"), ("EMEA_Leads", "EMEA Leads"))
 QUEUED_LEAD_SHARE = 20  # one lead in this many is owned by a queue
@@ -321,11 +329,15 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
         kind = rng.choice(["Renewal", "Expansion", "New"])
         name = f"{account[1] if account else 'Direct'} - {kind} {n}"
         amount = float(rng.randint(5, 500) * 100)
+        # drawn from the extra stream, so the records the main stream makes stay as they were
+        reason = (extra.choice(LOSS_REASONS) if stage == "Closed Lost"
+                  and extra.random() < LOST_WITH_REASON else None)
         _sf_insert(org, "Opportunity", {
             "Name": name, "AccountId": account[0] if account else None, "StageName": stage,
             "CloseDate": close, "Amount": amount, "Probability": STAGE_PROBABILITY[stage],
             "OwnerId": account[2] if account else rng.choice(users)[0],
             "RecordTypeId": record_types["Renewal" if kind == "Renewal" else "New_Business"],
+            "Loss_Reason__c": reason,
         }, stamp, integration)
         if rng.random() < 0.5:
             hs_stage = SF_TO_HS_STAGE[stage]
@@ -334,9 +346,14 @@ def seed(org: Org, portal: Portal, seed_value: int, sizes: SeedSizes) -> dict[st
             pipeline = "default"
             if kind == "Renewal":
                 hs_stage, pipeline = RENEWAL_STAGE[hs_stage], RENEWALS_PIPELINE.id
-            portal.create("deals", {"dealname": name, "amount": str(int(amount)),
-                                    "dealstage": hs_stage, "pipeline": pipeline,
-                                    "closedate": f"{close.isoformat()}T00:00:00.000Z"}, stamp)
+            deal = {"dealname": name, "amount": str(int(amount)), "dealstage": hs_stage,
+                    "pipeline": pipeline, "closedate": f"{close.isoformat()}T00:00:00.000Z"}
+            if stage == "Closed Lost" and hs_stage in LOST_DEAL_STAGES:
+                hs_reason = reason or (extra.choice(LOSS_REASONS)
+                                       if extra.random() < HS_ONLY_REASON else None)
+                if hs_reason:
+                    deal["closed_lost_reason"] = hs_reason
+            portal.create("deals", deal, stamp)
             deals += 1
     counts["Opportunity"] = sizes.opportunities
     counts["hubspot.deals"] = deals

@@ -32,6 +32,7 @@ from tests.test_cycle import DEFAULT, MAPPING, connectors
 
 BAD_EMAIL = "odd@exa_mple.com"  # HubSpot takes it; Salesforce refuses it (INVALID_EMAIL_ADDRESS)
 FIXED_EMAIL = "odd.fixed@example.com"
+LOSS_REASON = "Went with a cheaper competitor"
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,7 @@ class World:
     url: str
     bad_contact: str  # the HubSpot contact Salesforce refused
     sql_email: str  # an MQL of this week moved on to SQL
+    lost_email: str  # an MQL of this week converted, whose opportunity was lost
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +96,20 @@ def world(sandbox: SandboxClient, tmp_path_factory: pytest.TempPathFactory
     sf, hs = connectors(sandbox)
     run_cycle(store, MAPPING, sf, hs)  # the first, full cycle: links, gaps, cold leads
     with store.session() as session:
-        mql = session.execute(select(Link.hs_id, Link.match_key).join(
+        mqls = session.execute(select(Link.hs_id, Link.sf_id, Link.match_key).join(
             StageVisit, (StageVisit.record_id == Link.hs_id) & (StageVisit.system == "hubspot"))
             .where(StageVisit.stage == "marketingqualifiedlead", StageVisit.left_at.is_(None),
                    Link.pair == "leads", Link.match_key.is_not(None))
-            .order_by(Link.hs_id)).first()
-    assert mql is not None, "the seeded data has no linked MQL"
+            .order_by(Link.hs_id).limit(2)).all()
+    assert len(mqls) == 2, "the seeded data has too few linked MQLs"
+    mql, lost = mqls
     hs.upsert("contacts", [WriteRecord(id=mql.hs_id, values={
         "lifecyclestage": "salesqualifiedlead"})])
+    # the other is converted with an opportunity, which is lost, with its reason
+    converted = sandbox.admin("salesforce", "POST", "/salesforce/convertLead",
+                              {"leadId": lost.sf_id, "createOpportunity": True})
+    sf.upsert("Opportunity", [WriteRecord(id=converted["opportunityId"], values={
+        "StageName": "Closed Lost", "Loss_Reason__c": LOSS_REASON})])
     bad = hs.upsert("contacts", [WriteRecord(values={
         "email": BAD_EMAIL, "lastname": "Odd", "lifecyclestage": "marketingqualifiedlead"})])[0]
     time.sleep(1.05)  # Salesforce stamps to the second
@@ -110,7 +118,8 @@ def world(sandbox: SandboxClient, tmp_path_factory: pytest.TempPathFactory
     process, url = start_console("--db", db, "--mapping", str(DEFAULT), "--env-file",
                                  str(sandbox.info.settings_file))
     try:
-        yield World(sandbox, store, db, sf, hs, url, str(bad.id), str(mql.match_key))
+        yield World(sandbox, store, db, sf, hs, url, str(bad.id), str(mql.match_key),
+                    str(lost.match_key))
     finally:
         stop(process)
         store.engine.dispose()
@@ -185,6 +194,13 @@ def test_weekly_review_shows_where_this_weeks_mqls_went(world: World, page: Any)
     assert row.locator(".tag").first.inner_text() == "SQL"
     outcomes = page.locator("#outcomes").inner_text()
     assert "SQL\n1" in outcomes
+    # the default mapping syncs the loss reason: the lost MQL shows it beside its deal
+    lost = page.locator("#mqls tr", has_text=world.lost_email)
+    assert lost.count() == 1
+    assert lost.locator(".tag").first.inner_text() == "lost"
+    assert f"Closed Lost reason: {LOSS_REASON}" in lost.locator("td").last.inner_text()
+    assert "lost\n1" in outcomes
+    assert "Loss reasons show once" not in page.locator("main").inner_text()
     assert page.locator("#owners tr").count() >= 2  # compliance per owner
     screenshot(page, "weekly-review")
     page.get_by_role("link", name="← previous week").click()

@@ -15,6 +15,7 @@ lifecycle stages are the stages of the lifecycle pipeline
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -305,6 +306,12 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
            options=(("newbusiness", "New Business"), ("existingbusiness", "Existing Business"))),
         _p("salesforceopportunityid", "Salesforce Opportunity ID", group="dealinformation",
            hubspot_defined=False),
+        # HubSpot's own reason properties, free text a rep fills in when a deal closes
+        # (recorded in nango-properties-deals.response.json; see _RECORDED_AS).
+        _p("closed_lost_reason", "Closed Lost Reason", field_type="textarea",
+           group="deal_activity"),
+        _p("closed_won_reason", "Closed Won Reason", field_type="textarea",
+           group="deal_activity"),
     ]),
 }
 
@@ -379,7 +386,7 @@ def property_body(prop: Prop, owners: list[dict[str, Any]] | None = None) -> dic
         "displayOrder": -1, "calculated": prop.calculated, "externalOptions":
         prop.name in EXTERNAL_OPTIONS, "hasUniqueValue": prop.unique, "hidden": False,
         "hubspotDefined": prop.hubspot_defined,
-        "modificationMetadata": {"archivable": True,  # true on every recorded property
+        "modificationMetadata": {"archivable": True,  # true on most recorded properties
                                  "readOnlyDefinition": prop.hubspot_defined,
                                  "readOnlyValue": prop.read_only},
         "formField": not prop.read_only, "dataSensitivity": "non_sensitive",
@@ -398,6 +405,21 @@ _FORMULAS = {"hs_is_closed": "(pipeline_probability(string(dealstage)) <= 0 or "
 _NO_DATES = {"hs_object_id"}  # recorded without createdAt/updatedAt
 _EPOCH_CREATED = {"hs_merged_object_ids"}  # recorded created 1970-01-01T00:00:00Z
 _CREATOR = "76070032"
+# Properties whose recorded definition differs from the defaults above, as recorded
+# (nango-properties-deals.response.json): the reason properties are HubSpot's own yet not
+# archivable, their definition editable, not on forms, with a description.
+_RECORDED_AS: dict[str, dict[str, Any]] = {
+    "closed_lost_reason": {
+        "updatedAt": "2023-06-20T22:32:28.368Z", "createdAt": "2020-06-30T15:57:38.315Z",
+        "description": "Reason why this deal was lost", "displayOrder": 11,
+        "formField": False, "modificationMetadata": {
+            "archivable": False, "readOnlyDefinition": False, "readOnlyValue": False}},
+    "closed_won_reason": {
+        "updatedAt": "2023-06-20T22:30:05.213Z", "createdAt": "2020-06-30T15:57:38.269Z",
+        "description": "Reason why this deal was won", "displayOrder": 12,
+        "formField": False, "modificationMetadata": {
+            "archivable": False, "readOnlyDefinition": False, "readOnlyValue": False}},
+}
 
 
 def _recorded_extras(prop: Prop) -> dict[str, Any]:
@@ -421,6 +443,8 @@ def _as_recorded(body: dict[str, Any], prop: Prop) -> dict[str, Any]:
         body.pop("updatedAt")
     if prop.name in _EPOCH_CREATED:
         body["createdAt"] = EPOCH
+    if prop.hubspot_defined and prop.name in _RECORDED_AS:
+        body |= copy.deepcopy(_RECORDED_AS[prop.name])
     if not prop.hubspot_defined:
         del body["hubspotDefined"]
         body |= {"createdUserId": _CREATOR, "updatedUserId": _CREATOR, "archived": False}

@@ -249,6 +249,11 @@ OBJECTS: dict[str, SObject] = {
         Field("Description", "textarea", "Description", 32000),
         Field("HubSpot_Deal_Id__c", "string", "HubSpot Deal ID", 40, external_id=True,
               unique=True, custom=True),
+        # Opportunity has no standard loss reason: orgs add a custom field. A Text(255) one,
+        # the type `stagesync check` asks an admin to create for HubSpot's free-text
+        # closed_lost_reason (a custom string field's describe: SLASerialNumber__c in the
+        # recorded Account describe, nango-describe-account.test.json).
+        Field("Loss_Reason__c", "string", "Loss Reason", 255, custom=True),
         Field("RecordTypeId", "reference", "Record Type ID", 18, reference_to=("RecordType",)),
         _owner(),
     ]),

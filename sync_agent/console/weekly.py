@@ -9,7 +9,9 @@ This week's MQLs and where each went, and SLA compliance per owner, from the sta
 - Where it went: the furthest lifecycle stage it reached since (SQL, opportunity, customer =
   won, other = disqualified), and its deals (Opportunity.ContactId, as the
   ``@<association>`` value synced beside each deal's link) at their current Salesforce stage;
-  a lost deal shows its loss reason when the mapping syncs HubSpot's ``closed_lost_reason``.
+  a lost deal shows its loss reason when a deals pair syncs HubSpot's ``closed_lost_reason``
+  (the default mapping does, with the Opportunity's custom ``Loss_Reason__c``), Salesforce's
+  side first, as the default rule prefers it.
 - SLA compliance per owner: of the owner's MQLs of the week, how many went cold (a
   ``cold_lead`` gap of the rule was opened on the lead), by the contact's HubSpot owner.
 
