@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -190,8 +191,8 @@ def test_each_backfill_page_run_counts_its_own_writes(make_sandbox: Any, tmp_pat
     per_page = [sum(p.counts["written"].values()) for p in pages]
     assert sum(per_page) == written  # not a running total (that summed to 5 + 10 + 12)
     assert all(0 < n <= 2 * p.counts["read"] for n, p in zip(per_page, pages, strict=True))
-    status = runner.invoke(app, ["status", "--db", f"sqlite:///{db}"])
+    status = runner.invoke(app, ["status", "--db", f"sqlite:///{db}", "--json"])
     assert status.exit_code == 0, status.output
-    rows = [line.split("│") for line in status.output.splitlines() if "│ ok" in line]
-    shown = sorted(int(cells[5]) for cells in rows)  # the written column, newest first
+    shown = sorted(r["written"] for r in json.loads(status.output)["runs"]
+                   if r["kind"] == "backfill")
     assert shown == sorted(per_page)
